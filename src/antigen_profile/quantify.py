@@ -1,0 +1,161 @@
+"""Quantify: how many blasts carry each antigen, against a negative reference.
+
+Pure functions on arrays of compensated intensities. A threshold comes from a reference
+population known to be negative (the same gate in a control tube, else an internal negative
+population); without a trustworthy reference, or with too few blasts, the row says so and
+gives no number, because a wrong percentage is worse than none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+ANTIGEN_COLUMNS = [
+    "sample_id",
+    "population",
+    "marker",
+    "events",
+    "positive_events",
+    "pct_positive",
+    "median",
+    "rmfi",
+    "threshold",
+    "threshold_source",
+    "call",
+    "note",
+]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Intensities of a population taken as negative for one marker, and where it came from
+    (``control:blasts``, ``internal:lymphocytes``)."""
+
+    values: np.ndarray
+    source: str
+
+
+@dataclass(frozen=True)
+class PositivitySettings:
+    """The numbers every call depends on; printed in every report."""
+
+    percentile: float = 99.5
+    partial: float = 20.0
+    positive: float = 80.0
+    detect_floor: int = 20
+    quantify_floor: int = 50
+    min_reference_events: int = 200
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> PositivitySettings:
+        pos, floors = config["positivity"], config["floors"]
+        return cls(
+            percentile=float(pos["percentile"]),
+            partial=float(pos["call_limits"]["partial"]),
+            positive=float(pos["call_limits"]["positive"]),
+            detect_floor=int(floors["detect"]),
+            quantify_floor=int(floors["quantify"]),
+            min_reference_events=int(pos["min_reference_events"]),
+        )
+
+
+def call_from_pct(pct_positive: float, settings: PositivitySettings) -> str:
+    """Bethesda-style category for a share of positive blasts."""
+    if pct_positive >= settings.positive:
+        return "positive"
+    if pct_positive >= settings.partial:
+        return "partial"
+    return "negative"
+
+
+def quantify_marker(
+    blasts: np.ndarray, reference: Reference | None, settings: PositivitySettings
+) -> dict[str, object]:
+    """One antigen on one population: the ``antigens.tsv`` fields after ``marker``."""
+    values = np.asarray(blasts, dtype=np.float64)
+    n = int(values.size)
+    row: dict[str, object] = {
+        "events": n,
+        "positive_events": None,
+        "pct_positive": None,
+        "median": None,
+        "rmfi": None,
+        "threshold": None,
+        "threshold_source": reference.source if reference is not None else "none",
+        "call": None,
+        "note": "",
+    }
+    if n < settings.quantify_floor:
+        detected = "detected" if n >= settings.detect_floor else "not detected"
+        row["call"] = "insufficient_events"
+        row["note"] = (
+            f"{n} blast events: {detected}, below the quantification floor of "
+            f"{settings.quantify_floor}"
+        )
+        return row
+    row["median"] = round(float(np.median(values)), 2)
+    if reference is None:
+        row["call"] = "no_reference"
+        row["note"] = "no control tube and no valid internal negative population for this antigen"
+        return row
+    ref = np.asarray(reference.values, dtype=np.float64)
+    if ref.size < settings.min_reference_events:
+        row["call"] = "no_reference"
+        row["note"] = (
+            f"reference {reference.source} has {ref.size} events, fewer than the "
+            f"{settings.min_reference_events} needed for a {settings.percentile}th percentile"
+        )
+        return row
+    threshold = float(np.percentile(ref, settings.percentile))
+    positive = int(np.count_nonzero(values > threshold))
+    pct = 100.0 * positive / n
+    ref_median = float(np.median(ref))
+    row.update(
+        positive_events=positive,
+        pct_positive=round(pct, 2),
+        threshold=round(threshold, 2),
+        call=call_from_pct(pct, settings),
+    )
+    if ref_median > 0:
+        row["rmfi"] = round(float(np.median(values)) / ref_median, 2)
+    else:
+        row["note"] = "reference median is not above zero, so no rMFI"
+    return row
+
+
+def antigen_table(
+    sample_id: str,
+    blasts: Mapping[str, np.ndarray],
+    references: Mapping[str, Reference | None],
+    settings: PositivitySettings,
+    markers: Sequence[str],
+    population: str = "blasts",
+) -> pd.DataFrame:
+    """The ``antigens.tsv`` table: one row per quantified marker, in ``markers`` order.
+
+    A marker absent from the panel still gets a row (call ``not_in_panel``), so a reader
+    never mistakes a missing stain for a negative one.
+    """
+    rows = []
+    for marker in markers:
+        base = {"sample_id": sample_id, "population": population, "marker": marker}
+        if marker not in blasts:
+            rows.append(
+                {
+                    **base,
+                    "events": None,
+                    "threshold_source": "none",
+                    "call": "not_in_panel",
+                    "note": f"{marker} is not in this tube's panel",
+                }
+            )
+            continue
+        rows.append({**base, **quantify_marker(blasts[marker], references.get(marker), settings)})
+    table = pd.DataFrame(rows, columns=ANTIGEN_COLUMNS)
+    for column in ("events", "positive_events"):
+        table[column] = table[column].astype("Int64")
+    return table

@@ -1,0 +1,175 @@
+"""Sample and patient sheets: read, check every row, and stop before any job runs.
+
+Each problem is reported as one line naming the sheet, the line, the sample or patient and
+what to fix, because a lab fixing a sheet at 8 a.m. needs to know exactly where to look.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+
+from antigen_profile.config import load_yaml
+from antigen_profile.paths import repo_path
+
+SAMPLE_SCHEMA = "workflow/schemas/samples.schema.yaml"
+PATIENT_SCHEMA = "workflow/schemas/patients.schema.yaml"
+SAMPLE_REQUIRED = ["sample_id", "patient_id", "fcs"]
+SAMPLE_OPTIONAL = ["control_fcs", "timepoint"]
+PATIENT_NUMBERS = ["age_years", "kps", "hgb_g_per_l", "life_expectancy_months"]
+PATIENT_FLAGS = [
+    "prior_anti_cd19",
+    "active_infection",
+    "hiv",
+    "hbv_hcv_active",
+    "pregnant_or_nursing",
+    "systemic_steroids_last_7d",
+]
+PATIENT_COLUMNS = ["patient_id", *PATIENT_NUMBERS, *PATIENT_FLAGS]
+
+
+class SheetError(ValueError):
+    """One line per problem: sheet, line, id, problem and fix."""
+
+
+def _read_tsv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise SheetError(f"{path}: sheet not found; pass an existing TSV with --config")
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment=None)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise SheetError(f"{path}: not a readable tab-separated sheet ({exc})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame.apply(lambda col: col.str.strip())
+
+
+def _line(index: int) -> int:
+    """File line of a data row (the header is line 1)."""
+    return index + 2
+
+
+def _schema_problems(
+    frame: pd.DataFrame, schema_file: str, sheet: Path, id_column: str
+) -> list[str]:
+    validator = jsonschema.Draft202012Validator(load_yaml(repo_path(schema_file)))
+    problems = []
+    for index, record in enumerate(frame.to_dict("records")):
+        row = {k: v for k, v in record.items() if v is not None and v != ""}
+        for error in validator.iter_errors(row):
+            field = ".".join(str(p) for p in error.absolute_path) or "row"
+            problems.append(
+                f"{sheet} line {_line(index)} ({id_column}={record.get(id_column, '?')}): "
+                f"{field}: {error.message}"
+            )
+    return problems
+
+
+def read_samples(
+    path: str | Path, producible: Container[str] | Callable[[Path], bool] = ()
+) -> pd.DataFrame:
+    """Read and check ``samples.tsv``; ``fcs`` and ``control_fcs`` come back as absolute paths.
+
+    Parameters
+    ----------
+    path : str or Path
+        The sheet. Paths inside it are relative to its own folder.
+    producible : container of str, or callable
+        Files the workflow itself will write (the demo cohort); not required to exist yet.
+    """
+    sheet = Path(path).resolve()
+    frame = _read_tsv(sheet)
+    missing = [c for c in SAMPLE_REQUIRED if c not in frame.columns]
+    unknown = [c for c in frame.columns if c not in SAMPLE_REQUIRED + SAMPLE_OPTIONAL]
+    if missing or unknown:
+        raise SheetError(
+            f"{sheet}: columns must be {', '.join(SAMPLE_REQUIRED)} and optionally "
+            f"{', '.join(SAMPLE_OPTIONAL)} (missing: {', '.join(missing) or 'none'}; "
+            f"unknown: {', '.join(unknown) or 'none'})"
+        )
+    if frame.empty:
+        raise SheetError(f"{sheet}: the sheet has no samples")
+    for column in SAMPLE_OPTIONAL:
+        if column not in frame.columns:
+            frame[column] = ""
+    problems = _schema_problems(frame, SAMPLE_SCHEMA, sheet, "sample_id")
+    seen: dict[str, int] = {}
+    can_make = producible if callable(producible) else (lambda p: str(p) in producible)
+    for index, row in frame.iterrows():
+        line = _line(int(index))
+        sid = row["sample_id"]
+        if sid in seen:
+            problems.append(
+                f"{sheet} line {line} (sample_id={sid}): sample_id repeats line {seen[sid]}; "
+                "every sample_id must be unique"
+            )
+        seen.setdefault(sid, line)
+        for column in ("fcs", "control_fcs"):
+            if not row[column]:
+                continue
+            file = (sheet.parent / row[column]).resolve()
+            frame.at[index, column] = str(file)
+            if not file.is_file() and not can_make(file):
+                problems.append(
+                    f"{sheet} line {line} (sample_id={sid}): {column} file {row[column]} not "
+                    f"found (looked for {file}); paths are relative to the sheet's folder"
+                )
+    if problems:
+        raise SheetError("\n".join(problems))
+    return frame.set_index("sample_id", drop=False)
+
+
+def read_patients(path: str | Path) -> pd.DataFrame:
+    """Read and check ``patients.tsv``. Cells stay text (empty = unknown); numbers and yes/no
+    are checked here, and interpreted by the recommend stage."""
+    sheet = Path(path).resolve()
+    frame = _read_tsv(sheet)
+    missing = [c for c in PATIENT_COLUMNS if c not in frame.columns]
+    unknown = [c for c in frame.columns if c not in PATIENT_COLUMNS]
+    if missing or unknown:
+        raise SheetError(
+            f"{sheet}: columns must be {', '.join(PATIENT_COLUMNS)} (missing: "
+            f"{', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'})"
+        )
+    typed, problems = _typed_patients(frame, sheet)
+    problems += _schema_problems(typed, PATIENT_SCHEMA, sheet, "patient_id")
+    duplicated = frame["patient_id"][frame["patient_id"].duplicated()]
+    problems += [
+        f"{sheet} (patient_id={pid}): patient listed more than once" for pid in duplicated
+    ]
+    if problems:
+        raise SheetError("\n".join(problems))
+    return frame.set_index("patient_id", drop=False)
+
+
+def _typed_patients(frame: pd.DataFrame, sheet: Path) -> tuple[pd.DataFrame, list[str]]:
+    typed = frame.astype(object)
+    problems = []
+    for index, row in frame.iterrows():
+        for column in PATIENT_NUMBERS:
+            if row[column] == "":
+                typed.at[index, column] = None
+                continue
+            try:
+                typed.at[index, column] = float(row[column])
+            except ValueError:
+                problems.append(
+                    f"{sheet} line {_line(int(index))} (patient_id={row['patient_id']}): "
+                    f"{column} {row[column]!r} is not a number; leave it empty if unknown"
+                )
+    return typed, problems
+
+
+def typed_patients(patients: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as floats, for JSON Schema validation (``snakemake.utils.validate``)."""
+    return _typed_patients(patients.reset_index(drop=True), Path("patients"))[0]
+
+
+def patient_record(patients: pd.DataFrame, patient_id: str) -> dict[str, Any] | None:
+    """One patient's cells as text (``None`` where empty), or ``None`` if not in the sheet."""
+    if patient_id not in patients.index:
+        return None
+    return {k: (v if v != "" else None) for k, v in patients.loc[patient_id].items()}
