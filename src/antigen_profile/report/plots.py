@@ -1,0 +1,313 @@
+"""Small inline PNG plots for the HTML reports.
+
+The plots only *draw* what the profile stage wrote (events already in display scale, gate
+coordinates, thresholds, counts); they compute no statistic. matplotlib's object API (``Figure``
+with an Agg canvas) is used instead of pyplot so that no display backend is needed on HPC nodes
+and no figure lingers in pyplot's global registry between plots.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LinearSegmentedColormap, LogNorm
+from matplotlib.figure import Figure
+from matplotlib.patches import Polygon, Rectangle
+from matplotlib.ticker import FuncFormatter
+
+#: Figure size (inches) and resolution: ~290x270 px keeps a report with a dozen plots < 1 MB.
+FIGSIZE: tuple[float, float] = (3.2, 3.0)
+DPI: int = 90
+#: Bins per axis of the density plots and histograms (display only).
+BINS: int = 96
+
+#: One palette for every report: gates/thresholds red, blasts blue, reference grey.
+GATE_COLOUR = "#c62828"
+BLAST_COLOUR = "#1f5fa8"
+REFERENCE_COLOUR = "#8a8a8a"
+OUTSIDE_CMAP = LinearSegmentedColormap.from_list("outside", ["#d9d9d9", "#4d4d4d"])
+INSIDE_CMAP = "viridis"
+FONT = 7.0
+
+#: Shown instead of an absent number in annotations (same glyph as the HTML tables).
+DASH = "\u2014"
+
+
+def png_data_uri(fig: Figure) -> str:
+    """Render ``fig`` to a base64 PNG data URI and release it.
+
+    The PNG carries no ``Software`` metadata: smaller, and no URL hidden in the report.
+    """
+    try:
+        FigureCanvasAgg(fig)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    finally:
+        fig.clear()
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def axis_label(spec: Mapping[str, Any] | None) -> str:
+    """Label an axis with its dimension and, where one was applied, its transform.
+
+    A reader must know a value is on the logicle scale before comparing it with a raw one.
+    """
+    if not spec:
+        return "?"
+    name = str(spec.get("dimension") or "?")
+    transform = spec.get("transform")
+    return f"{name} ({transform})" if transform else name
+
+
+def _compact(value: float, _position: int | None = None) -> str:
+    """Tick label for raw scatter values: 250k rather than 250000 on a 3-inch plot."""
+    return f"{value / 1000:g}k" if abs(value) >= 1000 else f"{value:g}"
+
+
+def _label_axes(ax: Axes, gate: Mapping[str, Any]) -> None:
+    """Axis titles with their transform, compact ticks on untransformed (raw) axes."""
+    ax.set_xlabel(axis_label(gate.get("x")), fontsize=FONT, parse_math=False)
+    axes = [(gate.get("x"), ax.xaxis)]
+    if gate.get("y"):
+        ax.set_ylabel(axis_label(gate.get("y")), fontsize=FONT, parse_math=False)
+        axes.append((gate.get("y"), ax.yaxis))
+    for spec, axis in axes:
+        if spec and not spec.get("transform"):
+            axis.set_major_formatter(FuncFormatter(_compact))
+
+
+def _new_axes() -> tuple[Figure, Axes]:
+    """A small figure with one axes and the report's typography."""
+    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    ax.tick_params(labelsize=FONT - 1, length=2, pad=1.5)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return fig, ax
+
+
+def _finite(values: np.ndarray | None) -> np.ndarray:
+    """Finite float values of an optional array (NaN/inf events are not drawable)."""
+    if values is None:
+        return np.empty(0, dtype=float)
+    array = np.asarray(values, dtype=float).ravel()
+    return array[np.isfinite(array)]
+
+
+def _limits(values: np.ndarray, extra: Sequence[float | None] = ()) -> tuple[float, float]:
+    """Axis limits covering the events and the gate, padded by 3%.
+
+    Gate coordinates far outside the data (an "open" vertex at 1e9) would squash the events
+    into a corner, so only coordinates within one data span of the events widen the axis.
+    """
+    finite = _finite(values)
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    span = hi - lo if hi > lo else (abs(lo) or 1.0)
+    for value in extra:
+        if value is None or not math.isfinite(float(value)):
+            continue
+        if lo - span <= float(value) <= hi + span:
+            lo, hi = min(lo, float(value)), max(hi, float(value))
+    if hi <= lo:
+        lo, hi = lo - 0.5 * span, hi + 0.5 * span
+    pad = 0.03 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def _gate_coordinates(gate: Mapping[str, Any], axis: int) -> list[float | None]:
+    """The gate's coordinates along one axis (0 = x, 1 = y), for the axis limits."""
+    if gate.get("type") == "polygon":
+        return [float(v[axis]) for v in gate.get("vertices") or [] if len(v) > axis]
+    bounds = (gate.get("bounds") or {}).get("xy"[axis]) or []
+    return [None if b is None else float(b) for b in bounds]
+
+
+def _annotation(gate: Mapping[str, Any]) -> str:
+    """Event count and % of parent exactly as gates.json states them."""
+    events = gate.get("events")
+    pct = gate.get("pct_parent")
+    parent = gate.get("parent") or "all QC-kept events"
+    events_text = f"{int(events):,} events" if isinstance(events, int | float) else f"events {DASH}"
+    pct_text = f"{float(pct):.1f}%" if isinstance(pct, int | float) else DASH
+    return f"{gate.get('id', '?')}: {events_text}\n{pct_text} of {parent}"
+
+
+def _write_inside(ax: Axes, text: str) -> None:
+    """Write text in the top-right corner of the plot on a translucent box."""
+    ax.text(
+        0.98, 0.98, text, transform=ax.transAxes, ha="right", va="top", fontsize=FONT - 0.5,
+        parse_math=False, bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "#999999",
+                                "alpha": 0.85, "lw": 0.5},
+    )
+
+
+def _open_bounds(bounds: Sequence[float | None] | None, limits: tuple[float, float]) -> tuple[
+        float, float]:
+    """Replace open (null) rectangle ends by points beyond the axis so the edge is not drawn."""
+    lo, hi = limits
+    span = hi - lo
+    bounds = list(bounds) if bounds else [None, None]
+    start = lo - span if bounds[0] is None else float(bounds[0])
+    end = hi + span if len(bounds) < 2 or bounds[1] is None else float(bounds[1])
+    return start, end
+
+
+def gate_plot(
+    gate: Mapping[str, Any],
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    inside: np.ndarray | None = None,
+) -> str:
+    """Draw one gate over its parent events and return a PNG data URI.
+
+    2-D gates: density of the parent events (events outside the gate in grey, inside in colour,
+    so a reader sees at once what the gate kept) with the polygon or rectangle drawn. 1-D gates
+    (``"y": null``): histogram with the bounds drawn. The count and % of parent come from
+    gates.json, never from the subsampled events.
+    """
+    fig, ax = _new_axes()
+    x = np.asarray(x, dtype=float).ravel()
+    two_d = y is not None and gate.get("y") is not None
+    inside_mask = None if inside is None else np.asarray(inside, dtype=bool).ravel()
+    if inside_mask is not None and inside_mask.shape != x.shape:
+        inside_mask = None  # a malformed mask must not mislabel events; draw them all alike
+    if two_d:
+        _draw_2d(ax, gate, x, np.asarray(y, dtype=float).ravel(), inside_mask)
+    else:
+        _draw_1d(ax, gate, x, inside_mask)
+    _label_axes(ax, gate)
+    ax.set_title(str(gate.get("id", "?")), fontsize=FONT + 1, parse_math=False)
+    _write_inside(ax, _annotation(gate))
+    return png_data_uri(fig)
+
+
+def _draw_2d(
+    ax: Axes, gate: Mapping[str, Any], x: np.ndarray, y: np.ndarray, inside: np.ndarray | None
+) -> None:
+    """Two-layer density plot (outside grey, inside coloured) plus the gate outline."""
+    if y.shape != x.shape:
+        raise ValueError(f"gate {gate.get('id')!r}: x and y event arrays differ in length")
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    inside = inside[keep] if inside is not None else None
+    xlim = _limits(x, _gate_coordinates(gate, 0))
+    ylim = _limits(y, _gate_coordinates(gate, 1))
+    edges = (np.linspace(*xlim, BINS + 1), np.linspace(*ylim, BINS + 1))
+    total, _, _ = np.histogram2d(x, y, bins=edges)
+    if inside is not None:
+        kept, _, _ = np.histogram2d(x[inside], y[inside], bins=edges)
+        layers = [(total - kept, OUTSIDE_CMAP), (kept, INSIDE_CMAP)]
+    else:
+        layers = [(total, INSIDE_CMAP)]
+    vmax = max(float(total.max()), 1.0)
+    for counts, cmap in layers:
+        if counts.max() <= 0:
+            continue
+        ax.imshow(
+            np.ma.masked_less_equal(counts.T, 0), origin="lower", aspect="auto",
+            extent=(*xlim, *ylim), cmap=cmap, norm=LogNorm(vmin=1, vmax=vmax),
+            interpolation="nearest",
+        )
+    if gate.get("type") == "polygon" and gate.get("vertices"):
+        ax.add_patch(Polygon(np.asarray(gate["vertices"], dtype=float), closed=True, fill=False,
+                             ec=GATE_COLOUR, lw=1.3))
+    elif gate.get("type") == "rectangle":
+        bounds = gate.get("bounds") or {}
+        x0, x1 = _open_bounds(bounds.get("x"), xlim)
+        y0, y1 = _open_bounds(bounds.get("y"), ylim)
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=GATE_COLOUR, lw=1.3))
+    else:
+        _unknown_shape(ax, gate)
+    ax.set_xlim(xlim)
+    ax.set_ylim(ylim)
+    if not x.size:
+        _no_events(ax)
+
+
+def _draw_1d(ax: Axes, gate: Mapping[str, Any], x: np.ndarray, inside: np.ndarray | None) -> None:
+    """Histogram of the parent events, the kept ones in colour, with the gate bounds."""
+    keep = np.isfinite(x)
+    x = x[keep]
+    inside = inside[keep] if inside is not None else None
+    xlim = _limits(x, _gate_coordinates(gate, 0))
+    edges = np.linspace(*xlim, BINS + 1)
+    ax.hist(x, bins=edges, histtype="stepfilled", color=REFERENCE_COLOUR, alpha=0.45,
+            label="parent")
+    if inside is not None and inside.any():
+        ax.hist(x[inside], bins=edges, histtype="stepfilled", color=BLAST_COLOUR, alpha=0.7,
+                label="in gate")
+    if gate.get("type") == "rectangle":
+        x0, x1 = _open_bounds((gate.get("bounds") or {}).get("x"), xlim)
+        ax.axvspan(x0, x1, color=GATE_COLOUR, alpha=0.07, lw=0)
+        for bound in (gate.get("bounds") or {}).get("x") or []:
+            if bound is not None:
+                ax.axvline(float(bound), color=GATE_COLOUR, lw=1.3)
+    else:
+        _unknown_shape(ax, gate)
+    ax.set_xlim(xlim)
+    ax.set_ylabel("events", fontsize=FONT)
+    if not x.size:
+        _no_events(ax)
+
+
+def _unknown_shape(ax: Axes, gate: Mapping[str, Any]) -> None:
+    """Say so in the plot rather than draw a gate shape this report does not know."""
+    ax.text(0.5, 0.02, f"gate type {gate.get('type')!s} not drawn", transform=ax.transAxes,
+            ha="center", va="bottom", fontsize=FONT - 1, color=GATE_COLOUR, parse_math=False)
+
+
+def _no_events(ax: Axes) -> None:
+    """Mark an empty plot explicitly, so an empty frame is not mistaken for a rendering bug."""
+    ax.text(0.5, 0.5, "no events to plot", transform=ax.transAxes, ha="center", va="center",
+            fontsize=FONT, color="#555555")
+
+
+def antigen_plot(
+    marker: str,
+    blasts: np.ndarray | None,
+    reference: np.ndarray | None = None,
+    threshold: float | None = None,
+    title: str | None = None,
+    reference_label: str = "reference",
+) -> str | None:
+    """Histogram of the blasts over the reference population with the positivity threshold.
+
+    Both populations are drawn as shares of their own events, because the reference is often
+    ten times smaller or larger than the blast population. Returns ``None`` when there are no
+    blast events to draw (the report then says so in words).
+    """
+    values = _finite(blasts)
+    if not values.size:
+        return None
+    ref = _finite(reference)
+    extra = [float(ref.min()), float(ref.max())] if ref.size else []
+    if threshold is not None and math.isfinite(threshold):
+        extra.append(threshold)
+    xlim = _limits(values, extra)
+    edges = np.linspace(*xlim, BINS + 1)
+    fig, ax = _new_axes()
+    if ref.size:
+        ax.hist(ref, bins=edges, weights=np.full(ref.size, 1.0 / ref.size), histtype="stepfilled",
+                color=REFERENCE_COLOUR, alpha=0.45, label=reference_label)
+    ax.hist(values, bins=edges, weights=np.full(values.size, 1.0 / values.size),
+            histtype="stepfilled", color=BLAST_COLOUR, alpha=0.55, ec=BLAST_COLOUR, lw=0.8,
+            label="blasts")
+    if threshold is not None and math.isfinite(threshold):
+        ax.axvline(threshold, color=GATE_COLOUR, lw=1.2, ls="--", label="threshold")
+    ax.set_xlim(xlim)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # headroom so the legend never hides a peak
+    ax.set_xlabel(f"{marker} (logicle)", fontsize=FONT, parse_math=False)
+    ax.set_ylabel("share of events", fontsize=FONT)
+    ax.set_title(title or marker, fontsize=FONT + 1, parse_math=False)
+    legend = ax.legend(fontsize=FONT - 1.5, frameon=False, loc="upper right", handlelength=1.2,
+                       borderaxespad=0.2)
+    for text in legend.get_texts():
+        text.set_parse_math(False)
+    return png_data_uri(fig)

@@ -1,0 +1,505 @@
+"""Tests of the report stage: built on fake result folders that follow docs/outputs.md."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+from collections.abc import Mapping, Sequence
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from antigen_profile.report import render_cohort_report, render_sample_report, write_html
+
+HOSTILE = "<script>alert(1)</script>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DASH = "\u2014"
+
+CONFIG: dict[str, Any] = {
+    "quantified": ["CD19", "CD22", "CD123", "CD38", "CD10", "CD20"],
+    "positivity": {"percentile": 99.5, "call_limits": {"partial": 20, "positive": 80}},
+    "floors": {"detect": 20, "quantify": 50},
+    "logicle": {"T": 262144, "W": 0.5, "M": 4.5, "A": 0},
+    "report": {"max_plot_events": 20000},
+}
+
+POPULATION_COLUMNS = ["population", "parent", "events", "pct_parent", "pct_total"]
+ANTIGEN_COLUMNS = ["sample_id", "population", "marker", "events", "positive_events",
+                   "pct_positive", "median", "rmfi", "threshold", "threshold_source", "call",
+                   "note"]
+RECOMMENDATION_COLUMNS = ["sample_id", "patient_id", "blast_events", "blast_pct_leukocytes",
+                          "cd19_status", "eligible_targets", "antigen_status", "clinical_status",
+                          "clinical_reasons", "decision"]
+
+
+# --------------------------------------------------------------------------- fake results
+
+def _write_tsv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """A TSV as the profile stage writes it (header always, empty cells for missing)."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), delimiter="\t",
+                                lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+
+
+def _gates() -> list[dict[str, Any]]:
+    """Five gates covering polygon, rectangle, open-ended and 1-D shapes."""
+    logicle = {"transform": "logicle"}
+    return [
+        {"id": "cells", "parent": "", "type": "polygon",
+         "x": {"dimension": "FSC-A", "transform": None},
+         "y": {"dimension": "SSC-A", "transform": None},
+         "vertices": [[30000, 0], [262143, 0], [262143, 262143], [30000, 262143]],
+         "events": 45000, "pct_parent": 90.0},
+        {"id": "singlets", "parent": "cells", "type": "polygon",
+         "x": {"dimension": "FSC-A", "transform": None},
+         "y": {"dimension": "FSC-H", "transform": None},
+         "vertices": [[0, 0], [262143, 230000], [262143, 262143], [0, 30000]],
+         "events": 43000, "pct_parent": 95.6},
+        {"id": "leukocytes", "parent": "singlets", "type": "rectangle",
+         "x": {"dimension": "CD45", **logicle}, "y": None,
+         "bounds": {"x": [0.2, None], "y": None},
+         "events": 40000, "pct_parent": 93.0},
+        {"id": "blasts", "parent": "leukocytes", "type": "polygon",
+         "x": {"dimension": "CD45", **logicle}, "y": {"dimension": "SSC-A", "transform": None},
+         "vertices": [[0.28, 5000], [0.55, 5000], [0.55, 60000], [0.28, 60000]],
+         "events": 24800, "pct_parent": 62.0},
+        {"id": "lymphocytes", "parent": "leukocytes", "type": "rectangle",
+         "x": {"dimension": "CD45", **logicle}, "y": {"dimension": "SSC-A", "transform": None},
+         "bounds": {"x": [0.7, None], "y": [None, 50000]},
+         "events": 6000, "pct_parent": 15.0},
+    ]
+
+
+def _antigen_rows(sample_id: str, hostile_marker: bool) -> list[dict[str, Any]]:
+    """antigens.tsv rows: called markers, one insufficient_events and one no_reference."""
+    base = {"sample_id": sample_id, "population": "blasts"}
+    rows = [
+        {**base, "marker": "CD19", "events": 24800, "positive_events": 496, "pct_positive": 2.0,
+         "median": 120.5, "rmfi": 1.1, "threshold": 2500.0,
+         "threshold_source": "internal:lymphocytes", "call": "negative", "note": ""},
+        {**base, "marker": "CD22", "events": 24800, "positive_events": 22568,
+         "pct_positive": 91.0, "median": 18234.0, "rmfi": 14.2, "threshold": 2600.0,
+         "threshold_source": "control:blasts", "call": "positive", "note": ""},
+        {**base, "marker": "CD10", "events": 24800, "positive_events": 11656,
+         "pct_positive": 47.0, "median": 3100.0, "rmfi": 3.3, "threshold": 2200.0,
+         "threshold_source": "internal:lymphocytes", "call": "partial", "note": ""},
+        {**base, "marker": "CD123", "events": 24800, "positive_events": 1240,
+         "pct_positive": 5.0, "median": 410.0, "rmfi": 1.2, "threshold": 2100.0,
+         "threshold_source": "internal:lymphocytes", "call": "negative", "note": ""},
+        {**base, "marker": "CD38", "events": 24800, "positive_events": None,
+         "pct_positive": None, "median": 5120.0, "rmfi": None, "threshold": None,
+         "threshold_source": "none", "call": "no_reference",
+         "note": "no valid reference: T/NK cells carry CD38 and no control tube was given"},
+        {**base, "marker": "CD20", "events": 31, "positive_events": None, "pct_positive": None,
+         "median": 777.0, "rmfi": None, "threshold": None,
+         "threshold_source": "internal:lymphocytes", "call": "insufficient_events",
+         "note": "31 blast events, below the quantification floor of 50"},
+    ]
+    if hostile_marker:
+        rows.append({**base, "marker": HOSTILE, "events": 24800, "positive_events": 10,
+                     "pct_positive": 0.04, "median": 1.0, "rmfi": 1.0, "threshold": 10.0,
+                     "threshold_source": "control:blasts", "call": "negative", "note": HOSTILE})
+    return rows
+
+
+def _plotdata(rows: Sequence[Mapping[str, Any]], gates: Sequence[Mapping[str, Any]],
+              n: int) -> dict[str, np.ndarray]:
+    """plotdata.npz arrays: parent events per gate, blasts/reference/threshold per marker."""
+    rng = np.random.default_rng(7)
+    arrays: dict[str, np.ndarray] = {}
+    for gate in gates:
+        gid = gate["id"]
+        logicle_x = gate["x"]["transform"] == "logicle"
+        x = rng.uniform(0, 1, n) if logicle_x else rng.uniform(0, 262143, n)
+        arrays[f"gate/{gid}/x"] = x.astype(np.float32)
+        if gate["y"] is not None:
+            arrays[f"gate/{gid}/y"] = rng.uniform(0, 262143, n).astype(np.float32)
+        arrays[f"gate/{gid}/inside"] = rng.random(n) < 0.6
+    for row in rows:
+        marker = str(row["marker"])
+        events = min(int(row["events"]), n)
+        arrays[f"blasts/{marker}"] = rng.normal(0.6, 0.1, events).astype(np.float32)
+        if row["threshold_source"] != "none":
+            arrays[f"reference/{marker}"] = rng.normal(0.25, 0.05, n // 4).astype(np.float32)
+            arrays[f"threshold/{marker}"] = np.array([0.4], dtype=np.float32)
+    return arrays
+
+
+def make_sample(
+    root: Path,
+    sample_id: str = "P01-R1",
+    *,
+    decision: str = "candidate",
+    hostile: bool = False,
+    blast_defined_by: Sequence[str] = ("CD45", "SSC-A"),
+    n_events: int = 2000,
+) -> Path:
+    """Write a complete, valid result folder for a profiled sample."""
+    sample_dir = root / sample_id.replace("/", "_")
+    sample_dir.mkdir(parents=True)
+    warning = HOSTILE if hostile else "FSC-A: 1.1% saturated events"
+    (sample_dir / "qc.json").write_text(json.dumps({
+        "sample_id": sample_id, "file": f"/data/{sample_id}.fcs", "status": "warn",
+        "reasons": [], "warnings": [warning], "events_total": 50000, "events_kept": 50000,
+        "metrics": {"saturated_fraction": {"FSC-A": 0.011, "SSC-A": 0.0},
+                    "spillover_source": "$SPILLOVER"}}), encoding="utf-8")
+    _write_tsv(sample_dir / "populations.tsv", POPULATION_COLUMNS, [
+        {"population": g["id"], "parent": g["parent"], "events": g["events"],
+         "pct_parent": g["pct_parent"], "pct_total": round(100 * g["events"] / 50000, 2)}
+        for g in _gates()])
+    rows = _antigen_rows(sample_id, hostile)
+    _write_tsv(sample_dir / "antigens.tsv", ANTIGEN_COLUMNS, rows)
+    (sample_dir / "gates.json").write_text(json.dumps(_gates()), encoding="utf-8")
+    np.savez_compressed(sample_dir / "plotdata.npz", **_plotdata(rows, _gates(), n_events))
+    (sample_dir / "profile.json").write_text(json.dumps({
+        "sample_id": sample_id,
+        "inputs": [{"role": "sample", "path": f"/data/{sample_id}.fcs", "sha256": "ab" * 32},
+                   {"role": "config", "path": "config/config.yaml", "sha256": "cd" * 32}],
+        "fcs_version": "FCS3.1", "cytometer": "Navios", "events": 50000,
+        "markers": {"CD45": "KrO-A", "CD22": "PE-A"}, "control_markers": [],
+        "spillover_source": "$SPILLOVER", "warnings": ["no control tube; internal references"],
+        "blast_defined_by": list(blast_defined_by), "quantified": CONFIG["quantified"],
+        "settings": {"percentile": 99.5, "call_limits": {"partial": 20, "positive": 80},
+                     "floors": {"detect": 20, "quantify": 50}, "logicle": CONFIG["logicle"]},
+        "software": {"antigen-profile": "0.1.0", "flowkit": "1.3.2"},
+        "created": "2025-01-15"}), encoding="utf-8")
+    (sample_dir / "decision.json").write_text(json.dumps({
+        "sample_id": sample_id, "patient_id": "P01", "timepoint": "relapse",
+        "trial": {"name": "4SCAR", "version": "1.0"},
+        "blast_events": 24800, "blast_pct_leukocytes": 62.0, "cd19_status": "negative",
+        "eligible_targets": ["CD10", "CD22"] if decision == "candidate" else [],
+        "antigen_status": "ok", "antigen_reasons": [],
+        "clinical_status": "eligible", "clinical_reasons": [],
+        "decision": decision, "decision_reasons": ["CD22 on 91.0% of blasts (>= 20%)"],
+        "rules": [
+            {"id": "kps", "kind": "clinical", "text": "Karnofsky score above 80",
+             "field": "kps", "op": ">", "threshold": 80, "value": 90, "outcome": "pass"},
+            {"id": "hiv", "kind": "clinical", "text": "HIV infection", "field": "hiv",
+             "op": "==", "threshold": "no", "value": None, "outcome": "unknown"},
+        ]}), encoding="utf-8")
+    return sample_dir
+
+
+def make_failed_sample(root: Path, sample_id: str = "P02-R1") -> Path:
+    """A QC-failed sample: header-only TSVs, no gates, empty plotdata, antigen_status qc_failed."""
+    sample_dir = root / sample_id
+    sample_dir.mkdir(parents=True)
+    reason = "only 812 events, below qc.min_events (5000)"
+    (sample_dir / "qc.json").write_text(json.dumps({
+        "sample_id": sample_id, "file": f"/data/{sample_id}.fcs", "status": "fail",
+        "reasons": [reason], "warnings": [], "events_total": 812, "events_kept": 812,
+        "metrics": {}}), encoding="utf-8")
+    _write_tsv(sample_dir / "populations.tsv", POPULATION_COLUMNS, [])
+    _write_tsv(sample_dir / "antigens.tsv", ANTIGEN_COLUMNS, [])
+    (sample_dir / "gates.json").write_text("[]", encoding="utf-8")
+    np.savez(sample_dir / "plotdata.npz")
+    (sample_dir / "profile.json").write_text(json.dumps({
+        "sample_id": sample_id, "inputs": [], "warnings": [], "blast_defined_by": [],
+        "quantified": CONFIG["quantified"], "settings": {}, "software": {},
+        "created": "2025-01-15"}), encoding="utf-8")
+    (sample_dir / "decision.json").write_text(json.dumps({
+        "sample_id": sample_id, "patient_id": "P02", "timepoint": "relapse",
+        "trial": {"name": "4SCAR", "version": "1.0"}, "blast_events": None,
+        "blast_pct_leukocytes": None, "cd19_status": None, "eligible_targets": [],
+        "antigen_status": "qc_failed", "antigen_reasons": [reason],
+        "clinical_status": "eligible", "clinical_reasons": [], "decision": "needs_review",
+        "decision_reasons": ["QC failed: antigen profile unavailable"], "rules": []}),
+        encoding="utf-8")
+    return sample_dir
+
+
+# --------------------------------------------------------------------------- HTML helpers
+
+class _Tables(HTMLParser):
+    """Collect every table as rows of cell texts (enough to check what a reader sees)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self.tables:
+            self.tables[-1][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def tables(html: str) -> list[list[list[str]]]:
+    """All tables of a page."""
+    parser = _Tables()
+    parser.feed(html)
+    return parser.tables
+
+
+def table_starting_with(html: str, *headers: str) -> list[list[str]]:
+    """The table whose header row starts with the given column names."""
+    for table in tables(html):
+        if table and table[0][: len(headers)] == list(headers):
+            return table
+    raise AssertionError(f"no table with headers {headers}")
+
+
+def png_images(html: str) -> list[bytes]:
+    """Decoded inline PNG images of a page."""
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
+
+
+def assert_no_external_urls(html: str) -> None:
+    """No src/href may point outside the file (reports are read offline)."""
+    targets = re.findall(r"""(?:src|href)\s*=\s*["']?([^"'\s>]*)""", html, flags=re.I)
+    assert targets, "expected some links or images"
+    for target in targets:
+        assert not re.match(r"(?:[a-z][a-z0-9+.-]*:)?//", target, flags=re.I), target
+        assert not target.lower().startswith(("http:", "https:", "javascript:")), target
+    assert "http://" not in html and "https://" not in html
+    assert "<script" not in html.lower()
+
+
+# --------------------------------------------------------------------------- sample report
+
+@pytest.fixture(scope="module")
+def sample_html(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One rendered report shared by the read-only checks (rendering is the slow part)."""
+    return render_sample_report(make_sample(tmp_path_factory.mktemp("results")), CONFIG)
+
+
+def test_sample_report_has_every_section(sample_html: str) -> None:
+    for anchor in ("summary", "qc", "gating", "antigens", "rules", "settings", "audit"):
+        assert f'id="{anchor}"' in sample_html
+    assert "Decision support, not a diagnosis" in sample_html
+    assert "4SCAR" in sample_html and "1.0" in sample_html
+    summary = sample_html.split('id="summary"', 1)[1].split("</section>", 1)[0]
+    for text in ("P01-R1", "P01", "relapse", "24,800", "62.0", "negative", "candidate",
+                 "CD10", "CD22", "CD22 on 91.0% of blasts"):
+        assert text in summary
+    assert 'class="summary good"' in sample_html
+    assert "Blasts defined by" in sample_html and "Circular gating" not in sample_html
+    assert 'id="id-mismatch"' not in sample_html and 'id="qc-failed"' not in sample_html
+
+
+def test_every_gate_has_a_valid_png(sample_html: str) -> None:
+    figures = re.findall(r'<figure id="gate-\d+">(.*?)</figure>', sample_html, flags=re.S)
+    assert len(figures) == len(_gates())
+    for figure, gate in zip(figures, _gates(), strict=True):
+        assert 'src="data:image/png;base64,' in figure
+        assert gate["id"] in figure
+    images = png_images(sample_html)
+    assert len(images) == len(_gates()) + 6  # one histogram per quantified marker
+    for data in images:
+        assert data.startswith(PNG_SIGNATURE)
+        pixels = mpimg.imread(io.BytesIO(data), format="png")
+        assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+
+
+def test_gate_counts_come_from_gates_json(sample_html: str) -> None:
+    assert "24,800 events, 62.0% of parent" in sample_html
+    assert "from leukocytes" in sample_html
+
+
+def test_antigen_table_values_and_dashes(sample_html: str) -> None:
+    table = table_starting_with(sample_html, "Marker", "Blast events", "Positive events",
+                                "% positive", "Median", "rMFI", "Threshold")
+    header, *rows = table
+    by_marker = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+    assert set(by_marker) == {"CD19", "CD22", "CD10", "CD123", "CD38", "CD20"}
+    assert by_marker["CD22"]["% positive"] == "91.0"
+    assert by_marker["CD22"]["Threshold"] == "2,600"
+    assert by_marker["CD22"]["Call"] == "positive"
+    for marker, call in (("CD20", "insufficient_events"), ("CD38", "no_reference")):
+        row = by_marker[marker]
+        assert row["Call"] == call
+        for column in ("Positive events", "% positive", "rMFI", "Threshold"):
+            assert row[column] == DASH, (marker, column)
+        assert row["Note"]
+    assert by_marker["CD20"]["Median"] == DASH  # 31 events: no median worth printing
+    assert by_marker["CD38"]["Median"] == "5,120"  # blasts measured, only the reference lacks
+
+
+def test_rules_and_settings_are_printed(sample_html: str) -> None:
+    rules = table_starting_with(sample_html, "Rule", "Kind", "Condition", "Value")
+    assert rules[1][:2] == ["kps", "clinical"] and rules[1][-1] == "pass"
+    assert rules[2][3] == DASH and rules[2][-1] == "unknown"
+    assert 'class="badge warn">unknown' in sample_html
+    table = table_starting_with(sample_html, "Setting", "Key", "Value")
+    settings = {key: value for _, key, value in table[1:]}
+    assert settings["percentile"] == "99.5"
+    assert settings["call_limits"].startswith("negative < 20% \u2264 partial < 80% \u2264 positive")
+    assert settings["floors"] == "detect: 20, quantify: 50"
+    assert "profile.json records no settings" not in sample_html
+
+
+def test_audit_trail(sample_html: str) -> None:
+    assert "ab" * 32 in sample_html and "cd" * 32 in sample_html
+    assert "/data/P01-R1.fcs" in sample_html
+    assert "flowkit" in sample_html and "1.3.2" in sample_html
+    assert "2025-01-15" in sample_html and "FCS3.1" in sample_html
+
+
+def test_sample_report_is_self_contained(sample_html: str) -> None:
+    assert_no_external_urls(sample_html)
+    assert "<style>" in sample_html and '<link rel="stylesheet"' not in sample_html
+
+
+def test_hostile_strings_are_escaped(tmp_path: Path) -> None:
+    sample_dir = make_sample(tmp_path, sample_id=HOSTILE, hostile=True, n_events=300)
+    # a gate whose id and dimension are hostile too; "$" would trip matplotlib's mathtext
+    gates = json.loads((sample_dir / "gates.json").read_text(encoding="utf-8"))
+    gates.append({"id": HOSTILE, "parent": "blasts", "type": "rectangle",
+                  "x": {"dimension": "$\\frac{CD34$", "transform": "logicle"}, "y": None,
+                  "bounds": {"x": [0.5, None], "y": None}, "events": 10, "pct_parent": 0.1})
+    (sample_dir / "gates.json").write_text(json.dumps(gates), encoding="utf-8")
+    plotdata = dict(np.load(sample_dir / "plotdata.npz"))
+    plotdata[f"gate/{HOSTILE}/x"] = np.linspace(0, 1, 50, dtype=np.float32)
+    plotdata[f"gate/{HOSTILE}/inside"] = np.linspace(0, 1, 50) > 0.5
+    np.savez(sample_dir / "plotdata.npz", **plotdata)
+
+    html = render_sample_report(sample_dir, CONFIG)
+    assert HOSTILE not in html
+    assert "<script" not in html.lower()
+    # sample id (title, header), marker (table, caption), gate, warning, note: all escaped
+    assert html.count(ESCAPED) >= 8
+    figures = re.findall(r'<figure id="gate-\d+">(.*?)</figure>', html, flags=re.S)
+    assert len(figures) == len(gates) and all("data:image/png" in f for f in figures)
+    assert_no_external_urls(html)
+
+
+def test_circular_gating_is_flagged(tmp_path: Path) -> None:
+    sample_dir = make_sample(tmp_path, blast_defined_by=["CD45", "SSC-A", "CD22"])
+    html = render_sample_report(sample_dir, CONFIG)
+    assert "Circular gating" in html
+    summary = html.split('id="summary"', 1)[1].split("</section>", 1)[0]
+    assert "Circular gating" in summary and "CD22" in summary
+    alert = html.split("<h3>Circular gating</h3>", 1)[1].split("</div>", 1)[0]
+    assert "CD22" in alert and "CD45" not in alert
+    table = table_starting_with(html, "Marker", "Blast events")
+    assert [row[0] for row in table[1:] if "gated on" in row[0]] == ["CD22 gated on"]
+
+
+def test_sample_id_mismatch_is_flagged(tmp_path: Path) -> None:
+    sample_dir = make_sample(tmp_path, n_events=100)
+    decision = json.loads((sample_dir / "decision.json").read_text(encoding="utf-8"))
+    decision["sample_id"] = "P09-R1"
+    (sample_dir / "decision.json").write_text(json.dumps(decision), encoding="utf-8")
+    html = render_sample_report(sample_dir, CONFIG)
+    alert = html.split('id="id-mismatch"', 1)[1].split("</div>", 1)[0]
+    assert "P01-R1" in alert and "P09-R1" in alert
+
+
+@pytest.mark.parametrize(("decision", "css"), [("not_candidate", "bad"),
+                                                ("needs_review", "warn")])
+def test_decision_colour(tmp_path: Path, decision: str, css: str) -> None:
+    html = render_sample_report(make_sample(tmp_path, decision=decision, n_events=200), CONFIG)
+    assert f'class="summary {css}"' in html
+    assert f'decision-big {css}">{decision}<' in html
+
+
+def test_qc_failed_sample_shows_reason_not_plots(tmp_path: Path) -> None:
+    html = render_sample_report(make_failed_sample(tmp_path), CONFIG)
+    assert 'id="qc-failed"' in html
+    alert = html.split('id="qc-failed"', 1)[1].split("</div>", 1)[0]
+    assert "only 812 events, below qc.min_events (5000)" in alert
+    assert "<img" not in html
+    assert "qc_failed" in html and "needs_review" in html
+    assert "Decision support, not a diagnosis" in html
+    assert_no_external_urls(html)
+
+
+def test_missing_result_file_fails_loudly(tmp_path: Path) -> None:
+    sample_dir = make_sample(tmp_path, n_events=100)
+    (sample_dir / "decision.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"decision\.json"):
+        render_sample_report(sample_dir, CONFIG)
+
+
+def test_full_size_report_stays_small(tmp_path: Path) -> None:
+    html = render_sample_report(make_sample(tmp_path, n_events=20000), CONFIG)
+    assert len(html.encode("utf-8")) < 1_500_000
+
+
+# --------------------------------------------------------------------------- cohort report
+
+def _recommendations(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """recommendations.tsv read as the workflow reads it (empty cells become NaN)."""
+    buffer = io.StringIO()
+    pd.DataFrame(rows, columns=RECOMMENDATION_COLUMNS).to_csv(buffer, sep="\t", index=False)
+    buffer.seek(0)
+    return pd.read_csv(buffer, sep="\t")
+
+
+def test_cohort_report_links_and_counts(tmp_path: Path) -> None:
+    make_sample(tmp_path, "P01-R1", n_events=50)
+    base = {"patient_id": "P01", "blast_events": 24800, "blast_pct_leukocytes": 62.0,
+            "cd19_status": "negative", "antigen_status": "ok", "clinical_status": "eligible",
+            "clinical_reasons": ""}
+    rows = [
+        {**base, "sample_id": "P01-R1", "eligible_targets": "CD10,CD22", "decision": "candidate"},
+        {**base, "sample_id": "P03 R1", "eligible_targets": "CD22", "decision": "candidate"},
+        {**base, "sample_id": "P04-R1", "eligible_targets": "", "decision": "not_candidate",
+         "clinical_status": "excluded", "clinical_reasons": "hiv; kps"},
+        {**base, "sample_id": "P02-R1", "eligible_targets": "", "decision": "needs_review",
+         "antigen_status": "qc_failed", "blast_events": None, "blast_pct_leukocytes": None},
+        {**base, "sample_id": HOSTILE, "eligible_targets": "", "decision": "needs_review",
+         "clinical_status": "undetermined", "clinical_reasons": HOSTILE},
+    ]
+    html = render_cohort_report(tmp_path, _recommendations(rows), CONFIG)
+
+    hrefs = re.findall(r'<a href="([^"]+)">', html)
+    assert "P01-R1/report.html" in hrefs
+    assert "P03%20R1/report.html" in hrefs
+    assert "%3Cscript%3Ealert%281%29%3C%2Fscript%3E/report.html" in hrefs
+    assert len([h for h in hrefs if h.endswith("/report.html")]) == len(rows)
+
+    tile = r'<div class="tile \w+"><b>(\d+)</b>(\w+)</div>'
+    tiles = {decision: int(n) for n, decision in re.findall(tile, html)}
+    assert tiles == {"candidate": 2, "needs_review": 2, "not_candidate": 1}
+
+    table = table_starting_with(html, "Sample", "Patient", "Decision", "Eligible targets")
+    # the parser unescapes entities: every sample is listed, in the given order
+    assert [row[0] for row in table[1:]] == [r["sample_id"] for r in rows]
+    by_id = {row[0]: row for row in table[1:]}
+    assert by_id["P01-R1"][3] == "CD10 CD22"
+    assert by_id["P02-R1"][4] == DASH and by_id["P02-R1"][7] == "qc_failed"
+    assert "hiv" in by_id["P04-R1"][8] and "kps" in by_id["P04-R1"][8]
+    assert "4SCAR 1.0" in html
+    assert HOSTILE not in html and ESCAPED in html
+    assert "Decision support, not a diagnosis" in html
+    assert_no_external_urls(html)
+
+
+def test_cohort_report_requires_contract_columns(tmp_path: Path) -> None:
+    with pytest.raises(KeyError, match="decision"):
+        render_cohort_report(tmp_path, pd.DataFrame({"sample_id": ["a"]}), CONFIG)
+
+
+# --------------------------------------------------------------------------- writing
+
+def test_write_html_is_atomic_and_utf8(tmp_path: Path) -> None:
+    target = tmp_path / "P01" / "report.html"
+    write_html("<p>old</p>", target)
+    write_html("<p>CD22 \u2265 20 % \u00b5</p>", target)
+    assert target.read_bytes().decode("utf-8") == "<p>CD22 \u2265 20 % \u00b5</p>"
+    assert [p.name for p in target.parent.iterdir()] == ["report.html"]
