@@ -61,9 +61,12 @@ def _schema_problems(
         row = {k: v for k, v in record.items() if v is not None and v != ""}
         for error in validator.iter_errors(row):
             field = ".".join(str(p) for p in error.absolute_path) or "row"
+            message = error.message
+            if error.validator == "pattern" and "description" in error.schema:
+                message = f"{error.instance!r} is not allowed: {error.schema['description']}"
             problems.append(
                 f"{sheet} line {_line(index)} ({id_column}={record.get(id_column, '?')}): "
-                f"{field}: {error.message}"
+                f"{field}: {message}"
             )
     return problems
 
@@ -108,13 +111,14 @@ def read_samples(
             )
         seen.setdefault(sid, line)
         for column in ("fcs", "control_fcs"):
-            if not row[column]:
+            given = str(row[column])
+            if not given:
                 continue
-            file = (sheet.parent / row[column]).resolve()
+            file = (sheet.parent / given).resolve()
             frame.at[index, column] = str(file)
             if not file.is_file() and not can_make(file):
                 problems.append(
-                    f"{sheet} line {line} (sample_id={sid}): {column} file {row[column]} not "
+                    f"{sheet} line {line} (sample_id={sid}): {column} file {given} not "
                     f"found (looked for {file}); paths are relative to the sheet's folder"
                 )
     if problems:

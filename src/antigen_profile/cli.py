@@ -1,0 +1,104 @@
+"""``antigen-profile``: the per-sample analysis and the demo cohort outside Snakemake.
+
+    antigen-profile profile SAMPLE.fcs [--control CONTROL.fcs] --out DIR
+    antigen-profile demo DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from antigen_profile import __version__
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from antigen_profile.config import ConfigError, load_config, resolve
+    from antigen_profile.paths import REPO_ROOT
+    from antigen_profile.pipeline import decide_sample, profile_sample, write_sample_report
+    from antigen_profile.recommend import TrialError
+    from antigen_profile.sheets import SheetError
+
+    try:
+        config = load_config(args.config)
+    except (ConfigError, OSError) as exc:
+        print(f"antigen-profile: {exc}", file=sys.stderr)
+        return 2
+    # Paths in the default config are relative to the repository; in the user's, to the cwd.
+    base = Path.cwd() if args.config else REPO_ROOT
+    for key in ("trial", "gating_template"):
+        config[key] = str(resolve(config[key], base))
+    if config["compensation"].get("matrix"):
+        config["compensation"]["matrix"] = str(resolve(config["compensation"]["matrix"], base))
+
+    fcs = Path(args.fcs)
+    sample_id = args.sample_id or fcs.stem
+    out = Path(args.out) / sample_id if args.per_sample_folder else Path(args.out)
+    result = profile_sample(sample_id, fcs, out, config, control=args.control)
+    try:
+        decision = decide_sample(
+            out, sample_id, args.patient_id or sample_id, args.patients, config["trial"], config
+        )
+    except (SheetError, TrialError) as exc:
+        print(f"antigen-profile: {exc}", file=sys.stderr)
+        return 2
+    report = write_sample_report(out, config)
+    if result.qc_status == "fail":
+        print(f"{sample_id}: not analysed: {'; '.join(result.reasons)}", file=sys.stderr)
+    print(
+        f"{sample_id}: {decision['decision']} "
+        f"(targets: {', '.join(decision['eligible_targets']) or 'none'}; "
+        f"antigens {decision['antigen_status']}; clinical {decision['clinical_status']}) "
+        f"-> {report}"
+    )
+    return 1 if result.qc_status == "fail" else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from antigen_profile.simulate import write_demo_cohort
+
+    paths = write_demo_cohort(Path(args.out_dir))
+    print(f"wrote {len(paths)} files to {args.out_dir} (samples.tsv, patients.tsv, fcs/)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="antigen-profile",
+        description="CAR-T target antigens on B-ALL blasts (4SCAR decision support).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    profile = commands.add_parser(
+        "profile", help="analyse one sample: QC, gating, antigens, decision and report"
+    )
+    profile.add_argument("fcs", help="the stained tube (FCS)")
+    profile.add_argument("--control", help="unstained, FMO or isotype tube of the same panel")
+    profile.add_argument("--out", required=True, help="folder for the sample's outputs")
+    profile.add_argument("--sample-id", help="defaults to the file name without extension")
+    profile.add_argument("--patient-id", help="row of --patients to decide with")
+    profile.add_argument("--patients", help="patients.tsv for the clinical rules")
+    profile.add_argument("--config", help="config YAML (default: the repository's)")
+    profile.add_argument(
+        "--per-sample-folder",
+        action="store_true",
+        help="write into OUT/SAMPLE_ID/ instead of OUT/",
+    )
+    profile.set_defaults(run=_profile)
+
+    demo = commands.add_parser("demo", help="write the demo cohort (FCS files and both sheets)")
+    demo.add_argument("out_dir", help="folder to write into")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""The per-sample analysis end to end on the demo cohort, against the generator's truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from antigen_profile.pipeline import decide_sample, profile_sample
+from antigen_profile.quantify import ANTIGEN_COLUMNS
+from antigen_profile.simulate import demo_tube_names
+
+SAMPLE_IDS = [n for n in demo_tube_names() if not n.endswith("_control")]
+TOLERANCE_PP = 3.0
+
+
+@pytest.fixture(scope="module")
+def profiled(demo_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every demo sample profiled and decided once for this module."""
+    from antigen_profile.config import load_config
+
+    config = load_config()
+    out = tmp_path_factory.mktemp("results")
+    samples = pd.read_csv(demo_cohort / "samples.tsv", sep="\t", dtype=str)
+    for row in samples.itertuples():
+        profile_sample(
+            row.sample_id,
+            demo_cohort / row.fcs,
+            out / row.sample_id,
+            config,
+            control=demo_cohort / row.control_fcs,
+        )
+        decide_sample(
+            out / row.sample_id,
+            row.sample_id,
+            row.patient_id,
+            demo_cohort / "patients.tsv",
+            config["trial"],
+            config,
+            timepoint=row.timepoint,
+        )
+    return out
+
+
+def _antigens(profiled: Path, sample_id: str) -> pd.DataFrame:
+    return pd.read_csv(profiled / sample_id / "antigens.tsv", sep="\t").set_index("marker")
+
+
+@pytest.mark.parametrize("sample_id", SAMPLE_IDS)
+def test_pct_positive_within_3_points_of_truth(
+    profiled: Path, demo_truth: dict[str, Any], sample_id: str
+) -> None:
+    truth = demo_truth[sample_id]
+    table = _antigens(profiled, sample_id)
+    if truth["antigen_status"] != "ok":
+        assert set(table["call"]) == {"insufficient_events"}
+        assert table["pct_positive"].isna().all(), "no number below the quantification floor"
+        return
+    checked = 0
+    for marker, expected in truth["antigens"].items():
+        if not expected["separable"]:
+            continue
+        measured = table.loc[marker, "pct_positive"]
+        assert abs(measured - expected["pct_positive"]) <= TOLERANCE_PP, (
+            f"{sample_id} {marker}: measured {measured:.2f}% vs truth "
+            f"{expected['pct_positive']:.2f}%"
+        )
+        assert table.loc[marker, "call"] == expected["call"]
+        checked += 1
+    assert checked == 6
+
+
+@pytest.mark.parametrize("sample_id", SAMPLE_IDS)
+def test_decision_matches_truth(profiled: Path, demo_truth: dict[str, Any], sample_id: str) -> None:
+    truth = demo_truth[sample_id]
+    decision = json.loads((profiled / sample_id / "decision.json").read_text())
+    assert decision["eligible_targets"] == truth["eligible_targets"]
+    assert decision["antigen_status"] == truth["antigen_status"]
+    assert decision["clinical_status"] == truth["clinical_status"]
+    assert decision["decision"] == truth["decision"]
+    assert decision["cd19_status"] == truth["cd19_status"]
+
+
+def test_blast_counts_match_truth(profiled: Path, demo_truth: dict[str, Any]) -> None:
+    for sample_id in SAMPLE_IDS:
+        populations = pd.read_csv(profiled / sample_id / "populations.tsv", sep="\t")
+        blasts = populations.set_index("population").loc["blasts"]
+        expected = demo_truth[sample_id]["blast_events"]
+        # Debris and doublet gates may drop a handful of true blasts, never more than 5%.
+        assert abs(blasts["events"] - expected) <= max(3, 0.05 * expected), sample_id
+        assert blasts["parent"] == "leukocytes"
+
+
+def test_control_tube_sets_the_threshold(profiled: Path) -> None:
+    table = _antigens(profiled, "P01-R1")
+    assert set(table["threshold_source"]) == {"control:blasts"}
+    profile = json.loads((profiled / "P01-R1" / "profile.json").read_text())
+    assert profile["blast_defined_by"] == ["FSC-A", "SSC-A", "FSC-H", "CD45"]
+    roles = {i["role"] for i in profile["inputs"]}
+    assert roles == {"sample", "control", "gating_template", "trial", "config"}
+    assert all(len(i["sha256"]) == 64 for i in profile["inputs"])
+
+
+def test_without_control_uses_internal_negatives_but_never_for_cd38(
+    demo_cohort: Path, config: dict[str, Any], tmp_path: Path
+) -> None:
+    profile_sample("P01-R1", demo_cohort / "fcs" / "P01-R1.fcs", tmp_path, config)
+    table = pd.read_csv(tmp_path / "antigens.tsv", sep="\t").set_index("marker")
+    assert table.loc["CD22", "threshold_source"] == "internal:lymphocytes"
+    assert table.loc["CD38", "call"] == "no_reference"
+    assert pd.isna(table.loc["CD38", "pct_positive"])
+    assert "no control tube" in table.loc["CD38", "note"]
+
+
+def test_outputs_follow_the_contract(profiled: Path) -> None:
+    sample = profiled / "P03-R1"
+    table = pd.read_csv(sample / "antigens.tsv", sep="\t")
+    assert list(table.columns) == ANTIGEN_COLUMNS
+    assert list(table["marker"]) == ["CD19", "CD22", "CD123", "CD38", "CD10", "CD20"]
+    populations = pd.read_csv(sample / "populations.tsv", sep="\t")
+    assert list(populations.columns) == ["population", "parent", "events", "pct_parent", "pct_total"]
+    gates = json.loads((sample / "gates.json").read_text())
+    assert [g["id"] for g in gates] == list(populations["population"])
+    plot = np.load(sample / "plotdata.npz")
+    for gate in gates:
+        inside = plot[f"gate/{gate['id']}/inside"]
+        assert plot[f"gate/{gate['id']}/x"].shape == inside.shape
+    assert "threshold/CD22" in plot.files and plot["threshold/CD22"].shape == (1,)
+
+
+def test_outputs_are_reproducible(
+    demo_cohort: Path, config: dict[str, Any], tmp_path: Path
+) -> None:
+    fcs = demo_cohort / "fcs" / "P02-R1.fcs"
+    control = demo_cohort / "fcs" / "P02-R1_control.fcs"
+    for run in ("a", "b"):
+        profile_sample("P02-R1", fcs, tmp_path / run, config, control=control)
+    for name in ("antigens.tsv", "populations.tsv", "gates.json", "qc.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_unreadable_file_gives_failed_outputs_not_a_crash(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
+    bad = tmp_path / "broken.fcs"
+    bad.write_bytes(b"FCS3.1    garbage that is not an FCS file at all" * 3)
+    before = bad.read_bytes()
+    result = profile_sample("BAD-1", bad, tmp_path / "out", config)
+    assert result.qc_status == "fail"
+    qc = json.loads((tmp_path / "out" / "qc.json").read_text())
+    assert qc["status"] == "fail"
+    assert str(bad) in qc["reasons"][0] and "\n" not in qc["reasons"][0]
+    assert pd.read_csv(tmp_path / "out" / "antigens.tsv", sep="\t").empty
+    assert bad.read_bytes() == before, "input files are never modified"
+    decision = decide_sample(tmp_path / "out", "BAD-1", "P01", None, config["trial"], config)
+    assert decision["antigen_status"] == "qc_failed"
+    assert decision["eligible_targets"] == []
+    assert decision["decision"] == "needs_review"
+
+
+def test_panel_without_cd45_fails_with_the_marker_named(
+    demo_cohort: Path, config: dict[str, Any], tmp_path: Path
+) -> None:
+    config = {**config, "markers": {k: v for k, v in config["markers"].items() if k != "CD45"}}
+    result = profile_sample("P01-R1", demo_cohort / "fcs" / "P01-R1.fcs", tmp_path, config)
+    assert result.qc_status == "fail"
+    assert "CD45" in result.reasons[0] and "P01-R1.fcs" in result.reasons[0]

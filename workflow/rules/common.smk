@@ -1,0 +1,62 @@
+# Config and sheets: validated here, at parse time, so a bad sheet stops the run before any job.
+import re
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from antigen_profile import simulate
+from antigen_profile.config import ConfigError, resolve, validate_config
+from antigen_profile.sheets import SheetError, read_patients, read_samples, typed_patients
+
+validate(config, "../schemas/config.schema.yaml")
+try:
+    validate_config(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc))
+
+# Relative paths in the config are relative to the working directory (run from the repository).
+WORKDIR = Path.cwd()
+for _key in ("samples", "patients", "trial", "gating_template"):
+    config[_key] = str(resolve(config[_key], WORKDIR))
+if config["compensation"].get("matrix"):
+    config["compensation"]["matrix"] = str(resolve(config["compensation"]["matrix"], WORKDIR))
+RESULTS = config["results"].rstrip("/") or "."
+
+# The demo cohort's FCS files are made by the workflow itself (rule demo_tube).
+DEMO_DIR = (Path(workflow.basedir) / "resources" / "demo").resolve()
+IS_DEMO = Path(config["samples"]).resolve() == DEMO_DIR / "samples.tsv"
+DEMO_TUBES = set(simulate.demo_tube_names())
+
+
+def _demo_makes(path):
+    return IS_DEMO and path.parent == DEMO_DIR / "fcs" and path.suffix == ".fcs" and path.stem in DEMO_TUBES
+
+
+try:
+    SAMPLES = read_samples(config["samples"], producible=_demo_makes)
+    PATIENTS = read_patients(config["patients"])
+except SheetError as exc:
+    raise WorkflowError(f"sample or patient sheet rejected, nothing was run:\n{exc}")
+validate(SAMPLES.reset_index(drop=True), "../schemas/samples.schema.yaml")
+validate(typed_patients(PATIENTS), "../schemas/patients.schema.yaml")
+SAMPLE_IDS = list(SAMPLES["sample_id"])
+
+_unknown = sorted(set(SAMPLES["patient_id"]) - set(PATIENTS["patient_id"]))
+if _unknown:
+    logger.warning(
+        f"patients not in {config['patients']}: {', '.join(_unknown)}; their clinical status "
+        "will be undetermined"
+    )
+
+wildcard_constraints:
+    sample="|".join(map(re.escape, SAMPLE_IDS)) if SAMPLE_IDS else "^$",
+
+
+def sample_inputs(wildcards):
+    """The stained tube and, when the sheet names one, its control tube."""
+    row = SAMPLES.loc[wildcards.sample]
+    inputs = {"fcs": row["fcs"]}
+    if row["control_fcs"]:
+        inputs["control"] = row["control_fcs"]
+    return inputs

@@ -1,0 +1,23 @@
+# Per sample: ingest -> QC -> compensation -> gating -> quantification (one job, one file read).
+
+
+rule profile:
+    input:
+        unpack(sample_inputs),
+    output:
+        qc=f"{RESULTS}/{{sample}}/qc.json",
+        populations=f"{RESULTS}/{{sample}}/populations.tsv",
+        antigens=f"{RESULTS}/{{sample}}/antigens.tsv",
+        gates=f"{RESULTS}/{{sample}}/gates.json",
+        plotdata=f"{RESULTS}/{{sample}}/plotdata.npz",
+        profile=f"{RESULTS}/{{sample}}/profile.json",
+    log:
+        f"{RESULTS}/logs/profile/{{sample}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/profile/{{sample}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    script:
+        "../scripts/profile.py"

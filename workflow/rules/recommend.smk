@@ -1,0 +1,39 @@
+# Per sample: the trial's rules applied to the antigen profile and the patient's facts.
+# Cohort: all decisions in one table.
+
+
+rule decide:
+    input:
+        antigens=f"{RESULTS}/{{sample}}/antigens.tsv",
+        populations=f"{RESULTS}/{{sample}}/populations.tsv",
+        qc=f"{RESULTS}/{{sample}}/qc.json",
+        patients=config["patients"],
+        trial=config["trial"],
+    output:
+        f"{RESULTS}/{{sample}}/decision.json",
+    params:
+        patient_id=lambda wc: SAMPLES.loc[wc.sample, "patient_id"],
+        timepoint=lambda wc: SAMPLES.loc[wc.sample, "timepoint"] or None,
+    log:
+        f"{RESULTS}/logs/decide/{{sample}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/decide/{{sample}}.tsv"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/decide.py"
+
+
+rule recommendations:
+    input:
+        expand(f"{RESULTS}/{{sample}}/decision.json", sample=SAMPLE_IDS),
+    output:
+        f"{RESULTS}/recommendations.tsv",
+    log:
+        f"{RESULTS}/logs/recommendations.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/recommendations.tsv"
+    localrule: True
+    script:
+        "../scripts/recommendations.py"

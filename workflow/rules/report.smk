@@ -1,0 +1,38 @@
+# Reports: one self-contained HTML per sample, and the cohort index linking them.
+
+
+rule sample_report:
+    input:
+        qc=f"{RESULTS}/{{sample}}/qc.json",
+        populations=f"{RESULTS}/{{sample}}/populations.tsv",
+        antigens=f"{RESULTS}/{{sample}}/antigens.tsv",
+        gates=f"{RESULTS}/{{sample}}/gates.json",
+        plotdata=f"{RESULTS}/{{sample}}/plotdata.npz",
+        profile=f"{RESULTS}/{{sample}}/profile.json",
+        decision=f"{RESULTS}/{{sample}}/decision.json",
+    output:
+        f"{RESULTS}/{{sample}}/report.html",
+    log:
+        f"{RESULTS}/logs/sample_report/{{sample}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/sample_report/{{sample}}.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/sample_report.py"
+
+
+rule cohort_report:
+    input:
+        recommendations=f"{RESULTS}/recommendations.tsv",
+        reports=expand(f"{RESULTS}/{{sample}}/report.html", sample=SAMPLE_IDS),
+    output:
+        f"{RESULTS}/report.html",
+    log:
+        f"{RESULTS}/logs/cohort_report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/cohort_report.tsv"
+    localrule: True
+    script:
+        "../scripts/cohort_report.py"

@@ -1,0 +1,10 @@
+"""Snakemake script: write one tube of the built-in demo cohort."""
+
+from pathlib import Path
+
+from antigen_profile.logs import job_log
+from antigen_profile.simulate import write_demo_tube
+
+with job_log(snakemake.log[0]) as log:  # noqa: F821 - injected by Snakemake
+    path = write_demo_tube(snakemake.wildcards.tube, Path(snakemake.output.fcs).parent.parent)  # noqa: F821
+    log.info("wrote %s", path)

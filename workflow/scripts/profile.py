@@ -1,0 +1,17 @@
+"""Snakemake script: the per-sample analysis (antigen_profile.pipeline.profile_sample)."""
+
+from pathlib import Path
+
+from antigen_profile.logs import job_log
+from antigen_profile.pipeline import profile_sample
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+with job_log(sm.log[0]) as log:
+    result = profile_sample(
+        sm.wildcards.sample,
+        sm.input.fcs,
+        Path(sm.output.qc).parent,
+        sm.config,
+        control=sm.input.get("control"),
+    )
+    log.info("%s: QC %s %s", result.sample_id, result.qc_status, "; ".join(result.reasons))
