@@ -33,21 +33,43 @@ CONFIG: dict[str, Any] = {
 }
 
 POPULATION_COLUMNS = ["population", "parent", "events", "pct_parent", "pct_total"]
-ANTIGEN_COLUMNS = ["sample_id", "population", "marker", "events", "positive_events",
-                   "pct_positive", "median", "rmfi", "threshold", "threshold_source", "call",
-                   "note"]
-RECOMMENDATION_COLUMNS = ["sample_id", "patient_id", "blast_events", "blast_pct_leukocytes",
-                          "cd19_status", "eligible_targets", "antigen_status", "clinical_status",
-                          "clinical_reasons", "decision"]
+ANTIGEN_COLUMNS = [
+    "sample_id",
+    "population",
+    "marker",
+    "events",
+    "positive_events",
+    "pct_positive",
+    "median",
+    "rmfi",
+    "threshold",
+    "threshold_source",
+    "call",
+    "note",
+]
+RECOMMENDATION_COLUMNS = [
+    "sample_id",
+    "patient_id",
+    "blast_events",
+    "blast_pct_leukocytes",
+    "cd19_status",
+    "eligible_targets",
+    "antigen_status",
+    "clinical_status",
+    "clinical_reasons",
+    "decision",
+]
 
 
 # --------------------------------------------------------------------------- fake results
 
+
 def _write_tsv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
     """A TSV as the profile stage writes it (header always, empty cells for missing)."""
     with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), delimiter="\t",
-                                lineterminator="\n")
+        writer = csv.DictWriter(
+            handle, fieldnames=list(columns), delimiter="\t", lineterminator="\n"
+        )
         writer.writeheader()
         for row in rows:
             writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
@@ -57,28 +79,56 @@ def _gates() -> list[dict[str, Any]]:
     """Five gates covering polygon, rectangle, open-ended and 1-D shapes."""
     logicle = {"transform": "logicle"}
     return [
-        {"id": "cells", "parent": "", "type": "polygon",
-         "x": {"dimension": "FSC-A", "transform": None},
-         "y": {"dimension": "SSC-A", "transform": None},
-         "vertices": [[30000, 0], [262143, 0], [262143, 262143], [30000, 262143]],
-         "events": 45000, "pct_parent": 90.0},
-        {"id": "singlets", "parent": "cells", "type": "polygon",
-         "x": {"dimension": "FSC-A", "transform": None},
-         "y": {"dimension": "FSC-H", "transform": None},
-         "vertices": [[0, 0], [262143, 230000], [262143, 262143], [0, 30000]],
-         "events": 43000, "pct_parent": 95.6},
-        {"id": "leukocytes", "parent": "singlets", "type": "rectangle",
-         "x": {"dimension": "CD45", **logicle}, "y": None,
-         "bounds": {"x": [0.2, None], "y": None},
-         "events": 40000, "pct_parent": 93.0},
-        {"id": "blasts", "parent": "leukocytes", "type": "polygon",
-         "x": {"dimension": "CD45", **logicle}, "y": {"dimension": "SSC-A", "transform": None},
-         "vertices": [[0.28, 5000], [0.55, 5000], [0.55, 60000], [0.28, 60000]],
-         "events": 24800, "pct_parent": 62.0},
-        {"id": "lymphocytes", "parent": "leukocytes", "type": "rectangle",
-         "x": {"dimension": "CD45", **logicle}, "y": {"dimension": "SSC-A", "transform": None},
-         "bounds": {"x": [0.7, None], "y": [None, 50000]},
-         "events": 6000, "pct_parent": 15.0},
+        {
+            "id": "cells",
+            "parent": "",
+            "type": "polygon",
+            "x": {"dimension": "FSC-A", "transform": None},
+            "y": {"dimension": "SSC-A", "transform": None},
+            "vertices": [[30000, 0], [262143, 0], [262143, 262143], [30000, 262143]],
+            "events": 45000,
+            "pct_parent": 90.0,
+        },
+        {
+            "id": "singlets",
+            "parent": "cells",
+            "type": "polygon",
+            "x": {"dimension": "FSC-A", "transform": None},
+            "y": {"dimension": "FSC-H", "transform": None},
+            "vertices": [[0, 0], [262143, 230000], [262143, 262143], [0, 30000]],
+            "events": 43000,
+            "pct_parent": 95.6,
+        },
+        {
+            "id": "leukocytes",
+            "parent": "singlets",
+            "type": "rectangle",
+            "x": {"dimension": "CD45", **logicle},
+            "y": None,
+            "bounds": {"x": [0.2, None], "y": None},
+            "events": 40000,
+            "pct_parent": 93.0,
+        },
+        {
+            "id": "blasts",
+            "parent": "leukocytes",
+            "type": "polygon",
+            "x": {"dimension": "CD45", **logicle},
+            "y": {"dimension": "SSC-A", "transform": None},
+            "vertices": [[0.28, 5000], [0.55, 5000], [0.55, 60000], [0.28, 60000]],
+            "events": 24800,
+            "pct_parent": 62.0,
+        },
+        {
+            "id": "lymphocytes",
+            "parent": "leukocytes",
+            "type": "rectangle",
+            "x": {"dimension": "CD45", **logicle},
+            "y": {"dimension": "SSC-A", "transform": None},
+            "bounds": {"x": [0.7, None], "y": [None, 50000]},
+            "events": 6000,
+            "pct_parent": 15.0,
+        },
     ]
 
 
@@ -86,36 +136,107 @@ def _antigen_rows(sample_id: str, hostile_marker: bool) -> list[dict[str, Any]]:
     """antigens.tsv rows: called markers, one insufficient_events and one no_reference."""
     base = {"sample_id": sample_id, "population": "blasts"}
     rows = [
-        {**base, "marker": "CD19", "events": 24800, "positive_events": 496, "pct_positive": 2.0,
-         "median": 120.5, "rmfi": 1.1, "threshold": 2500.0,
-         "threshold_source": "internal:lymphocytes", "call": "negative", "note": ""},
-        {**base, "marker": "CD22", "events": 24800, "positive_events": 22568,
-         "pct_positive": 91.0, "median": 18234.0, "rmfi": 14.2, "threshold": 2600.0,
-         "threshold_source": "control:blasts", "call": "positive", "note": ""},
-        {**base, "marker": "CD10", "events": 24800, "positive_events": 11656,
-         "pct_positive": 47.0, "median": 3100.0, "rmfi": 3.3, "threshold": 2200.0,
-         "threshold_source": "internal:lymphocytes", "call": "partial", "note": ""},
-        {**base, "marker": "CD123", "events": 24800, "positive_events": 1240,
-         "pct_positive": 5.0, "median": 410.0, "rmfi": 1.2, "threshold": 2100.0,
-         "threshold_source": "internal:lymphocytes", "call": "negative", "note": ""},
-        {**base, "marker": "CD38", "events": 24800, "positive_events": None,
-         "pct_positive": None, "median": 5120.0, "rmfi": None, "threshold": None,
-         "threshold_source": "none", "call": "no_reference",
-         "note": "no valid reference: T/NK cells carry CD38 and no control tube was given"},
-        {**base, "marker": "CD20", "events": 31, "positive_events": None, "pct_positive": None,
-         "median": 777.0, "rmfi": None, "threshold": None,
-         "threshold_source": "internal:lymphocytes", "call": "insufficient_events",
-         "note": "31 blast events, below the quantification floor of 50"},
+        {
+            **base,
+            "marker": "CD19",
+            "events": 24800,
+            "positive_events": 496,
+            "pct_positive": 2.0,
+            "median": 120.5,
+            "rmfi": 1.1,
+            "threshold": 2500.0,
+            "threshold_source": "internal:lymphocytes",
+            "call": "negative",
+            "note": "",
+        },
+        {
+            **base,
+            "marker": "CD22",
+            "events": 24800,
+            "positive_events": 22568,
+            "pct_positive": 91.0,
+            "median": 18234.0,
+            "rmfi": 14.2,
+            "threshold": 2600.0,
+            "threshold_source": "control:blasts",
+            "call": "positive",
+            "note": "",
+        },
+        {
+            **base,
+            "marker": "CD10",
+            "events": 24800,
+            "positive_events": 11656,
+            "pct_positive": 47.0,
+            "median": 3100.0,
+            "rmfi": 3.3,
+            "threshold": 2200.0,
+            "threshold_source": "internal:lymphocytes",
+            "call": "partial",
+            "note": "",
+        },
+        {
+            **base,
+            "marker": "CD123",
+            "events": 24800,
+            "positive_events": 1240,
+            "pct_positive": 5.0,
+            "median": 410.0,
+            "rmfi": 1.2,
+            "threshold": 2100.0,
+            "threshold_source": "internal:lymphocytes",
+            "call": "negative",
+            "note": "",
+        },
+        {
+            **base,
+            "marker": "CD38",
+            "events": 24800,
+            "positive_events": None,
+            "pct_positive": None,
+            "median": 5120.0,
+            "rmfi": None,
+            "threshold": None,
+            "threshold_source": "none",
+            "call": "no_reference",
+            "note": "no valid reference: T/NK cells carry CD38 and no control tube was given",
+        },
+        {
+            **base,
+            "marker": "CD20",
+            "events": 31,
+            "positive_events": None,
+            "pct_positive": None,
+            "median": 777.0,
+            "rmfi": None,
+            "threshold": None,
+            "threshold_source": "internal:lymphocytes",
+            "call": "insufficient_events",
+            "note": "31 blast events, below the quantification floor of 50",
+        },
     ]
     if hostile_marker:
-        rows.append({**base, "marker": HOSTILE, "events": 24800, "positive_events": 10,
-                     "pct_positive": 0.04, "median": 1.0, "rmfi": 1.0, "threshold": 10.0,
-                     "threshold_source": "control:blasts", "call": "negative", "note": HOSTILE})
+        rows.append(
+            {
+                **base,
+                "marker": HOSTILE,
+                "events": 24800,
+                "positive_events": 10,
+                "pct_positive": 0.04,
+                "median": 1.0,
+                "rmfi": 1.0,
+                "threshold": 10.0,
+                "threshold_source": "control:blasts",
+                "call": "negative",
+                "note": HOSTILE,
+            }
+        )
     return rows
 
 
-def _plotdata(rows: Sequence[Mapping[str, Any]], gates: Sequence[Mapping[str, Any]],
-              n: int) -> dict[str, np.ndarray]:
+def _plotdata(
+    rows: Sequence[Mapping[str, Any]], gates: Sequence[Mapping[str, Any]], n: int
+) -> dict[str, np.ndarray]:
     """plotdata.npz arrays: parent events per gate, blasts/reference/threshold per marker."""
     rng = np.random.default_rng(7)
     arrays: dict[str, np.ndarray] = {}
@@ -150,45 +271,114 @@ def make_sample(
     sample_dir = root / sample_id.replace("/", "_")
     sample_dir.mkdir(parents=True)
     warning = HOSTILE if hostile else "FSC-A: 1.1% saturated events"
-    (sample_dir / "qc.json").write_text(json.dumps({
-        "sample_id": sample_id, "file": f"/data/{sample_id}.fcs", "status": "warn",
-        "reasons": [], "warnings": [warning], "events_total": 50000, "events_kept": 50000,
-        "metrics": {"saturated_fraction": {"FSC-A": 0.011, "SSC-A": 0.0},
-                    "spillover_source": "$SPILLOVER"}}), encoding="utf-8")
-    _write_tsv(sample_dir / "populations.tsv", POPULATION_COLUMNS, [
-        {"population": g["id"], "parent": g["parent"], "events": g["events"],
-         "pct_parent": g["pct_parent"], "pct_total": round(100 * g["events"] / 50000, 2)}
-        for g in _gates()])
+    (sample_dir / "qc.json").write_text(
+        json.dumps(
+            {
+                "sample_id": sample_id,
+                "file": f"/data/{sample_id}.fcs",
+                "status": "warn",
+                "reasons": [],
+                "warnings": [warning],
+                "events_total": 50000,
+                "events_kept": 50000,
+                "metrics": {
+                    "saturated_fraction": {"FSC-A": 0.011, "SSC-A": 0.0},
+                    "spillover_source": "$SPILLOVER",
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
+    _write_tsv(
+        sample_dir / "populations.tsv",
+        POPULATION_COLUMNS,
+        [
+            {
+                "population": g["id"],
+                "parent": g["parent"],
+                "events": g["events"],
+                "pct_parent": g["pct_parent"],
+                "pct_total": round(100 * g["events"] / 50000, 2),
+            }
+            for g in _gates()
+        ],
+    )
     rows = _antigen_rows(sample_id, hostile)
     _write_tsv(sample_dir / "antigens.tsv", ANTIGEN_COLUMNS, rows)
     (sample_dir / "gates.json").write_text(json.dumps(_gates()), encoding="utf-8")
     np.savez_compressed(sample_dir / "plotdata.npz", **_plotdata(rows, _gates(), n_events))
-    (sample_dir / "profile.json").write_text(json.dumps({
-        "sample_id": sample_id,
-        "inputs": [{"role": "sample", "path": f"/data/{sample_id}.fcs", "sha256": "ab" * 32},
-                   {"role": "config", "path": "config/config.yaml", "sha256": "cd" * 32}],
-        "fcs_version": "FCS3.1", "cytometer": "Navios", "events": 50000,
-        "markers": {"CD45": "KrO-A", "CD22": "PE-A"}, "control_markers": [],
-        "spillover_source": "$SPILLOVER", "warnings": ["no control tube; internal references"],
-        "blast_defined_by": list(blast_defined_by), "quantified": CONFIG["quantified"],
-        "settings": {"percentile": 99.5, "call_limits": {"partial": 20, "positive": 80},
-                     "floors": {"detect": 20, "quantify": 50}, "logicle": CONFIG["logicle"]},
-        "software": {"antigen-profile": "0.1.0", "flowkit": "1.3.2"},
-        "created": "2025-01-15"}), encoding="utf-8")
-    (sample_dir / "decision.json").write_text(json.dumps({
-        "sample_id": sample_id, "patient_id": "P01", "timepoint": "relapse",
-        "trial": {"name": "4SCAR", "version": "1.0"},
-        "blast_events": 24800, "blast_pct_leukocytes": 62.0, "cd19_status": "negative",
-        "eligible_targets": ["CD10", "CD22"] if decision == "candidate" else [],
-        "antigen_status": "ok", "antigen_reasons": [],
-        "clinical_status": "eligible", "clinical_reasons": [],
-        "decision": decision, "decision_reasons": ["CD22 on 91.0% of blasts (>= 20%)"],
-        "rules": [
-            {"id": "kps", "kind": "clinical", "text": "Karnofsky score above 80",
-             "field": "kps", "op": ">", "threshold": 80, "value": 90, "outcome": "pass"},
-            {"id": "hiv", "kind": "clinical", "text": "HIV infection", "field": "hiv",
-             "op": "==", "threshold": "no", "value": None, "outcome": "unknown"},
-        ]}), encoding="utf-8")
+    (sample_dir / "profile.json").write_text(
+        json.dumps(
+            {
+                "sample_id": sample_id,
+                "inputs": [
+                    {"role": "sample", "path": f"/data/{sample_id}.fcs", "sha256": "ab" * 32},
+                    {"role": "config", "path": "config/config.yaml", "sha256": "cd" * 32},
+                ],
+                "fcs_version": "FCS3.1",
+                "cytometer": "Navios",
+                "events": 50000,
+                "markers": {"CD45": "KrO-A", "CD22": "PE-A"},
+                "control_markers": [],
+                "spillover_source": "$SPILLOVER",
+                "warnings": ["no control tube; internal references"],
+                "blast_defined_by": list(blast_defined_by),
+                "quantified": CONFIG["quantified"],
+                "settings": {
+                    "percentile": 99.5,
+                    "call_limits": {"partial": 20, "positive": 80},
+                    "floors": {"detect": 20, "quantify": 50},
+                    "logicle": CONFIG["logicle"],
+                },
+                "software": {"antigen-profile": "0.1.0", "flowkit": "1.3.2"},
+                "created": "2025-01-15",
+            }
+        ),
+        encoding="utf-8",
+    )
+    (sample_dir / "decision.json").write_text(
+        json.dumps(
+            {
+                "sample_id": sample_id,
+                "patient_id": "P01",
+                "timepoint": "relapse",
+                "trial": {"name": "4SCAR", "version": "1.0"},
+                "blast_events": 24800,
+                "blast_pct_leukocytes": 62.0,
+                "cd19_status": "negative",
+                "eligible_targets": ["CD10", "CD22"] if decision == "candidate" else [],
+                "antigen_status": "ok",
+                "antigen_reasons": [],
+                "clinical_status": "eligible",
+                "clinical_reasons": [],
+                "decision": decision,
+                "decision_reasons": ["CD22 on 91.0% of blasts (>= 20%)"],
+                "rules": [
+                    {
+                        "id": "kps",
+                        "kind": "clinical",
+                        "text": "Karnofsky score above 80",
+                        "field": "kps",
+                        "op": ">",
+                        "threshold": 80,
+                        "value": 90,
+                        "outcome": "pass",
+                    },
+                    {
+                        "id": "hiv",
+                        "kind": "clinical",
+                        "text": "HIV infection",
+                        "field": "hiv",
+                        "op": "==",
+                        "threshold": "no",
+                        "value": None,
+                        "outcome": "unknown",
+                    },
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
     return sample_dir
 
 
@@ -197,30 +387,67 @@ def make_failed_sample(root: Path, sample_id: str = "P02-R1") -> Path:
     sample_dir = root / sample_id
     sample_dir.mkdir(parents=True)
     reason = "only 812 events, below qc.min_events (5000)"
-    (sample_dir / "qc.json").write_text(json.dumps({
-        "sample_id": sample_id, "file": f"/data/{sample_id}.fcs", "status": "fail",
-        "reasons": [reason], "warnings": [], "events_total": 812, "events_kept": 812,
-        "metrics": {}}), encoding="utf-8")
+    (sample_dir / "qc.json").write_text(
+        json.dumps(
+            {
+                "sample_id": sample_id,
+                "file": f"/data/{sample_id}.fcs",
+                "status": "fail",
+                "reasons": [reason],
+                "warnings": [],
+                "events_total": 812,
+                "events_kept": 812,
+                "metrics": {},
+            }
+        ),
+        encoding="utf-8",
+    )
     _write_tsv(sample_dir / "populations.tsv", POPULATION_COLUMNS, [])
     _write_tsv(sample_dir / "antigens.tsv", ANTIGEN_COLUMNS, [])
     (sample_dir / "gates.json").write_text("[]", encoding="utf-8")
     np.savez(sample_dir / "plotdata.npz")
-    (sample_dir / "profile.json").write_text(json.dumps({
-        "sample_id": sample_id, "inputs": [], "warnings": [], "blast_defined_by": [],
-        "quantified": CONFIG["quantified"], "settings": {}, "software": {},
-        "created": "2025-01-15"}), encoding="utf-8")
-    (sample_dir / "decision.json").write_text(json.dumps({
-        "sample_id": sample_id, "patient_id": "P02", "timepoint": "relapse",
-        "trial": {"name": "4SCAR", "version": "1.0"}, "blast_events": None,
-        "blast_pct_leukocytes": None, "cd19_status": None, "eligible_targets": [],
-        "antigen_status": "qc_failed", "antigen_reasons": [reason],
-        "clinical_status": "eligible", "clinical_reasons": [], "decision": "needs_review",
-        "decision_reasons": ["QC failed: antigen profile unavailable"], "rules": []}),
-        encoding="utf-8")
+    (sample_dir / "profile.json").write_text(
+        json.dumps(
+            {
+                "sample_id": sample_id,
+                "inputs": [],
+                "warnings": [],
+                "blast_defined_by": [],
+                "quantified": CONFIG["quantified"],
+                "settings": {},
+                "software": {},
+                "created": "2025-01-15",
+            }
+        ),
+        encoding="utf-8",
+    )
+    (sample_dir / "decision.json").write_text(
+        json.dumps(
+            {
+                "sample_id": sample_id,
+                "patient_id": "P02",
+                "timepoint": "relapse",
+                "trial": {"name": "4SCAR", "version": "1.0"},
+                "blast_events": None,
+                "blast_pct_leukocytes": None,
+                "cd19_status": None,
+                "eligible_targets": [],
+                "antigen_status": "qc_failed",
+                "antigen_reasons": [reason],
+                "clinical_status": "eligible",
+                "clinical_reasons": [],
+                "decision": "needs_review",
+                "decision_reasons": ["QC failed: antigen profile unavailable"],
+                "rules": [],
+            }
+        ),
+        encoding="utf-8",
+    )
     return sample_dir
 
 
 # --------------------------------------------------------------------------- HTML helpers
+
 
 class _Tables(HTMLParser):
     """Collect every table as rows of cell texts (enough to check what a reader sees)."""
@@ -281,6 +508,7 @@ def assert_no_external_urls(html: str) -> None:
 
 # --------------------------------------------------------------------------- sample report
 
+
 @pytest.fixture(scope="module")
 def sample_html(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One rendered report shared by the read-only checks (rendering is the slow part)."""
@@ -293,8 +521,18 @@ def test_sample_report_has_every_section(sample_html: str) -> None:
     assert "Decision support, not a diagnosis" in sample_html
     assert "4SCAR" in sample_html and "1.0" in sample_html
     summary = sample_html.split('id="summary"', 1)[1].split("</section>", 1)[0]
-    for text in ("P01-R1", "P01", "relapse", "24,800", "62.0", "negative", "candidate",
-                 "CD10", "CD22", "CD22 on 91.0% of blasts"):
+    for text in (
+        "P01-R1",
+        "P01",
+        "relapse",
+        "24,800",
+        "62.0",
+        "negative",
+        "candidate",
+        "CD10",
+        "CD22",
+        "CD22 on 91.0% of blasts",
+    ):
         assert text in summary
     assert 'class="summary good"' in sample_html
     assert "Blasts defined by" in sample_html and "Circular gating" not in sample_html
@@ -321,8 +559,16 @@ def test_gate_counts_come_from_gates_json(sample_html: str) -> None:
 
 
 def test_antigen_table_values_and_dashes(sample_html: str) -> None:
-    table = table_starting_with(sample_html, "Marker", "Blast events", "Positive events",
-                                "% positive", "Median", "rMFI", "Threshold")
+    table = table_starting_with(
+        sample_html,
+        "Marker",
+        "Blast events",
+        "Positive events",
+        "% positive",
+        "Median",
+        "rMFI",
+        "Threshold",
+    )
     header, *rows = table
     by_marker = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
     assert set(by_marker) == {"CD19", "CD22", "CD10", "CD123", "CD38", "CD20"}
@@ -368,9 +614,18 @@ def test_hostile_strings_are_escaped(tmp_path: Path) -> None:
     sample_dir = make_sample(tmp_path, sample_id=HOSTILE, hostile=True, n_events=300)
     # a gate whose id and dimension are hostile too; "$" would trip matplotlib's mathtext
     gates = json.loads((sample_dir / "gates.json").read_text(encoding="utf-8"))
-    gates.append({"id": HOSTILE, "parent": "blasts", "type": "rectangle",
-                  "x": {"dimension": "$\\frac{CD34$", "transform": "logicle"}, "y": None,
-                  "bounds": {"x": [0.5, None], "y": None}, "events": 10, "pct_parent": 0.1})
+    gates.append(
+        {
+            "id": HOSTILE,
+            "parent": "blasts",
+            "type": "rectangle",
+            "x": {"dimension": "$\\frac{CD34$", "transform": "logicle"},
+            "y": None,
+            "bounds": {"x": [0.5, None], "y": None},
+            "events": 10,
+            "pct_parent": 0.1,
+        }
+    )
     (sample_dir / "gates.json").write_text(json.dumps(gates), encoding="utf-8")
     plotdata = dict(np.load(sample_dir / "plotdata.npz"))
     plotdata[f"gate/{HOSTILE}/x"] = np.linspace(0, 1, 50, dtype=np.float32)
@@ -409,8 +664,7 @@ def test_sample_id_mismatch_is_flagged(tmp_path: Path) -> None:
     assert "P01-R1" in alert and "P09-R1" in alert
 
 
-@pytest.mark.parametrize(("decision", "css"), [("not_candidate", "bad"),
-                                                ("needs_review", "warn")])
+@pytest.mark.parametrize(("decision", "css"), [("not_candidate", "bad"), ("needs_review", "warn")])
 def test_decision_colour(tmp_path: Path, decision: str, css: str) -> None:
     html = render_sample_report(make_sample(tmp_path, decision=decision, n_events=200), CONFIG)
     assert f'class="summary {css}"' in html
@@ -442,6 +696,7 @@ def test_full_size_report_stays_small(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- cohort report
 
+
 def _recommendations(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """recommendations.tsv read as the workflow reads it (empty cells become NaN)."""
     buffer = io.StringIO()
@@ -452,18 +707,43 @@ def _recommendations(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 def test_cohort_report_links_and_counts(tmp_path: Path) -> None:
     make_sample(tmp_path, "P01-R1", n_events=50)
-    base = {"patient_id": "P01", "blast_events": 24800, "blast_pct_leukocytes": 62.0,
-            "cd19_status": "negative", "antigen_status": "ok", "clinical_status": "eligible",
-            "clinical_reasons": ""}
+    base = {
+        "patient_id": "P01",
+        "blast_events": 24800,
+        "blast_pct_leukocytes": 62.0,
+        "cd19_status": "negative",
+        "antigen_status": "ok",
+        "clinical_status": "eligible",
+        "clinical_reasons": "",
+    }
     rows = [
         {**base, "sample_id": "P01-R1", "eligible_targets": "CD10,CD22", "decision": "candidate"},
         {**base, "sample_id": "P03 R1", "eligible_targets": "CD22", "decision": "candidate"},
-        {**base, "sample_id": "P04-R1", "eligible_targets": "", "decision": "not_candidate",
-         "clinical_status": "excluded", "clinical_reasons": "hiv; kps"},
-        {**base, "sample_id": "P02-R1", "eligible_targets": "", "decision": "needs_review",
-         "antigen_status": "qc_failed", "blast_events": None, "blast_pct_leukocytes": None},
-        {**base, "sample_id": HOSTILE, "eligible_targets": "", "decision": "needs_review",
-         "clinical_status": "undetermined", "clinical_reasons": HOSTILE},
+        {
+            **base,
+            "sample_id": "P04-R1",
+            "eligible_targets": "",
+            "decision": "not_candidate",
+            "clinical_status": "excluded",
+            "clinical_reasons": "hiv; kps",
+        },
+        {
+            **base,
+            "sample_id": "P02-R1",
+            "eligible_targets": "",
+            "decision": "needs_review",
+            "antigen_status": "qc_failed",
+            "blast_events": None,
+            "blast_pct_leukocytes": None,
+        },
+        {
+            **base,
+            "sample_id": HOSTILE,
+            "eligible_targets": "",
+            "decision": "needs_review",
+            "clinical_status": "undetermined",
+            "clinical_reasons": HOSTILE,
+        },
     ]
     html = render_cohort_report(tmp_path, _recommendations(rows), CONFIG)
 
@@ -496,6 +776,7 @@ def test_cohort_report_requires_contract_columns(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- writing
+
 
 def test_write_html_is_atomic_and_utf8(tmp_path: Path) -> None:
     target = tmp_path / "P01" / "report.html"

@@ -1,7 +1,7 @@
 """``antigen-profile``: the per-sample analysis and the demo cohort outside Snakemake.
 
-    antigen-profile profile SAMPLE.fcs [--control CONTROL.fcs] --out DIR
-    antigen-profile demo DIR
+antigen-profile profile SAMPLE.fcs [--control CONTROL.fcs] --out DIR
+antigen-profile demo DIR
 """
 
 from __future__ import annotations

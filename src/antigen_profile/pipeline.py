@@ -111,9 +111,7 @@ def profile_sample(
     spill_csv = resolve(spill_csv) if spill_csv else None
 
     try:
-        tube = read_tube(
-            fcs, config["markers"], config["scatter"], template.dimensions, spill_csv
-        )
+        tube = read_tube(fcs, config["markers"], config["scatter"], template.dimensions, spill_csv)
     except IngestError as exc:
         return _write_failed(sample_id, fcs, out, failed_qc(str(exc)), inputs, config)
     qc = check_acquisition(tube, QCSettings.from_config(config))
@@ -264,9 +262,9 @@ def _plot_data(
             arrays[f"reference/{marker}"] = logicle(ref, params).astype(np.float32)
         threshold = thresholds.get(marker)
         if threshold is not None and pd.notna(threshold):
-            arrays[f"threshold/{marker}"] = logicle(
-                np.array([float(threshold)]), params
-            ).astype(np.float32)
+            arrays[f"threshold/{marker}"] = logicle(np.array([float(threshold)]), params).astype(
+                np.float32
+            )
     return arrays
 
 

@@ -141,9 +141,7 @@ def read_patients(path: str | Path) -> pd.DataFrame:
     typed, problems = _typed_patients(frame, sheet)
     problems += _schema_problems(typed, PATIENT_SCHEMA, sheet, "patient_id")
     duplicated = frame["patient_id"][frame["patient_id"].duplicated()]
-    problems += [
-        f"{sheet} (patient_id={pid}): patient listed more than once" for pid in duplicated
-    ]
+    problems += [f"{sheet} (patient_id={pid}): patient listed more than once" for pid in duplicated]
     if problems:
         raise SheetError("\n".join(problems))
     return frame.set_index("patient_id", drop=False)

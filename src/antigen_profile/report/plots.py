@@ -142,14 +142,27 @@ def _annotation(gate: Mapping[str, Any]) -> str:
 def _write_inside(ax: Axes, text: str) -> None:
     """Write text in the top-right corner of the plot on a translucent box."""
     ax.text(
-        0.98, 0.98, text, transform=ax.transAxes, ha="right", va="top", fontsize=FONT - 0.5,
-        parse_math=False, bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "#999999",
-                                "alpha": 0.85, "lw": 0.5},
+        0.98,
+        0.98,
+        text,
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=FONT - 0.5,
+        parse_math=False,
+        bbox={
+            "boxstyle": "round,pad=0.25",
+            "fc": "white",
+            "ec": "#999999",
+            "alpha": 0.85,
+            "lw": 0.5,
+        },
     )
 
 
-def _open_bounds(bounds: Sequence[float | None] | None, limits: tuple[float, float]) -> tuple[
-        float, float]:
+def _open_bounds(
+    bounds: Sequence[float | None] | None, limits: tuple[float, float]
+) -> tuple[float, float]:
     """Replace open (null) rectangle ends by points beyond the axis so the edge is not drawn."""
     lo, hi = limits
     span = hi - lo
@@ -211,13 +224,24 @@ def _draw_2d(
         if counts.max() <= 0:
             continue
         ax.imshow(
-            np.ma.masked_less_equal(counts.T, 0), origin="lower", aspect="auto",
-            extent=(*xlim, *ylim), cmap=cmap, norm=LogNorm(vmin=1, vmax=vmax),
+            np.ma.masked_less_equal(counts.T, 0),
+            origin="lower",
+            aspect="auto",
+            extent=(*xlim, *ylim),
+            cmap=cmap,
+            norm=LogNorm(vmin=1, vmax=vmax),
             interpolation="nearest",
         )
     if gate.get("type") == "polygon" and gate.get("vertices"):
-        ax.add_patch(Polygon(np.asarray(gate["vertices"], dtype=float), closed=True, fill=False,
-                             ec=GATE_COLOUR, lw=1.3))
+        ax.add_patch(
+            Polygon(
+                np.asarray(gate["vertices"], dtype=float),
+                closed=True,
+                fill=False,
+                ec=GATE_COLOUR,
+                lw=1.3,
+            )
+        )
     elif gate.get("type") == "rectangle":
         bounds = gate.get("bounds") or {}
         x0, x1 = _open_bounds(bounds.get("x"), xlim)
@@ -238,11 +262,18 @@ def _draw_1d(ax: Axes, gate: Mapping[str, Any], x: np.ndarray, inside: np.ndarra
     inside = inside[keep] if inside is not None else None
     xlim = _limits(x, _gate_coordinates(gate, 0))
     edges = np.linspace(*xlim, BINS + 1)
-    ax.hist(x, bins=edges, histtype="stepfilled", color=REFERENCE_COLOUR, alpha=0.45,
-            label="parent")
+    ax.hist(
+        x, bins=edges, histtype="stepfilled", color=REFERENCE_COLOUR, alpha=0.45, label="parent"
+    )
     if inside is not None and inside.any():
-        ax.hist(x[inside], bins=edges, histtype="stepfilled", color=BLAST_COLOUR, alpha=0.7,
-                label="in gate")
+        ax.hist(
+            x[inside],
+            bins=edges,
+            histtype="stepfilled",
+            color=BLAST_COLOUR,
+            alpha=0.7,
+            label="in gate",
+        )
     if gate.get("type") == "rectangle":
         x0, x1 = _open_bounds((gate.get("bounds") or {}).get("x"), xlim)
         ax.axvspan(x0, x1, color=GATE_COLOUR, alpha=0.07, lw=0)
@@ -259,14 +290,31 @@ def _draw_1d(ax: Axes, gate: Mapping[str, Any], x: np.ndarray, inside: np.ndarra
 
 def _unknown_shape(ax: Axes, gate: Mapping[str, Any]) -> None:
     """Say so in the plot rather than draw a gate shape this report does not know."""
-    ax.text(0.5, 0.02, f"gate type {gate.get('type')!s} not drawn", transform=ax.transAxes,
-            ha="center", va="bottom", fontsize=FONT - 1, color=GATE_COLOUR, parse_math=False)
+    ax.text(
+        0.5,
+        0.02,
+        f"gate type {gate.get('type')!s} not drawn",
+        transform=ax.transAxes,
+        ha="center",
+        va="bottom",
+        fontsize=FONT - 1,
+        color=GATE_COLOUR,
+        parse_math=False,
+    )
 
 
 def _no_events(ax: Axes) -> None:
     """Mark an empty plot explicitly, so an empty frame is not mistaken for a rendering bug."""
-    ax.text(0.5, 0.5, "no events to plot", transform=ax.transAxes, ha="center", va="center",
-            fontsize=FONT, color="#555555")
+    ax.text(
+        0.5,
+        0.5,
+        "no events to plot",
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=FONT,
+        color="#555555",
+    )
 
 
 def antigen_plot(
@@ -294,11 +342,26 @@ def antigen_plot(
     edges = np.linspace(*xlim, BINS + 1)
     fig, ax = _new_axes()
     if ref.size:
-        ax.hist(ref, bins=edges, weights=np.full(ref.size, 1.0 / ref.size), histtype="stepfilled",
-                color=REFERENCE_COLOUR, alpha=0.45, label=reference_label)
-    ax.hist(values, bins=edges, weights=np.full(values.size, 1.0 / values.size),
-            histtype="stepfilled", color=BLAST_COLOUR, alpha=0.55, ec=BLAST_COLOUR, lw=0.8,
-            label="blasts")
+        ax.hist(
+            ref,
+            bins=edges,
+            weights=np.full(ref.size, 1.0 / ref.size),
+            histtype="stepfilled",
+            color=REFERENCE_COLOUR,
+            alpha=0.45,
+            label=reference_label,
+        )
+    ax.hist(
+        values,
+        bins=edges,
+        weights=np.full(values.size, 1.0 / values.size),
+        histtype="stepfilled",
+        color=BLAST_COLOUR,
+        alpha=0.55,
+        ec=BLAST_COLOUR,
+        lw=0.8,
+        label="blasts",
+    )
     if threshold is not None and math.isfinite(threshold):
         ax.axvline(threshold, color=GATE_COLOUR, lw=1.2, ls="--", label="threshold")
     ax.set_xlim(xlim)
@@ -306,8 +369,9 @@ def antigen_plot(
     ax.set_xlabel(f"{marker} (logicle)", fontsize=FONT, parse_math=False)
     ax.set_ylabel("share of events", fontsize=FONT)
     ax.set_title(title or marker, fontsize=FONT + 1, parse_math=False)
-    legend = ax.legend(fontsize=FONT - 1.5, frameon=False, loc="upper right", handlelength=1.2,
-                       borderaxespad=0.2)
+    legend = ax.legend(
+        fontsize=FONT - 1.5, frameon=False, loc="upper right", handlelength=1.2, borderaxespad=0.2
+    )
     for text in legend.get_texts():
         text.set_parse_math(False)
     return png_data_uri(fig)

@@ -37,16 +37,35 @@ DECISION_CLASS = {"candidate": "good", "not_candidate": "bad", "needs_review": "
 DECISION_ORDER = ("candidate", "needs_review", "not_candidate")
 OUTCOME_CLASS = {"pass": "good", "fail": "bad", "unknown": "warn"}
 QC_CLASS = {"pass": "good", "warn": "warn", "fail": "bad"}
-CALL_CLASS = {"positive": "pos", "partial": "partial", "negative": "neg",
-              "insufficient_events": "warn", "no_reference": "warn"}
-STATUS_CLASS = {"ok": "good", "eligible": "good", "excluded": "bad", "qc_failed": "bad",
-                "insufficient_blasts": "warn", "undetermined": "warn"}
+CALL_CLASS = {
+    "positive": "pos",
+    "partial": "partial",
+    "negative": "neg",
+    "insufficient_events": "warn",
+    "no_reference": "warn",
+}
+STATUS_CLASS = {
+    "ok": "good",
+    "eligible": "good",
+    "excluded": "bad",
+    "qc_failed": "bad",
+    "insufficient_blasts": "warn",
+    "undetermined": "warn",
+}
 
-SAMPLE_FILES = ("qc.json", "populations.tsv", "antigens.tsv", "gates.json", "plotdata.npz",
-                "profile.json", "decision.json")
+SAMPLE_FILES = (
+    "qc.json",
+    "populations.tsv",
+    "antigens.tsv",
+    "gates.json",
+    "plotdata.npz",
+    "profile.json",
+    "decision.json",
+)
 
 
 # --------------------------------------------------------------------------- formatting
+
 
 def _number(value: Any) -> float | None:
     """A finite float, or None for anything empty, non-numeric or NaN."""
@@ -123,6 +142,7 @@ def _unique(items: Iterable[str]) -> list[str]:
 
 # --------------------------------------------------------------------------- reading
 
+
 @dataclass(frozen=True)
 class SampleFiles:
     """Everything the profile and decide stages wrote for one sample."""
@@ -184,12 +204,14 @@ def read_sample(sample_dir: Path) -> SampleFiles:
 
 # --------------------------------------------------------------------------- templates
 
+
 def _environment() -> Environment:
     """Jinja2 environment with autoescaping on for every template and for strings."""
     env = Environment(
         loader=PackageLoader("antigen_profile.report", "templates"),
-        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True,
-                                     default=True),
+        autoescape=select_autoescape(
+            enabled_extensions=("html",), default_for_string=True, default=True
+        ),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -211,6 +233,7 @@ def environment() -> Environment:
 
 # --------------------------------------------------------------------------- sample report
 
+
 def _gate_views(files: SampleFiles) -> list[dict[str, Any]]:
     """One entry per gate in gates.json order, with its plot when plotdata holds its events."""
     views = []
@@ -221,17 +244,19 @@ def _gate_views(files: SampleFiles) -> list[dict[str, Any]]:
         image = None
         if x is not None:
             image = plots.gate_plot(gate, x, y, files.plotdata.get(f"gate/{gate_id}/inside"))
-        views.append({
-            "id": gate_id,
-            "parent": gate.get("parent") or "",
-            "type": gate.get("type") or "",
-            "x": plots.axis_label(gate.get("x")),
-            "y": plots.axis_label(gate.get("y")) if gate.get("y") else "",
-            "events": gate.get("events"),
-            "pct_parent": gate.get("pct_parent"),
-            "plotted": None if x is None else int(np.asarray(x).size),
-            "image": image,
-        })
+        views.append(
+            {
+                "id": gate_id,
+                "parent": gate.get("parent") or "",
+                "type": gate.get("type") or "",
+                "x": plots.axis_label(gate.get("x")),
+                "y": plots.axis_label(gate.get("y")) if gate.get("y") else "",
+                "events": gate.get("events"),
+                "pct_parent": gate.get("pct_parent"),
+                "plotted": None if x is None else int(np.asarray(x).size),
+                "image": image,
+            }
+        )
     return views
 
 
@@ -254,8 +279,11 @@ def _antigen_views(files: SampleFiles, circular: Iterable[str] = ()) -> list[dic
     gated_on = {marker.upper() for marker in circular}
     rows = list(files.antigens)
     listed = {row.get("marker", "") for row in rows}
-    extra = sorted(key.split("/", 1)[1] for key in files.plotdata
-                   if key.startswith("blasts/") and key.split("/", 1)[1] not in listed)
+    extra = sorted(
+        key.split("/", 1)[1]
+        for key in files.plotdata
+        if key.startswith("blasts/") and key.split("/", 1)[1] not in listed
+    )
     rows += [{"marker": marker, "call": "", "note": "not in antigens.tsv"} for marker in extra]
     views = []
     for row in rows:
@@ -275,22 +303,24 @@ def _antigen_views(files: SampleFiles, circular: Iterable[str] = ()) -> list[dic
             title=title,
             reference_label=f"reference ({row.get('threshold_source') or 'none'})",
         )
-        views.append({
-            "marker": marker,
-            "events": row.get("events"),
-            "positive_events": DASH if not_called else fmt_count(row.get("positive_events")),
-            "pct_positive": DASH if not_called else fmt_pct(row.get("pct_positive")),
-            "median": DASH if few else fmt_num(row.get("median")),
-            "rmfi": DASH if not_called else fmt_num(row.get("rmfi")),
-            "threshold": DASH if not_called else fmt_num(row.get("threshold")),
-            "threshold_source": row.get("threshold_source") or DASH,
-            "call": call or DASH,
-            "call_class": _css(CALL_CLASS, call),
-            "note": row.get("note") or "",
-            "not_called": not_called,
-            "circular": marker.upper() in gated_on,
-            "image": image,
-        })
+        views.append(
+            {
+                "marker": marker,
+                "events": row.get("events"),
+                "positive_events": DASH if not_called else fmt_count(row.get("positive_events")),
+                "pct_positive": DASH if not_called else fmt_pct(row.get("pct_positive")),
+                "median": DASH if few else fmt_num(row.get("median")),
+                "rmfi": DASH if not_called else fmt_num(row.get("rmfi")),
+                "threshold": DASH if not_called else fmt_num(row.get("threshold")),
+                "threshold_source": row.get("threshold_source") or DASH,
+                "call": call or DASH,
+                "call_class": _css(CALL_CLASS, call),
+                "note": row.get("note") or "",
+                "not_called": not_called,
+                "circular": marker.upper() in gated_on,
+                "image": image,
+            }
+        )
     return views
 
 
@@ -306,18 +336,24 @@ SETTING_LABELS = {
 
 def _setting_text(key: str, value: Any) -> str:
     """A setting's value, with the call limits spelled out as the categories they define."""
-    if key == "call_limits" and isinstance(value, Mapping) and {"partial", "positive"} <= set(
-            value):
+    if (
+        key == "call_limits"
+        and isinstance(value, Mapping)
+        and {"partial", "positive"} <= set(value)
+    ):
         partial, positive = fmt_value(value["partial"]), fmt_value(value["positive"])
         return f"negative < {partial}% \u2264 partial < {positive}% \u2264 positive"
     if key == "internal_negative" and isinstance(value, Mapping):
-        return ", ".join(f"{marker}: {population or 'none'}"
-                         for marker, population in value.items()) or DASH
+        return (
+            ", ".join(f"{marker}: {population or 'none'}" for marker, population in value.items())
+            or DASH
+        )
     return fmt_value(value)
 
 
-def _settings_rows(profile: Mapping[str, Any], config: Mapping[str, Any]) -> tuple[
-        list[dict[str, str]], bool]:
+def _settings_rows(
+    profile: Mapping[str, Any], config: Mapping[str, Any]
+) -> tuple[list[dict[str, str]], bool]:
     """Settings to print, from profile.json (what the run used) or, failing that, the config.
 
     Returns the rows and whether they came from the run itself.
@@ -334,8 +370,10 @@ def _settings_rows(profile: Mapping[str, Any], config: Mapping[str, Any]) -> tup
         }
     known = [k for k in SETTING_LABELS if k in settings]
     ordered = known + [str(k) for k in settings if k not in SETTING_LABELS]
-    rows = [{"key": k, "label": SETTING_LABELS.get(k, k), "value": _setting_text(k, settings[k])}
-            for k in ordered]
+    rows = [
+        {"key": k, "label": SETTING_LABELS.get(k, k), "value": _setting_text(k, settings[k])}
+        for k in ordered
+    ]
     return rows, recorded
 
 
@@ -344,17 +382,19 @@ def _rule_views(decision: Mapping[str, Any]) -> list[dict[str, Any]]:
     views = []
     for rule in decision.get("rules") or []:
         outcome = rule.get("outcome", "")
-        views.append({
-            "id": rule.get("id", ""),
-            "kind": rule.get("kind", ""),
-            "text": rule.get("text", ""),
-            "source": rule.get("source", ""),
-            "value": fmt_value(rule.get("value")),
-            "op": fmt_value(rule.get("op")),
-            "threshold": fmt_value(rule.get("threshold")),
-            "outcome": outcome or DASH,
-            "outcome_class": _css(OUTCOME_CLASS, outcome),
-        })
+        views.append(
+            {
+                "id": rule.get("id", ""),
+                "kind": rule.get("kind", ""),
+                "text": rule.get("text", ""),
+                "source": rule.get("source", ""),
+                "value": fmt_value(rule.get("value")),
+                "op": fmt_value(rule.get("op")),
+                "threshold": fmt_value(rule.get("threshold")),
+                "outcome": outcome or DASH,
+                "outcome_class": _css(OUTCOME_CLASS, outcome),
+            }
+        )
     return views
 
 
@@ -370,9 +410,16 @@ def sample_context(files: SampleFiles, config: Mapping[str, Any]) -> dict[str, A
     quantified_upper = {m.upper() for m in quantified}
     circular = [m for m in defined_by if m.upper() in quantified_upper]
     settings, settings_recorded = _settings_rows(profile, config)
-    ids = _unique(str(i) for i in [qc.get("sample_id"), profile.get("sample_id"),
-                                   decision.get("sample_id"),
-                                   *(row.get("sample_id") for row in files.antigens)] if i)
+    ids = _unique(
+        str(i)
+        for i in [
+            qc.get("sample_id"),
+            profile.get("sample_id"),
+            decision.get("sample_id"),
+            *(row.get("sample_id") for row in files.antigens),
+        ]
+        if i
+    )
     trial = decision.get("trial") or {}
     decision_value = decision.get("decision", "")
     saturated = (qc.get("metrics") or {}).get("saturated_fraction") or {}
@@ -399,8 +446,9 @@ def sample_context(files: SampleFiles, config: Mapping[str, Any]) -> dict[str, A
         "clinical_reasons": _as_list(decision.get("clinical_reasons")),
         "id_mismatch": ids if len(ids) > 1 else [],
         "qc_failed": qc_failed,
-        "failure_reasons": _unique(_as_list(qc.get("reasons"))
-                                   + _as_list(decision.get("antigen_reasons"))),
+        "failure_reasons": _unique(
+            _as_list(qc.get("reasons")) + _as_list(decision.get("antigen_reasons"))
+        ),
         "qc_status": qc_status or DASH,
         "qc_class": _css(QC_CLASS, qc_status),
         "qc_reasons": _as_list(qc.get("reasons")),
@@ -412,7 +460,8 @@ def sample_context(files: SampleFiles, config: Mapping[str, Any]) -> dict[str, A
         "events_kept": fmt_count(qc.get("events_kept")),
         "saturated": [(str(k), fmt_value(v)) for k, v in saturated.items()],
         "spillover_source": (qc.get("metrics") or {}).get("spillover_source")
-        or profile.get("spillover_source") or DASH,
+        or profile.get("spillover_source")
+        or DASH,
         "populations": files.populations,
         "gates": _gate_views(files),
         "defined_by": defined_by,
@@ -425,7 +474,8 @@ def sample_context(files: SampleFiles, config: Mapping[str, Any]) -> dict[str, A
         "max_plot_events": fmt_count((config.get("report") or {}).get("max_plot_events")),
         "inputs": [
             {"role": i.get("role", ""), "path": i.get("path", ""), "sha256": i.get("sha256", "")}
-            for i in profile.get("inputs") or [] if isinstance(i, Mapping)
+            for i in profile.get("inputs") or []
+            if isinstance(i, Mapping)
         ],
         "fcs_version": profile.get("fcs_version") or DASH,
         "cytometer": profile.get("cytometer") or DASH,
@@ -453,6 +503,7 @@ def render_sample_report(sample_dir: Path, config: Mapping[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- cohort report
+
 
 def _cell(value: Any) -> str:
     """A recommendations.tsv cell as text ('' for NaN/None, as pandas reads empty cells)."""
@@ -491,22 +542,24 @@ def cohort_context(results_dir: Path, recommendations: pd.DataFrame) -> dict[str
         decision = _cell(record.get("decision"))
         antigen_status = _cell(record.get("antigen_status"))
         clinical_status = _cell(record.get("clinical_status"))
-        rows.append({
-            "sample_id": sample_id,
-            "href": f"{quote(sample_id, safe='')}/report.html",
-            "patient_id": _cell(record.get("patient_id")) or DASH,
-            "decision": decision or DASH,
-            "decision_class": _css(DECISION_CLASS, decision),
-            "eligible_targets": _as_list(_cell(record.get("eligible_targets")), ","),
-            "blast_events": fmt_count(record.get("blast_events")),
-            "blast_pct": fmt_pct(record.get("blast_pct_leukocytes")),
-            "cd19_status": _cell(record.get("cd19_status")) or DASH,
-            "antigen_status": antigen_status or DASH,
-            "antigen_status_class": _css(STATUS_CLASS, antigen_status),
-            "clinical_status": clinical_status or DASH,
-            "clinical_status_class": _css(STATUS_CLASS, clinical_status),
-            "clinical_reasons": _as_list(_cell(record.get("clinical_reasons")), ";"),
-        })
+        rows.append(
+            {
+                "sample_id": sample_id,
+                "href": f"{quote(sample_id, safe='')}/report.html",
+                "patient_id": _cell(record.get("patient_id")) or DASH,
+                "decision": decision or DASH,
+                "decision_class": _css(DECISION_CLASS, decision),
+                "eligible_targets": _as_list(_cell(record.get("eligible_targets")), ","),
+                "blast_events": fmt_count(record.get("blast_events")),
+                "blast_pct": fmt_pct(record.get("blast_pct_leukocytes")),
+                "cd19_status": _cell(record.get("cd19_status")) or DASH,
+                "antigen_status": antigen_status or DASH,
+                "antigen_status_class": _css(STATUS_CLASS, antigen_status),
+                "clinical_status": clinical_status or DASH,
+                "clinical_status_class": _css(STATUS_CLASS, clinical_status),
+                "clinical_reasons": _as_list(_cell(record.get("clinical_reasons")), ";"),
+            }
+        )
     tally: dict[str, int] = {name: 0 for name in DECISION_ORDER}
     for row in rows:
         key = row["decision"] if row["decision"] != DASH else "not recorded"
@@ -542,6 +595,7 @@ def render_cohort_report(
 
 
 # --------------------------------------------------------------------------- writing
+
 
 def write_html(html: str, path: Path) -> None:
     """Write ``html`` to ``path`` atomically (temporary file in the same folder, then rename).

@@ -1,0 +1,73 @@
+"""`antigen-profile profile` and `antigen-profile demo` outside Snakemake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from antigen_profile.cli import main
+
+
+def test_profile_writes_the_same_outputs_as_the_workflow(
+    demo_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "profile",
+            str(demo_cohort / "fcs" / "P03-R1.fcs"),
+            "--control",
+            str(demo_cohort / "fcs" / "P03-R1_control.fcs"),
+            "--out",
+            str(tmp_path / "P03-R1"),
+            "--patients",
+            str(demo_cohort / "patients.tsv"),
+            "--patient-id",
+            "P03",
+        ]
+    )
+    assert code == 0
+    out = tmp_path / "P03-R1"
+    for name in ("qc.json", "antigens.tsv", "populations.tsv", "decision.json", "report.html"):
+        assert (out / name).is_file(), name
+    decision = json.loads((out / "decision.json").read_text())
+    assert decision["decision"] == "candidate"
+    assert decision["eligible_targets"] == ["CD10", "CD20", "CD22"]
+    assert "P03-R1: candidate" in capsys.readouterr().out
+
+
+def test_profile_without_patient_is_undetermined(demo_cohort: Path, tmp_path: Path) -> None:
+    assert main(["profile", str(demo_cohort / "fcs" / "P01-R1.fcs"), "--out", str(tmp_path)]) == 0
+    decision = json.loads((tmp_path / "decision.json").read_text())
+    assert decision["clinical_status"] == "undetermined"
+    assert decision["decision"] == "needs_review"
+
+
+def test_profile_of_an_unreadable_file_exits_1_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.fcs"
+    bad.write_bytes(b"\x00" * 20)
+    assert main(["profile", str(bad), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.fcs" in err[0]
+
+
+def test_demo_writes_cohort_and_sheets(tmp_path: Path) -> None:
+    assert main(["demo", str(tmp_path)]) == 0
+    samples = pd.read_csv(tmp_path / "samples.tsv", sep="\t")
+    assert len(samples) >= 6
+    assert all((tmp_path / f).is_file() for f in samples["fcs"])
+    assert (tmp_path / "patients.tsv").is_file()
+
+
+def test_committed_demo_sheets_match_the_generator(tmp_path: Path) -> None:
+    from antigen_profile.paths import REPO_ROOT
+    from antigen_profile.simulate import write_demo_sheets
+
+    write_demo_sheets(tmp_path)
+    for name in ("samples.tsv", "patients.tsv", "truth.json"):
+        committed = (REPO_ROOT / "resources" / "demo" / name).read_bytes()
+        assert committed == (tmp_path / name).read_bytes(), f"resources/demo/{name} is stale"
