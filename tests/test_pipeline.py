@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from antigen_profile.gating import POPULATION_COLUMNS
 from antigen_profile.pipeline import decide_sample, profile_sample
 from antigen_profile.quantify import ANTIGEN_COLUMNS
 from antigen_profile.simulate import demo_tube_names
@@ -122,7 +123,7 @@ def test_outputs_follow_the_contract(profiled: Path) -> None:
     assert list(table.columns) == ANTIGEN_COLUMNS
     assert list(table["marker"]) == ["CD19", "CD22", "CD123", "CD38", "CD10", "CD20"]
     populations = pd.read_csv(sample / "populations.tsv", sep="\t")
-    assert list(populations.columns) == ["population", "parent", "events", "pct_parent", "pct_total"]
+    assert list(populations.columns) == POPULATION_COLUMNS
     gates = json.loads((sample / "gates.json").read_text())
     assert [g["id"] for g in gates] == list(populations["population"])
     plot = np.load(sample / "plotdata.npz")

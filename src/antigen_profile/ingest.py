@@ -48,7 +48,8 @@ class Tube:
     keywords : dict of str to str
         TEXT segment keywords, upper-case with the leading ``$`` kept.
     ranges : dict of str to float
-        ``$PnR`` per detector: the top of the channel's scale (saturation).
+        The top of each detector's scale (``$PnR`` - 1) in the units of ``events``, i.e. after
+        the same gain and log scaling: an event at or above it is saturated.
     sha256 : str
         Checksum of the file as read, for the audit trail.
     warnings : list of str
@@ -319,12 +320,7 @@ def read_tube(
                     break
                 except ValueError as exc:
                     notes.append(f"{key} ignored: {exc}")
-    ranges = {}
-    for i, channel in enumerate(channels, start=1):
-        try:
-            ranges[channel] = float(keywords.get(f"$P{i}R", "nan"))
-        except ValueError:
-            ranges[channel] = float("nan")
+    ranges = _scale_tops(sample.channels)
     return Tube(
         path=path,
         events=events,
@@ -338,6 +334,23 @@ def read_tube(
         sha256=checksum,
         warnings=notes,
     )
+
+
+def _scale_tops(channels: pd.DataFrame) -> dict[str, float]:
+    """Top of each channel's scale, scaled as FlowIO scales the events: anti-log for
+    ``$PnE`` = f1,f2 with f1 > 0, then divided by a ``$PnG`` gain. Comparing events with the
+    raw ``$PnR`` would misjudge saturation on every log-amplified or gained channel."""
+    tops: dict[str, float] = {}
+    for row in channels.itertuples():
+        top = float(row.pnr) - 1.0
+        decades, log0 = (float(v) for v in row.pne)
+        if decades > 0:
+            top = 10 ** (decades * top / float(row.pnr)) * (log0 or 1.0)
+        gain = float(row.png)
+        if gain not in (0.0, 1.0):
+            top /= gain
+        tops[str(row.pnn)] = top
+    return tops
 
 
 def _standard_keywords(metadata: Mapping[str, str]) -> dict[str, str]:

@@ -86,7 +86,8 @@ def check_acquisition(tube: Tube, settings: QCSettings) -> QCResult:
         top = tube.ranges.get(channel, float("nan"))
         if not np.isfinite(top) or top <= 0 or channel == tube.markers.get("Time"):
             continue
-        share = float(np.count_nonzero(tube.events[:, i] >= top - 1) / n) if n else 0.0
+        # ranges hold the top of the scale in event units; allow float rounding below it
+        share = float(np.count_nonzero(tube.events[:, i] >= top * (1 - 1e-7)) / n) if n else 0.0
         saturated[channel] = round(share, 6)
         if share > settings.max_saturated_fraction:
             notes.append(

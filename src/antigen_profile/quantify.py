@@ -112,11 +112,12 @@ def quantify_marker(
         return row
     threshold = float(np.percentile(ref, settings.percentile))
     positive = int(np.count_nonzero(values > threshold))
-    pct = 100.0 * positive / n
+    # Call on the number that is written, so the table never shows 20.0% called negative.
+    pct = round(100.0 * positive / n, 2)
     ref_median = float(np.median(ref))
     row.update(
         positive_events=positive,
-        pct_positive=round(pct, 2),
+        pct_positive=pct,
         threshold=round(threshold, 2),
         call=call_from_pct(pct, settings),
     )

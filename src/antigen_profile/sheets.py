@@ -41,6 +41,8 @@ def _read_tsv(path: Path) -> pd.DataFrame:
         raise SheetError(f"{path}: sheet not found; pass an existing TSV with --config")
     try:
         frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment=None)
+    except pd.errors.EmptyDataError:
+        raise SheetError(f"{path}: the sheet is empty; it needs a header line and rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise SheetError(f"{path}: not a readable tab-separated sheet ({exc})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -140,8 +142,15 @@ def read_patients(path: str | Path) -> pd.DataFrame:
         )
     typed, problems = _typed_patients(frame, sheet)
     problems += _schema_problems(typed, PATIENT_SCHEMA, sheet, "patient_id")
-    duplicated = frame["patient_id"][frame["patient_id"].duplicated()]
-    problems += [f"{sheet} (patient_id={pid}): patient listed more than once" for pid in duplicated]
+    first_line: dict[str, int] = {}
+    for index, pid in frame["patient_id"].items():
+        line = _line(int(index))
+        if pid in first_line:
+            problems.append(
+                f"{sheet} line {line} (patient_id={pid}): patient repeats line "
+                f"{first_line[pid]}; list each patient once"
+            )
+        first_line.setdefault(pid, line)
     if problems:
         raise SheetError("\n".join(problems))
     return frame.set_index("patient_id", drop=False)

@@ -12,7 +12,6 @@ regenerated alone (one Snakemake job per tube) and gives the same bytes every ti
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -1014,26 +1013,3 @@ def write_demo_cohort(out_dir: str | Path) -> list[Path]:
     """
     fcs = [write_demo_tube(name, out_dir) for name in demo_tube_names()]
     return fcs + write_demo_sheets(out_dir)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m antigen_profile.simulate OUT_DIR [--tube NAME | --sheets]``."""
-    parser = argparse.ArgumentParser(description="Write the antigen-profile demo cohort.")
-    parser.add_argument("out_dir", type=Path)
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--tube", choices=demo_tube_names(), help="write only this tube")
-    group.add_argument("--sheets", action="store_true", help="write only the sheets")
-    args = parser.parse_args(argv)
-    if args.tube:
-        paths = [write_demo_tube(args.tube, args.out_dir)]
-    elif args.sheets:
-        paths = write_demo_sheets(args.out_dir)
-    else:
-        paths = write_demo_cohort(args.out_dir)
-    for path in paths:
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

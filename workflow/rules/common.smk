@@ -21,7 +21,7 @@ for _key in ("samples", "patients", "trial", "gating_template"):
     config[_key] = str(resolve(config[_key], WORKDIR))
 if config["compensation"].get("matrix"):
     config["compensation"]["matrix"] = str(resolve(config["compensation"]["matrix"], WORKDIR))
-RESULTS = config["results"].rstrip("/") or "."
+RESULTS = str(Path(config["results"]))
 
 # The demo cohort's FCS files are made by the workflow itself (rule demo_tube).
 DEMO_DIR = (Path(workflow.basedir) / "resources" / "demo").resolve()

@@ -1,0 +1,466 @@
+"""Tests of ingest: marker finding, spillover parsing, reading FCS files into a Tube."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import flowio
+import numpy as np
+import pytest
+
+from antigen_profile.config import load_config
+from antigen_profile.ingest import (
+    IngestError,
+    find_markers,
+    map_control,
+    parse_spillover,
+    read_tube,
+)
+from antigen_profile.simulate import spillover_keyword, write_fcs
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "fcs-corpus"
+
+CONFIG = load_config()
+MARKERS: dict[str, list[str]] = CONFIG["markers"]
+SCATTER: dict[str, list[str]] = CONFIG["scatter"]
+
+CHANNELS = ["FSC-A", "FSC-H", "SSC-A", "PE-A", "APC-A", "V500-C-A"]
+LABELS = ["", "", "", "CD22-PE", "CD123 APC", "CD45 V500-C"]
+SPILL = np.array([[1.0, 0.12, 0.01], [0.02, 1.0, 0.0], [0.0, 0.03, 1.0]])
+FLUO = ["PE-A", "APC-A", "V500-C-A"]
+
+
+def _find(
+    labels: Sequence[str],
+    channels: Sequence[str] | None = None,
+    markers: Mapping[str, Sequence[str]] | None = None,
+    scatter: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[dict[str, str], list[str]]:
+    """find_markers with generic detector names unless given; config aliases by default."""
+    chans = list(channels) if channels is not None else [f"FL{i}-A" for i in range(len(labels))]
+    return find_markers(
+        chans,
+        list(labels),
+        MARKERS if markers is None else markers,
+        SCATTER if scatter is None else scatter,
+    )
+
+
+def _events(n: int = 500, p: int = len(CHANNELS), seed: int = 0) -> np.ndarray:
+    """Random events that survive the float32 round trip exactly."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 200_000.0, (n, p)).astype(np.float32).astype(np.float64)
+
+
+def _write(
+    path: Path,
+    events: np.ndarray | None = None,
+    channels: Sequence[str] = CHANNELS,
+    labels: Sequence[str | None] | None = LABELS,
+    keywords: Mapping[str, str] | None = None,
+) -> Path:
+    data = _events(p=len(channels)) if events is None else events
+    return write_fcs(path, data, list(channels), labels, keywords)
+
+
+def _corpus(relative: str) -> Path:
+    path = CORPUS / relative
+    if not path.is_file():
+        pytest.skip(f"FCS corpus file {path} not available (../shared/fcs-corpus is absent)")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# find_markers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "marker"),
+    [
+        ("CD22 PE", "CD22"),
+        ("CD22-PE", "CD22"),
+        ("PE CD22", "CD22"),
+        ("PE-CD22", "CD22"),
+        ("cd22", "CD22"),
+        ("PE-Cy7 CD19", "CD19"),
+        ("CALLA BV421", "CD10"),
+        ("IL-3RA APC", "CD123"),
+        ("il3ra APC", "CD123"),
+    ],
+)
+def test_marker_found_in_free_text(label: str, marker: str) -> None:
+    found, notes = _find(["", label], channels=["FSC-A", "FL2-A"])
+    assert found.get(marker) == "FL2-A"
+    # nothing else is claimed by this label
+    assert [m for m, c in found.items() if c == "FL2-A"] == [marker]
+    assert notes == []
+
+
+@pytest.mark.parametrize("label", ["CD220 PE", "CD22PE", "aCD22 PE", "CD2 PE"])
+def test_marker_is_matched_as_a_whole_word_only(label: str) -> None:
+    found, _ = _find([label])
+    assert "CD22" not in found
+
+
+def test_alias_with_hyphen_matches_spacing_variants() -> None:
+    markers = {"HLA-DR": ["HLA-DR"]}
+    for label in ("HLA-DR APC", "HLA DR APC", "HLADR APC", "APC hla-dr"):
+        found, _ = _find([label], markers=markers)
+        assert found == {"HLA-DR": "FL0-A"}, label
+
+
+def test_cd3_does_not_match_cd34_and_cd10_not_cd100() -> None:
+    markers = {"CD3": ["CD3"], "CD10": ["CD10"], "CD34": ["CD34"]}
+    found, _ = _find(["CD34 PerCP", "CD100 PE"], markers=markers)
+    assert found == {"CD34": "FL0-A"}
+    found, _ = _find(["CD34 PerCP", "CD100 PE", "CD3 FITC", "CD10 BV421"], markers=markers)
+    assert found == {"CD34": "FL0-A", "CD3": "FL2-A", "CD10": "FL3-A"}
+
+
+def test_scatter_found_by_detector_name_aliases() -> None:
+    channels = ["FS INT", "FS PEAK", "SS INT", "FL1 INT", "TIME"]
+    found, notes = _find(["", "", "", "CD45 KrO", ""], channels=channels)
+    assert found == {
+        "FSC-A": "FS INT",
+        "FSC-H": "FS PEAK",
+        "SSC-A": "SS INT",
+        "Time": "TIME",
+        "CD45": "FL1 INT",
+    }
+    assert notes == []
+    found, _ = _find(["", "", ""], channels=["FSC-A", "SSC-A", "SSC-H"])
+    assert found == {"FSC-A": "FSC-A", "SSC-A": "SSC-A"}
+
+
+def test_scatter_alias_order_is_the_preference_order() -> None:
+    # "FSC" and "FSC-A" are both aliases of FSC-A; the first alias wins, not the first column
+    found, _ = _find(["", ""], channels=["FSC", "FSC-A"])
+    assert found["FSC-A"] == "FSC-A"
+
+
+def test_marker_found_in_detector_name_when_pns_is_empty() -> None:
+    found, _ = _find(["", "", ""], channels=["FSC-A", "CD22 PE-A", "FL3-A"])
+    assert found["CD22"] == "CD22 PE-A"
+
+
+def test_pns_is_preferred_to_pnn() -> None:
+    found, _ = _find(["", "CD22 PE"], channels=["CD22-A", "PE-A"])
+    assert found["CD22"] == "PE-A"
+
+
+def test_scatter_detectors_are_not_taken_by_markers() -> None:
+    # a stain description on a scatter detector must not steal it for a marker
+    found, _ = _find(["CD45", "CD45 V500"], channels=["SSC-A", "V500-A"])
+    assert found["SSC-A"] == "SSC-A"
+    assert found["CD45"] == "V500-A"
+
+
+@pytest.mark.parametrize("channels", [["PE-H", "PE-A"], ["PE-A", "PE-H"]])
+def test_ambiguity_prefers_area_detector(channels: list[str]) -> None:
+    found, notes = _find(["CD22 PE", "CD22 PE"], channels=channels)
+    assert found["CD22"] == "PE-A"
+    assert notes == []  # the area rule resolves it: no tie left to report
+
+
+def test_remaining_ambiguity_is_a_warning_naming_both_detectors() -> None:
+    found, notes = _find(["CD22 PE", "CD22 APC"], channels=["PE-A", "APC-A"])
+    assert found["CD22"] == "PE-A"
+    assert len(notes) == 1
+    assert "CD22" in notes[0] and "PE-A" in notes[0] and "APC-A" in notes[0]
+
+
+def test_unknown_marker_is_simply_absent() -> None:
+    found, notes = _find(["CD7 FITC"])
+    assert found == {}
+    assert notes == []
+
+
+# --------------------------------------------------------------------------------------------
+# parse_spillover
+# --------------------------------------------------------------------------------------------
+
+
+def test_parse_spillover_with_names() -> None:
+    text = spillover_keyword(["APC-A", "PE-A"], np.array([[1.0, 0.2], [0.05, 1.0]]))
+    frame = parse_spillover(text, CHANNELS)
+    assert list(frame.index) == ["APC-A", "PE-A"]
+    assert list(frame.columns) == ["APC-A", "PE-A"]
+    np.testing.assert_array_equal(frame.to_numpy(), [[1.0, 0.2], [0.05, 1.0]])
+
+
+def test_parse_spillover_with_one_based_channel_numbers() -> None:
+    # channel 4 is PE-A and 5 is APC-A (1-based)
+    frame = parse_spillover("2, 4, 5, 1, 0.1, 0.3, 1", CHANNELS)
+    assert list(frame.index) == ["PE-A", "APC-A"]
+    assert frame.loc["APC-A", "PE-A"] == pytest.approx(0.3)
+    assert frame.loc["PE-A", "APC-A"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "3,PE-A,APC-A,1,0,0,1",  # declares 3, names 2
+        "2,PE-A,APC-A,1,0,0",  # one value short
+        "2,PE-A,APC-A,1,0,0,1,0",  # one value too many
+        "",
+        "two,PE-A,APC-A,1,0,0,1",
+        "0",
+        "2,PE-A,NOPE-A,1,0,0,1",  # a detector not in the file
+        "2,4,99,1,0,0,1",  # a channel number out of range
+        "2,PE-A,APC-A,1,x,0,1",
+    ],
+)
+def test_parse_spillover_malformed_raises_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_spillover(text, CHANNELS)
+
+
+# --------------------------------------------------------------------------------------------
+# read_tube on files written by simulate.write_fcs
+# --------------------------------------------------------------------------------------------
+
+
+def test_read_tube_round_trip(tmp_path: Path) -> None:
+    events = _events()
+    keywords = {
+        "$SPILLOVER": spillover_keyword(FLUO, SPILL),
+        "$CYT": "Test cytometer",
+        "$P4R": "1024",
+    }
+    path = _write(tmp_path / "tube.fcs", events, keywords=keywords)
+    tube = read_tube(path, MARKERS, SCATTER)
+
+    assert tube.path == path
+    assert tube.n_events == 500
+    assert tube.events.dtype == np.float64
+    np.testing.assert_array_equal(tube.events, events)
+    assert tube.channels == CHANNELS
+    assert tube.labels == LABELS
+    assert tube.markers == {
+        "FSC-A": "FSC-A",
+        "FSC-H": "FSC-H",
+        "SSC-A": "SSC-A",
+        "CD22": "PE-A",
+        "CD123": "APC-A",
+        "CD45": "V500-C-A",
+    }
+    np.testing.assert_array_equal(tube.column("CD123"), events[:, 4])
+    assert tube.spillover_source == "$SPILLOVER"
+    assert tube.spillover is not None
+    assert list(tube.spillover.index) == FLUO
+    assert list(tube.spillover.columns) == FLUO
+    np.testing.assert_allclose(tube.spillover.to_numpy(), SPILL)
+    assert tube.ranges["PE-A"] == 1023.0  # top of a 1024-channel scale, in event units
+    assert tube.ranges["FSC-A"] == 262143.0
+    assert set(tube.ranges) == set(CHANNELS)
+    assert tube.cytometer == "Test cytometer"
+    assert tube.version == "3.1"
+    assert tube.warnings == []
+
+
+def test_read_tube_spill_keyword(tmp_path: Path) -> None:
+    text = spillover_keyword(FLUO, SPILL)
+    path = _write(tmp_path / "bd.fcs", keywords={"SPILL": text})
+    tube = read_tube(path, MARKERS, SCATTER)
+    assert tube.spillover_source == "SPILL"
+    assert tube.spillover is not None
+    np.testing.assert_allclose(tube.spillover.loc[FLUO, FLUO].to_numpy(), SPILL)
+
+
+def test_spillover_keyword_wins_over_spill(tmp_path: Path) -> None:
+    other = np.eye(3) + 0.5 * np.eye(3, k=1)
+    keywords = {
+        "$SPILLOVER": spillover_keyword(FLUO, SPILL),
+        "SPILL": spillover_keyword(FLUO, other),
+    }
+    tube = read_tube(_write(tmp_path / "both.fcs", keywords=keywords), MARKERS, SCATTER)
+    assert tube.spillover_source == "$SPILLOVER"
+    assert tube.spillover is not None
+    np.testing.assert_allclose(tube.spillover.to_numpy(), SPILL)
+
+
+def test_read_tube_dollar_spill_keyword(tmp_path: Path) -> None:
+    path = _write(tmp_path / "spill.fcs", keywords={"$SPILL": spillover_keyword(FLUO, SPILL)})
+    tube = read_tube(path, MARKERS, SCATTER)
+    assert tube.spillover is not None
+    assert tube.spillover_source != "none"
+    np.testing.assert_allclose(tube.spillover.loc[FLUO, FLUO].to_numpy(), SPILL)
+
+
+def test_malformed_spillover_falls_back_with_a_warning(tmp_path: Path) -> None:
+    keywords = {
+        "$SPILLOVER": "3,PE-A,APC-A,1,0,0,1",
+        "SPILL": spillover_keyword(FLUO, SPILL),
+    }
+    tube = read_tube(_write(tmp_path / "bad.fcs", keywords=keywords), MARKERS, SCATTER)
+    assert tube.spillover_source == "SPILL"
+    assert any("$SPILLOVER" in w for w in tube.warnings)
+
+
+def test_no_spillover_keyword(tmp_path: Path) -> None:
+    tube = read_tube(_write(tmp_path / "none.fcs"), MARKERS, SCATTER)
+    assert tube.spillover is None
+    assert tube.spillover_source == "none"
+
+
+def test_spillover_from_config_csv_overrides_the_file(tmp_path: Path) -> None:
+    csv = tmp_path / "spill.csv"
+    csv.write_text("detector,PE-A,APC-A\nPE-A,1,0.25\nAPC-A,0,1\n")
+    keywords = {"$SPILLOVER": spillover_keyword(FLUO, SPILL)}
+    path = _write(tmp_path / "tube.fcs", keywords=keywords)
+    tube = read_tube(path, MARKERS, SCATTER, spillover_csv=csv)
+    assert tube.spillover_source == "config"
+    assert tube.spillover is not None
+    assert tube.spillover.loc["PE-A", "APC-A"] == pytest.approx(0.25)
+
+
+def test_read_tube_checksum_and_file_untouched(tmp_path: Path) -> None:
+    path = _write(tmp_path / "tube.fcs", keywords={"$SPILLOVER": spillover_keyword(FLUO, SPILL)})
+    before = path.read_bytes()
+    stat = path.stat()
+    tube = read_tube(path, MARKERS, SCATTER)
+    assert tube.sha256 == hashlib.sha256(before).hexdigest()
+    assert path.read_bytes() == before
+    after = path.stat()
+    assert after.st_mtime_ns == stat.st_mtime_ns
+    assert after.st_size == stat.st_size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tube.fcs"]  # nothing written beside
+
+
+def test_missing_required_marker_is_one_line_naming_file_and_marker(tmp_path: Path) -> None:
+    path = _write(tmp_path / "no-cd45.fcs", labels=["", "", "", "CD22 PE", "CD123 APC", ""])
+    with pytest.raises(IngestError) as info:
+        read_tube(path, MARKERS, SCATTER, required=["FSC-A", "SSC-A", "CD45"])
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(path) in message
+    assert "CD45" in message
+    assert "SSC-A" not in message  # only the missing marker is named
+
+
+def test_required_markers_present_reads(tmp_path: Path) -> None:
+    tube = read_tube(_write(tmp_path / "ok.fcs"), MARKERS, SCATTER, required=["CD45", "FSC-H"])
+    assert tube.markers["CD45"] == "V500-C-A"
+
+
+def test_unknown_marker_column_is_an_ingest_error(tmp_path: Path) -> None:
+    tube = read_tube(_write(tmp_path / "ok.fcs"), MARKERS, SCATTER)
+    with pytest.raises(IngestError, match="CD38"):
+        tube.column("CD38")
+
+
+def test_missing_file_is_an_ingest_error(tmp_path: Path) -> None:
+    path = tmp_path / "absent.fcs"
+    with pytest.raises(IngestError) as info:
+        read_tube(path, MARKERS, SCATTER)
+    assert str(path) in str(info.value)
+
+
+def _one_line_error(path: Path) -> str:
+    with pytest.raises(IngestError) as info:
+        read_tube(path, MARKERS, SCATTER)
+    message = str(info.value)
+    assert str(path) in message
+    assert "\n" not in message
+    assert "Traceback" not in message
+    return message
+
+
+def test_garbage_file_is_a_one_line_ingest_error(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.fcs"
+    path.write_bytes(b"not an FCS file at all\n" * 50)
+    _one_line_error(path)
+
+
+def test_truncated_file_is_a_one_line_ingest_error(tmp_path: Path) -> None:
+    whole = _write(tmp_path / "whole.fcs").read_bytes()
+    path = tmp_path / "truncated.fcs"
+    path.write_bytes(whole[: len(whole) // 2])
+    _one_line_error(path)
+
+
+def test_non_finite_events_are_an_ingest_error(tmp_path: Path) -> None:
+    events = _events()
+    events[7, 3] = np.nan
+    assert "non-finite" in _one_line_error(_write(tmp_path / "nan.fcs", events))
+
+
+def test_file_without_events_is_an_ingest_error(tmp_path: Path) -> None:
+    events = np.zeros((0, len(CHANNELS)))
+    assert "no events" in _one_line_error(_write(tmp_path / "empty.fcs", events))
+
+
+def test_map_control_maps_through_the_stained_tubes_detectors(tmp_path: Path) -> None:
+    stained = read_tube(_write(tmp_path / "stained.fcs"), MARKERS, SCATTER)
+    control_path = _write(tmp_path / "control.fcs", labels=None, events=_events(seed=3))
+    control = read_tube(control_path, {}, {}, ())
+    assert control.markers == {}
+    mapped = map_control(control, stained)
+    assert mapped.markers == stained.markers
+    np.testing.assert_array_equal(mapped.column("CD22"), _events(seed=3)[:, 3])
+
+
+def test_map_control_notes_a_detector_the_control_lacks(tmp_path: Path) -> None:
+    stained = read_tube(_write(tmp_path / "stained.fcs"), MARKERS, SCATTER)
+    channels = [c for c in CHANNELS if c != "APC-A"]
+    control = read_tube(
+        _write(tmp_path / "control.fcs", channels=channels, labels=None), {}, {}, ()
+    )
+    mapped = map_control(control, stained)
+    assert "CD123" not in mapped.markers
+    assert mapped.markers["CD22"] == "PE-A"
+    assert any("APC-A" in w and "CD123" in w for w in mapped.warnings)
+
+
+# --------------------------------------------------------------------------------------------
+# Real-instrument corpus
+# --------------------------------------------------------------------------------------------
+
+
+def test_corpus_attune_with_spillover() -> None:
+    path = _corpus("flowio/G11.fcs")
+    tube = read_tube(path, MARKERS, SCATTER)
+    assert tube.n_events == flowio.FlowData(str(path)).event_count
+    assert tube.spillover_source == "$SPILLOVER"
+    assert tube.spillover is not None
+    assert set(tube.spillover.index) <= set(tube.channels)
+    assert "Attune" in tube.cytometer
+    assert {"FSC-A", "SSC-A", "FSC-H"} <= set(tube.markers)
+
+
+def test_corpus_facsaria_with_spill() -> None:
+    path = _corpus("flowkit/100715.fcs")
+    tube = read_tube(path, MARKERS, SCATTER)
+    flow = flowio.FlowData(str(path))
+    assert tube.n_events == flow.event_count
+    assert tube.spillover_source == "SPILL"
+    assert tube.spillover is not None
+    assert set(tube.spillover.index) <= set(tube.channels)
+    # the detector carrying $PnS "CD19", read independently with FlowIO
+    cd19 = [
+        flow.channels[k]["pnn"]
+        for k in flow.channels
+        if flow.channels[k].get("pns", "").strip() == "CD19"
+    ]
+    assert cd19 and tube.markers["CD19"] == cd19[0]
+
+
+def test_corpus_off_by_one_offset_is_read_with_a_warning() -> None:
+    path = _corpus("flowkit/test_comp_example.fcs")
+    tube = read_tube(path, MARKERS, SCATTER)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = flowio.FlowData(str(path), ignore_offset_error=True).event_count
+    assert tube.n_events == expected
+    assert any("off by one" in w for w in tube.warnings)
+
+
+@pytest.mark.parametrize(
+    "relative", ["fcsparser/corrupted/corrupted.fcs", "fcsparser/cytek-nl-2000/sample_header.fcs"]
+)
+def test_corpus_unreadable_files_give_a_one_line_ingest_error(relative: str) -> None:
+    _one_line_error(_corpus(relative))
