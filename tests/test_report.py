@@ -17,6 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from antigen_profile.gating import POPULATION_COLUMNS
+from antigen_profile.quantify import ANTIGEN_COLUMNS
+from antigen_profile.recommend import RECOMMENDATION_COLUMNS
 from antigen_profile.report import render_cohort_report, render_sample_report, write_html
 
 HOSTILE = "<script>alert(1)</script>"
@@ -31,34 +34,6 @@ CONFIG: dict[str, Any] = {
     "logicle": {"T": 262144, "W": 0.5, "M": 4.5, "A": 0},
     "report": {"max_plot_events": 20000},
 }
-
-POPULATION_COLUMNS = ["population", "parent", "events", "pct_parent", "pct_total"]
-ANTIGEN_COLUMNS = [
-    "sample_id",
-    "population",
-    "marker",
-    "events",
-    "positive_events",
-    "pct_positive",
-    "median",
-    "rmfi",
-    "threshold",
-    "threshold_source",
-    "call",
-    "note",
-]
-RECOMMENDATION_COLUMNS = [
-    "sample_id",
-    "patient_id",
-    "blast_events",
-    "blast_pct_leukocytes",
-    "cd19_status",
-    "eligible_targets",
-    "antigen_status",
-    "clinical_status",
-    "clinical_reasons",
-    "decision",
-]
 
 
 # --------------------------------------------------------------------------- fake results

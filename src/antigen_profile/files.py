@@ -22,7 +22,9 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def _atomic(path: str | Path, write: Callable[[IO[Any]], None], mode: str = "w") -> Path:
+def atomic_write(path: str | Path, write: Callable[[IO[Any]], object], mode: str = "w") -> Path:
+    """Write through a temporary file in the target folder, then rename it into place: a
+    reader (or a crash) sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -30,6 +32,8 @@ def _atomic(path: str | Path, write: Callable[[IO[Any]], None], mode: str = "w")
         kwargs = {"encoding": "utf-8", "newline": ""} if "b" not in mode else {}
         with os.fdopen(fd, mode, **kwargs) as handle:
             write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are shared with reviewers
         os.replace(tmp, path)
     except BaseException:
@@ -39,7 +43,7 @@ def _atomic(path: str | Path, write: Callable[[IO[Any]], None], mode: str = "w")
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    return _atomic(path, lambda h: h.write(text))
+    return atomic_write(path, lambda h: h.write(text))
 
 
 def write_json(path: str | Path, data: Any) -> Path:
@@ -50,8 +54,8 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 def write_tsv(path: str | Path, table: pd.DataFrame) -> Path:
     """Tab-separated, no index, empty cells for missing values, ``\\n`` line ends."""
-    return _atomic(path, lambda h: table.to_csv(h, sep="\t", index=False, lineterminator="\n"))
+    return atomic_write(path, lambda h: table.to_csv(h, sep="\t", index=False, lineterminator="\n"))
 
 
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
-    return _atomic(path, lambda h: np.savez_compressed(h, **arrays), mode="wb")
+    return atomic_write(path, lambda h: np.savez_compressed(h, **arrays), mode="wb")

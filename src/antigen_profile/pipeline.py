@@ -359,10 +359,7 @@ def write_cohort_table(decision_files: list[str | Path], path: str | Path) -> Pa
     """``recommendations.tsv`` from every sample's ``decision.json``."""
     from antigen_profile.recommend import write_recommendations
 
-    decisions = [_read_json(f) for f in decision_files]
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    write_recommendations(decisions, tmp)
-    return Path(tmp.replace(path))
+    return write_recommendations([_read_json(f) for f in decision_files], path)
 
 
 def write_sample_report(sample_dir: str | Path, config: Mapping[str, Any]) -> Path:

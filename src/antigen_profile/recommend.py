@@ -23,12 +23,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import jsonschema
 import pandas as pd
 import yaml
 
+from antigen_profile.files import atomic_write
 from antigen_profile.paths import repo_path
 
 #: recommendations.tsv columns, in contract order (docs/outputs.md): append, never reorder.
@@ -934,17 +935,17 @@ def recommendation_row(decision: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_recommendations(decisions: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     """Write recommendations.tsv (contract columns, one row per sample, sorted by sample_id)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = sorted((recommendation_row(d) for d in decisions), key=lambda r: str(r["sample_id"]))
-    with path.open("w", newline="", encoding="utf-8") as handle:
+
+    def write(handle: IO[str]) -> None:
         writer = csv.DictWriter(
             handle, fieldnames=RECOMMENDATION_COLUMNS, delimiter="\t", lineterminator="\n"
         )
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "" if row[k] is None else row[k] for k in RECOMMENDATION_COLUMNS})
-    return path
+
+    return atomic_write(path, write)
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
-import tempfile
 import zipfile
 import zlib
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
 import flowio
 import numpy as np
+
+from antigen_profile.files import atomic_write
+from antigen_profile.sheets import PATIENT_COLUMNS, SAMPLE_OPTIONAL, SAMPLE_REQUIRED
 
 __all__ = [
     "BACKGROUND",
@@ -81,25 +82,6 @@ CONTROL_EVENTS = 20_000
 # --------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Write through a temporary file in the target folder and rename it into place, so that
-    a crash or a killed job never leaves a half-written file that looks complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_fcs(
     path: str | Path,
     events: np.ndarray,
@@ -151,7 +133,7 @@ def write_fcs(
     def _write(handle: BinaryIO) -> None:
         flowio.create_fcs(handle, flat, list(channels), opt_channel_names=pns, metadata_dict=meta)
 
-    return _atomic_write(path, _write)
+    return atomic_write(path, _write, "wb")
 
 
 def spillover_keyword(detectors: Sequence[str], matrix: np.ndarray) -> str:
@@ -177,7 +159,7 @@ def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
                 np.lib.format.write_array(buffer, np.asarray(value), allow_pickle=False)
                 archive.writestr(info, buffer.getvalue())
 
-    return _atomic_write(path, _write)
+    return atomic_write(path, _write, "wb")
 
 
 # --------------------------------------------------------------------------------------------
@@ -575,20 +557,7 @@ class Patient:
     systemic_steroids_last_7d: bool | None = False
 
 
-PATIENT_COLUMNS: tuple[str, ...] = (
-    "patient_id",
-    "age_years",
-    "kps",
-    "hgb_g_per_l",
-    "life_expectancy_months",
-    "prior_anti_cd19",
-    "active_infection",
-    "hiv",
-    "hbv_hcv_active",
-    "pregnant_or_nursing",
-    "systemic_steroids_last_7d",
-)
-SAMPLE_COLUMNS: tuple[str, ...] = ("sample_id", "patient_id", "fcs", "control_fcs", "timepoint")
+SAMPLE_COLUMNS: tuple[str, ...] = (*SAMPLE_REQUIRED, *SAMPLE_OPTIONAL)
 
 
 @dataclass(frozen=True)
@@ -1000,9 +969,11 @@ def write_demo_sheets(out_dir: str | Path) -> list[Path]:
     truth = {s.sample_id: demo_truth(s.sample_id) for s in DEMO_SAMPLES}
     text = (json.dumps(truth, indent=2) + "\n").encode("utf-8")
     return [
-        _atomic_write(out / "samples.tsv", lambda h: h.write(_tsv(SAMPLE_COLUMNS, samples))),
-        _atomic_write(out / "patients.tsv", lambda h: h.write(_tsv(PATIENT_COLUMNS, patients))),
-        _atomic_write(out / "truth.json", lambda h: h.write(text)),
+        atomic_write(out / "samples.tsv", lambda h: h.write(_tsv(SAMPLE_COLUMNS, samples)), "wb"),
+        atomic_write(
+            out / "patients.tsv", lambda h: h.write(_tsv(PATIENT_COLUMNS, patients)), "wb"
+        ),
+        atomic_write(out / "truth.json", lambda h: h.write(text), "wb"),
     ]
 
 

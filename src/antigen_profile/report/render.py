@@ -10,8 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from antigen_profile import __version__
+from antigen_profile.files import write_text
 from antigen_profile.report import plots
 
 DASH = plots.DASH
@@ -598,21 +597,6 @@ def render_cohort_report(
 
 
 def write_html(html: str, path: Path) -> None:
-    """Write ``html`` to ``path`` atomically (temporary file in the same folder, then rename).
-
-    A reader opening the report while the workflow runs, or after a crash, sees either the old
-    report or the new one, never half a file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(html)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    """Write ``html`` atomically: a reader opening the report while the workflow runs, or
+    after a crash, sees either the old report or the new one, never half a file."""
+    write_text(path, html)
