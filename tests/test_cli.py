@@ -71,3 +71,37 @@ def test_committed_demo_sheets_match_the_generator(tmp_path: Path) -> None:
     for name in ("samples.tsv", "patients.tsv", "truth.json"):
         committed = (REPO_ROOT / "resources" / "demo" / name).read_bytes()
         assert committed == (tmp_path / name).read_bytes(), f"resources/demo/{name} is stale"
+
+
+INSPECT_KEYS = {
+    "file", "ok", "error", "version", "cytometer", "events", "parameters", "markers",
+    "spillover", "warnings",
+}  # fmt: skip
+
+
+def test_inspect_json_describes_each_file_and_exits_1_on_a_bad_one(
+    demo_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "broken.fcs"
+    bad.write_bytes(b"FCS3.1" + b"\x00" * 100)
+    good = demo_cohort / "fcs" / "P01-R1.fcs"
+    assert main(["inspect", "--json", str(good), str(bad)]) == 1
+    records = json.loads(capsys.readouterr().out)
+    assert [set(r) for r in records] == [INSPECT_KEYS, INSPECT_KEYS]
+    ok, failed = records
+    assert ok["ok"] and ok["error"] is None
+    assert ok["version"] == "3.1" and ok["events"] == 50_000 and ok["parameters"] == 12
+    assert ok["markers"]["CD22"] == "PE-A" and ok["markers"]["CD19"] == "PE-Cy7-A"
+    assert ok["spillover"] == "$SPILLOVER"
+    assert not failed["ok"] and "broken.fcs" in failed["error"]
+    assert failed["events"] is None
+
+
+def test_inspect_text_exits_0_when_every_file_reads(
+    demo_cohort: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    control = demo_cohort / "fcs" / "P01-R1_control.fcs"
+    assert main(["inspect", str(control)]) == 0
+    out = capsys.readouterr().out
+    assert "50000 events" not in out and "20000 events" in out
+    assert "spillover: $SPILLOVER" in out

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from antigen_profile import __version__
 
@@ -56,6 +57,72 @@ def _profile(args: argparse.Namespace) -> int:
     return 1 if result.qc_status == "fail" else 0
 
 
+def inspect_file(path: str | Path, config: dict[str, Any]) -> dict[str, Any]:
+    """What a lab needs to know about one file before running it: the ``inspect --json``
+    record (keys: file, ok, error, version, cytometer, events, parameters, markers,
+    spillover, warnings)."""
+    from antigen_profile.ingest import IngestError, read_tube
+
+    record: dict[str, Any] = {
+        "file": str(path),
+        "ok": False,
+        "error": None,
+        "version": None,
+        "cytometer": None,
+        "events": None,
+        "parameters": None,
+        "markers": {},
+        "spillover": None,
+        "warnings": [],
+    }
+    try:
+        tube = read_tube(path, config["markers"], config["scatter"])
+    except IngestError as exc:
+        record["error"] = str(exc)
+        return record
+    record.update(
+        ok=True,
+        version=tube.version,
+        cytometer=tube.cytometer,
+        events=tube.n_events,
+        parameters=len(tube.channels),
+        markers=dict(tube.markers),
+        spillover=tube.spillover_source if tube.spillover is not None else None,
+        warnings=list(tube.warnings),
+    )
+    return record
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from antigen_profile.config import load_config
+
+    config = load_config(args.config)
+    records = [inspect_file(path, config) for path in args.files]
+    if args.json:
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+    else:
+        for record in records:
+            print(_inspect_text(record))
+    return 0 if all(r["ok"] for r in records) else 1
+
+
+def _inspect_text(record: dict[str, Any]) -> str:
+    if not record["ok"]:
+        return f"ERROR {record['error']}"
+    markers = ", ".join(f"{m}={c}" for m, c in record["markers"].items()) or "none found"
+    lines = [
+        f"{record['file']}",
+        f"  {record['version']}, {record['cytometer'] or 'cytometer not stated'}, "
+        f"{record['events']} events, {record['parameters']} parameters",
+        f"  markers: {markers}",
+        f"  spillover: {record['spillover'] or 'none in the file'}",
+    ]
+    lines += [f"  warning: {w}" for w in record["warnings"]]
+    return "\n".join(lines)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from antigen_profile.simulate import write_demo_cohort
 
@@ -88,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write into OUT/SAMPLE_ID/ instead of OUT/",
     )
     profile.set_defaults(run=_profile)
+
+    inspect = commands.add_parser(
+        "inspect", help="describe FCS files: version, instrument, markers, spillover, warnings"
+    )
+    inspect.add_argument("files", nargs="+", help="FCS files")
+    inspect.add_argument("--json", action="store_true", help="print a JSON list")
+    inspect.add_argument("--config", help="config YAML with marker aliases (default: repository)")
+    inspect.set_defaults(run=_inspect)
 
     demo = commands.add_parser("demo", help="write the demo cohort (FCS files and both sheets)")
     demo.add_argument("out_dir", help="folder to write into")
