@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from antigen_profile.paths import REPO_ROOT
+from antigen_profile.simulate import demo_tube_events, demo_tube_spec, write_fcs
 
 pytestmark = pytest.mark.workflow
 
@@ -32,6 +33,11 @@ def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str
         timeout=timeout,
         env=env,
     )
+
+
+def _channels_and_labels() -> tuple[list[str], list[str]]:
+    spec, _ = demo_tube_spec("P02-R1")
+    return [c.name for c in spec.channels], [c.label or "" for c in spec.channels]
 
 
 def _sheet(path: Path, rows: list[dict[str, str]]) -> Path:
@@ -59,6 +65,13 @@ def small_cohort(demo_cohort: Path, tmp_path: Path) -> Path:
             }
         )
     (cohort / "tubes" / "X99-R1.fcs").write_bytes(b"not an FCS file")
+    # A readable tube that fails acquisition QC: far too few events to analyse.
+    events, _ = demo_tube_events("P02-R1")
+    write_fcs(cohort / "tubes" / "Q98-R1.fcs", events[:800], *_channels_and_labels())
+    rows.append(
+        {"sample_id": "Q98-R1", "patient_id": "P02", "fcs": "tubes/Q98-R1.fcs",
+         "control_fcs": "", "timepoint": ""}
+    )  # fmt: skip
     rows.append(
         {"sample_id": "X99-R1", "patient_id": "P01", "fcs": "tubes/X99-R1.fcs",
          "control_fcs": "", "timepoint": ""}
@@ -68,7 +81,7 @@ def small_cohort(demo_cohort: Path, tmp_path: Path) -> Path:
     return cohort
 
 
-def test_cohort_with_an_unreadable_file_completes(
+def test_cohort_with_an_unreadable_and_a_qc_failing_file_completes(
     small_cohort: Path, demo_truth: dict[str, Any], tmp_path: Path
 ) -> None:
     results = tmp_path / "results"
@@ -82,7 +95,7 @@ def test_cohort_with_an_unreadable_file_completes(
     assert run.returncode == 0, run.stderr[-3000:]
     table = pd.read_csv(results / "recommendations.tsv", sep="\t", dtype=str, keep_default_na=False)
     rows = table.set_index("sample_id")
-    assert list(rows.index) == ["P01-R1", "P05-R1", "P06-R1", "X99-R1"]
+    assert list(rows.index) == ["P01-R1", "P05-R1", "P06-R1", "Q98-R1", "X99-R1"]
     for sid in ("P01-R1", "P05-R1", "P06-R1"):
         truth = demo_truth[sid]
         assert rows.loc[sid, "eligible_targets"] == ",".join(truth["eligible_targets"])
@@ -94,6 +107,10 @@ def test_cohort_with_an_unreadable_file_completes(
     assert rows.loc["X99-R1", "eligible_targets"] == ""
     qc = json.loads((results / "X99-R1" / "qc.json").read_text())
     assert "X99-R1.fcs" in qc["reasons"][0]
+    assert rows.loc["Q98-R1", "antigen_status"] == "qc_failed"
+    assert rows.loc["Q98-R1", "decision"] == "needs_review"
+    qc = json.loads((results / "Q98-R1" / "qc.json").read_text())
+    assert qc["status"] == "fail" and "800 events" in qc["reasons"][0]
     index = (results / "report.html").read_text()
     for sid in rows.index:
         assert f'href="{sid}/report.html"' in index
