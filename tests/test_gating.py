@@ -241,14 +241,14 @@ def test_shipped_template_membership_recomputed_independently(
     populations: Populations,
     demo: tuple[dict[str, np.ndarray], Truth],
 ) -> None:
-    """Every gate of the hierarchy, recomputed with matplotlib on logicle-scaled CD45."""
+    """Every gate applied (the fitted ones), recomputed with matplotlib on logicle CD45."""
     data = demo[0]
     display = {
         name: (logicle(values, CONFIG["logicle"]) if name == "CD45" else values)
         for name, values in data.items()
     }
-    by_id = {g.id: g for g in template.gates}
-    for gate in template.gates:
+    by_id = {g.id: g for g in populations.gates}
+    for gate in populations.gates:
         assert gate.y is not None
         inside = _inside(gate.vertices, display[gate.x.dimension], display[gate.y.dimension])
         parent = gate.parent

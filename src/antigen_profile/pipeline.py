@@ -22,17 +22,25 @@ import pandas as pd
 from antigen_profile import __version__
 from antigen_profile.compensate import CompensationError, compensate
 from antigen_profile.config import resolve
-from antigen_profile.files import write_json, write_npz, write_tsv
+from antigen_profile.files import write_json, write_npz, write_text, write_tsv
 from antigen_profile.gating import (
     POPULATION_COLUMNS,
     GatingError,
     GatingTemplate,
     Populations,
+    export_gatingml,
     gate_to_json,
+    gating_flags,
 )
 from antigen_profile.ingest import IngestError, Tube, map_control, read_tube, sha256_file
 from antigen_profile.qc import QCResult, QCSettings, check_acquisition, failed_qc
-from antigen_profile.quantify import ANTIGEN_COLUMNS, PositivitySettings, Reference, antigen_table
+from antigen_profile.quantify import (
+    ANTIGEN_COLUMNS,
+    PositivitySettings,
+    Reference,
+    antigen_table,
+    lineage_flags,
+)
 from antigen_profile.transforms import logicle
 
 BLASTS = "blasts"
@@ -141,15 +149,19 @@ def profile_sample(
     write_tsv(out / "antigens.tsv", table)
     write_json(out / "qc.json", qc.to_json(sample_id, str(fcs)))
     write_json(out / "gates.json", [gate_to_json(g, populations) for g in populations.gates])
+    compensated = set() if tube.spillover is None else set(tube.spillover.columns)
+    write_text(out / "gates.xml", export_gatingml(template, populations, tube.markers, compensated))
     write_npz(
         out / "plotdata.npz",
         _plot_data(template, populations, data, blasts, references, table, config),
     )
     blast_defined_by = populations.defined_by(BLASTS)
-    write_json(
-        out / "profile.json",
-        _profile_doc(sample_id, tube, inputs, config, blast_defined_by, qc, control_note),
+    flags = gating_flags(populations, config["floors"]) + lineage_flags(
+        table, config["b_lineage_markers"]
     )
+    doc = _profile_doc(sample_id, tube, inputs, config, blast_defined_by, qc, control_note)
+    doc["flags"] = flags
+    write_json(out / "profile.json", doc)
     return ProfileResult(sample_id, out, qc.status, qc.reasons)
 
 
@@ -289,6 +301,7 @@ def _profile_doc(
         "warnings": list(qc.warnings),
         "control_note": control_note,
         "blast_defined_by": blast_defined_by,
+        "flags": [],
         "quantified": list(config["quantified"]),
         "settings": {
             "percentile": config["positivity"]["percentile"],
@@ -316,6 +329,7 @@ def _write_failed(
     write_tsv(out / "antigens.tsv", pd.DataFrame(columns=ANTIGEN_COLUMNS))
     write_json(out / "qc.json", qc.to_json(sample_id, str(fcs)))
     write_json(out / "gates.json", [])
+    write_text(out / "gates.xml", "")
     write_npz(out / "plotdata.npz", {})
     write_json(out / "profile.json", _profile_doc(sample_id, tube, inputs, config, [], qc))
     return ProfileResult(sample_id, out, "fail", qc.reasons)

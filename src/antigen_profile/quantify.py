@@ -160,3 +160,21 @@ def antigen_table(
     for column in ("events", "positive_events"):
         table[column] = table[column].astype("Int64")
     return table
+
+
+def lineage_flags(table: pd.DataFrame, b_lineage: Sequence[str]) -> list[dict[str, str]]:
+    """Flag blasts that carry none of the B-lineage markers measured: after CD19-directed
+    therapy a lineage switch (to myeloid) is a known escape and must not be reported as a
+    plain "no target"."""
+    rows = table[table["marker"].isin(list(b_lineage))]
+    measured = rows[rows["call"].isin(["negative", "partial", "positive"])]
+    if measured.empty or (measured["call"] != "negative").any():
+        return []
+    markers = ", ".join(measured["marker"])
+    return [
+        {
+            "code": "possible_lineage_switch",
+            "message": f"blasts are negative for every B-lineage marker measured ({markers}); "
+            "consider a lineage switch and review the myeloid markers",
+        }
+    ]

@@ -9,6 +9,7 @@ rule profile:
         populations=f"{RESULTS}/{{sample}}/populations.tsv",
         antigens=f"{RESULTS}/{{sample}}/antigens.tsv",
         gates=f"{RESULTS}/{{sample}}/gates.json",
+        gatingml=f"{RESULTS}/{{sample}}/gates.xml",
         plotdata=f"{RESULTS}/{{sample}}/plotdata.npz",
         profile=f"{RESULTS}/{{sample}}/profile.json",
     log:

@@ -1,0 +1,193 @@
+"""Fitting a template's gates to one sample: pure numerics on arrays, no Gating-ML.
+
+Fixed template gates break on the next instrument, the next day's voltages or the next
+patient's biology. Each template gate says where its population is expected; these
+functions find where it actually is in this sample: a density valley for a threshold, the
+FSC-H/FSC-A ratio for singlets, and a Gaussian mixture for clustered populations (blasts,
+lymphocytes), from which a polygon is traced along the mixture's decision boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Events used to fit a mixture; more adds time, not accuracy.
+MAX_FIT_EVENTS = 10_000
+#: Outer limit of a traced cluster in Mahalanobis units (99.9% of a 2-D Gaussian).
+MAX_RADIUS = 3.72
+RAYS = 72
+SEED = 20240611
+
+
+def density_valley(
+    values: np.ndarray, window: tuple[float, float], bins: int = 200
+) -> float | None:
+    """The deepest density minimum inside ``window`` that separates two populations.
+
+    Returns ``None`` when the window holds no valley (one population only, or too few
+    events): the caller then keeps the template's position rather than inventing one.
+    """
+    lo, hi = window
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size < 200:
+        return None
+    span = hi - lo
+    edges = np.linspace(lo - span, hi + span, 3 * bins + 1)
+    counts, _ = np.histogram(x, edges)
+    kernel = np.exp(-0.5 * (np.arange(-6, 7) / 2.5) ** 2)
+    smooth = np.convolve(counts, kernel / kernel.sum(), mode="same")
+    centres = (edges[:-1] + edges[1:]) / 2
+    inside = np.flatnonzero((centres >= lo) & (centres <= hi))
+    best, best_depth = None, 0.0
+    for i in inside[1:-1]:
+        if not (smooth[i] <= smooth[i - 1] and smooth[i] <= smooth[i + 1]):
+            continue
+        left, right = smooth[: i + 1].max(), smooth[i:].max()
+        # A real valley: both sides rise to a peak well above it.
+        depth = min(left, right) - smooth[i]
+        if depth > 0.5 * min(left, right) and depth > best_depth and min(left, right) > 5:
+            best, best_depth = float(centres[i]), depth
+    return best
+
+
+def ratio_mode(numerator: np.ndarray, denominator: np.ndarray) -> float | None:
+    """Median of ``numerator / denominator`` over events with a positive denominator: where
+    singlets sit on an FSC-H vs FSC-A plot (doublets are a minority below it)."""
+    d = np.asarray(denominator, dtype=np.float64)
+    n = np.asarray(numerator, dtype=np.float64)
+    ok = d > 0
+    if ok.sum() < 100:
+        return None
+    return float(np.median(n[ok] / d[ok]))
+
+
+@dataclass(frozen=True)
+class ClusterTarget:
+    """Where a clustered population is expected (fit space) and how far it may move."""
+
+    centre: tuple[float, float]
+    shift: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class ClusterFit:
+    """A traced population: its polygon in fit space, the mixture components it merges and
+    its share of the fitted events."""
+
+    polygon: np.ndarray | None
+    components: tuple[int, ...]
+    share: float
+
+
+def fit_clusters(
+    points: np.ndarray, targets: Mapping[str, ClusterTarget], seed: int = SEED
+) -> dict[str, ClusterFit]:
+    """Find each target population among ``points`` (n x 2, fit space).
+
+    A Gaussian mixture (components chosen by BIC) describes the events; every component whose
+    mean lies within a target's allowed shift belongs to that target (a large population may
+    need several components). The target's polygon is traced from its merged centre along
+    rays, out to where the target's posterior falls below one half or to ``MAX_RADIUS``, so
+    it follows the boundary with neighbouring populations.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(seed)
+    data = np.asarray(points, dtype=np.float64)
+    data = data[np.all(np.isfinite(data), axis=1)]
+    empty = {name: ClusterFit(None, (), 0.0) for name in targets}
+    if data.shape[0] < 50:
+        return empty
+    if data.shape[0] > MAX_FIT_EVENTS:
+        data = data[rng.choice(data.shape[0], MAX_FIT_EVENTS, replace=False)]
+    scale = data.std(axis=0)
+    scale[scale == 0] = 1.0
+    z = data / scale
+    best = None
+    for k in range(2, 8):
+        if k * 20 > z.shape[0]:
+            break
+        model = GaussianMixture(
+            n_components=k, covariance_type="full", reg_covar=1e-4, random_state=seed
+        ).fit(z)
+        bic = model.bic(z)
+        if best is None or bic < best[0]:
+            best = (bic, model)
+    if best is None:
+        return empty
+    model = best[1]
+    means = model.means_ * scale
+    fits: dict[str, ClusterFit] = {}
+    for name, target in targets.items():
+        offset = np.abs(means - np.asarray(target.centre))
+        near = np.all(offset <= np.asarray(target.shift), axis=1)
+        # Pieces of the same population may lie a little further out, never far away.
+        allowed = set(np.flatnonzero(np.all(offset <= 2 * np.asarray(target.shift), axis=1)))
+        components = _whole_population(model, set(np.flatnonzero(near).tolist()), allowed)
+        if not components:
+            fits[name] = ClusterFit(None, (), 0.0)
+            continue
+        fits[name] = ClusterFit(
+            _trace(model, components, scale),
+            components,
+            float(model.weights_[list(components)].sum()),
+        )
+    return fits
+
+
+#: Components whose means lie this close (Mahalanobis, either component's covariance) are
+#: pieces of one population that the mixture split, not neighbours.
+SAME_POPULATION = 2.0
+
+
+def _whole_population(model: object, seeds: set[int], allowed: set[int]) -> tuple[int, ...]:
+    """The seed components plus every component that is a piece of the same population: a
+    large or skewed population is often split by the mixture, and tracing only the piece
+    whose mean sits near the template would cut the population in half."""
+    means = model.means_  # type: ignore[attr-defined]
+    precisions = model.precisions_  # type: ignore[attr-defined]
+    chosen = set(seeds)
+    grew = bool(chosen)
+    while grew:
+        grew = False
+        for j in range(len(means)):
+            if j in chosen or j not in allowed:
+                continue
+            for i in list(chosen):
+                d = means[j] - means[i]
+                near_i = float(d @ precisions[i] @ d) <= SAME_POPULATION**2
+                near_j = float(d @ precisions[j] @ d) <= SAME_POPULATION**2
+                if near_i or near_j:
+                    chosen.add(j)
+                    grew = True
+                    break
+    return tuple(sorted(chosen))
+
+
+def _trace(model: object, components: tuple[int, ...], scale: np.ndarray) -> np.ndarray:
+    """Polygon (fit space) around the merged components, cut where their posterior < 0.5."""
+    weights = model.weights_[list(components)]  # type: ignore[attr-defined]
+    means = model.means_[list(components)]  # type: ignore[attr-defined]
+    covs = model.covariances_[list(components)]  # type: ignore[attr-defined]
+    w = weights / weights.sum()
+    mean = (w[:, None] * means).sum(axis=0)
+    cov = sum(
+        wi * (ci + np.outer(mi - mean, mi - mean))
+        for wi, ci, mi in zip(w, covs, means, strict=True)
+    )
+    chol = np.linalg.cholesky(cov + 1e-9 * np.eye(2))
+    angles = np.linspace(0, 2 * np.pi, RAYS, endpoint=False)
+    radii = np.arange(0.05, MAX_RADIUS + 1e-9, 0.05)
+    unit = np.stack([np.cos(angles), np.sin(angles)], axis=1)  # rays x 2
+    grid = mean + (radii[None, :, None] * (unit @ chol.T)[:, None, :])  # rays x radii x 2
+    posterior = model.predict_proba(grid.reshape(-1, 2))[:, list(components)].sum(axis=1)  # type: ignore[attr-defined]
+    inside = posterior.reshape(len(angles), len(radii)) >= 0.5
+    # Stop each ray at its first exit: a polygon must not jump over a neighbour.
+    first_out = np.where(inside.all(axis=1), len(radii), np.argmin(inside, axis=1))
+    reach = radii[np.maximum(first_out - 1, 0)]
+    vertices = mean + reach[:, None] * (unit @ chol.T)
+    return vertices * scale
