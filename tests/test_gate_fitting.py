@@ -165,3 +165,29 @@ def test_lineage_switch_is_flagged_on_the_demo(
     p01 = json.loads((tmp_path / "p01" / "profile.json").read_text())["flags"]
     assert [f["code"] for f in p05] == ["possible_lineage_switch"]
     assert p01 == []
+
+
+def test_backbone_marker_narrows_the_blasts_and_is_reported(
+    demo_cohort: Path, config: dict[str, Any], tmp_path: Path
+) -> None:
+    import json
+
+    import flowkit as fk
+
+    fcs = demo_cohort / "fcs" / "P01-R1.fcs"
+    config = {**config, "blast_definition": {"require": {"CD34": "positive", "CD20": "negative"}}}
+    profile_sample("P01-R1", fcs, tmp_path, config)
+    populations = pd.read_csv(tmp_path / "populations.tsv", sep="\t").set_index("population")
+    assert populations.loc["blasts", "parent"] == "blasts_region"
+    region, blasts = populations.loc["blasts_region", "events"], populations.loc["blasts", "events"]
+    assert 0.5 * region < blasts < region, "CD34+ is a subset of the blast region"
+    profile = json.loads((tmp_path / "profile.json").read_text())
+    assert "CD34" in profile["blast_defined_by"]
+    # CD20 is negative on every P01 cell: no valley, so it is not applied, and it says so.
+    assert [f["code"] for f in profile["flags"]] == ["backbone_not_applied"]
+    assert "CD20" in profile["flags"][0]["message"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        strategy = fk.parse_gating_xml(str(tmp_path / "gates.xml"))
+        report = strategy.gate_sample(fk.Sample(str(fcs))).report
+    assert report.set_index("gate_name")["count"].to_dict() == populations["events"].to_dict()

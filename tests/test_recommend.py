@@ -89,11 +89,17 @@ def antigens(**pcts: float | tuple[float, str]) -> pd.DataFrame:
 
 
 def populations(blast_events: int = 31234, blast_pct: float = 62.1) -> pd.DataFrame:
-    """populations.tsv with a blasts row (pct_parent = % of leukocytes)."""
+    """populations.tsv with a blasts row; the leukocytes make the blasts ``blast_pct``%."""
+    leukocytes = round(blast_events * 100 / blast_pct)
     return pd.DataFrame(
         [
             {"population": "cells", "parent": "", "events": 48000, "pct_parent": 96.0},
-            {"population": "leukocytes", "parent": "singlets", "events": 45000, "pct_parent": 95},
+            {
+                "population": "leukocytes",
+                "parent": "singlets",
+                "events": leukocytes,
+                "pct_parent": 95,
+            },
             {
                 "population": "blasts",
                 "parent": "leukocytes",
@@ -401,7 +407,8 @@ def test_candidate(trial: Trial) -> None:
     assert decision.clinical_reasons == []
     assert decision.decision == "candidate"
     assert "CD22 positive on 95.1% of blasts (>= 20%)" in decision.decision_reasons
-    assert decision.blast_events == 31234 and decision.blast_pct_leukocytes == 62.1
+    assert decision.blast_events == 31234
+    assert decision.blast_pct_leukocytes == pytest.approx(62.1, abs=0.001)
     cd22 = rule(decision, "target_CD22")
     assert (cd22["kind"], cd22["field"], cd22["op"], cd22["threshold"], cd22["value"]) == (
         "antigen",
@@ -529,7 +536,7 @@ def _has_nan(value: Any) -> bool:
 def test_decision_json_has_no_nan(trial: Trial) -> None:
     table = antigens(CD19=(NAN, "no_reference"), CD22=95.1, CD38=(NAN, "no_reference"))
     pops = populations()
-    pops.loc[pops["population"] == "blasts", "pct_parent"] = NAN
+    pops.loc[pops["population"] == "leukocytes", "events"] = NAN
     decisions = [
         run(trial, table=table, pops=pops),
         run(trial, qc={"status": "fail", "reasons": []}, pops=pops.iloc[0:0]),
@@ -612,3 +619,20 @@ def test_second_trial_changes_decisions_without_code_change(trial: Trial, tmp_pa
     adult = {**ELIGIBLE_PATIENT, "age_years": "34"}
     assert run(trial, adult, table=table).decision == "candidate"
     assert run(tandem, adult, table=table).decision == "not_candidate"
+
+
+def test_blast_pct_is_against_leukocytes_even_with_backbone_gates(trial: Trial) -> None:
+    """With CD34+ required, blasts sit below a blasts_region gate; the percentage must still
+    be of leukocytes, not of the region."""
+    pops = pd.DataFrame(
+        [
+            {"population": "leukocytes", "parent": "singlets", "events": 40000, "pct_parent": 99},
+            {"population": "blasts_region", "parent": "leukocytes", "events": 20000,
+             "pct_parent": 50.0},
+            {"population": "blasts", "parent": "blasts_region", "events": 18000,
+             "pct_parent": 90.0},
+        ]
+    )  # fmt: skip
+    decision = run(trial, pops=pops)
+    assert decision.blast_events == 18000
+    assert decision.blast_pct_leukocytes == 45.0

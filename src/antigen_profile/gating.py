@@ -55,7 +55,8 @@ class Populations:
     masks: dict[str, np.ndarray]
     gates: list[GateShape]
     n_total: int
-    notes: list[str] = field(default_factory=list)
+    #: What could not be done as the template asked, as ``{"gate", "code", "message"}``.
+    notes: list[dict[str, str]] = field(default_factory=list)
 
     def parent(self, population: str) -> str | None:
         return next(g.parent for g in self.gates if g.id == population)
@@ -186,24 +187,36 @@ class GatingTemplate:
         return np.asarray(xform.apply(flat)).reshape(np.shape(values))
 
     def apply(
-        self, data: Mapping[str, np.ndarray], sample_id: str = "sample", fit: bool = True
+        self,
+        data: Mapping[str, np.ndarray],
+        sample_id: str = "sample",
+        fit: bool = True,
+        require: Mapping[str, str] | None = None,
+        population: str = "blasts",
     ) -> Populations:
         """Gate events given as marker -> compensated values (all the same length).
 
         With ``fit``, every gate that carries a ``<fit>`` spec is first moved to where its
         population lies in this sample (see :class:`FitSpec`); FlowKit then gates with the
-        fitted coordinates, which are what ``gates.json`` and the plots show.
+        fitted coordinates, which are what ``gates.json`` and the plots show. ``require``
+        adds backbone markers to the definition of ``population`` (``{"CD34": "positive",
+        "CD3": "negative"}``), see :meth:`require_markers`.
         """
         import flowkit as fk
 
-        missing = [d for d in self.dimensions if d not in data]
+        require = dict(require or {})
+        dimensions = self.dimensions + [m for m in require if m not in self.dimensions]
+        missing = [d for d in dimensions if d not in data]
         if missing:
             raise GatingError(
                 f"{self.path}: the tube has no {', '.join(missing)} for this template; map the "
                 "marker in config (`markers` / `scatter`) or use a template for this panel"
             )
-        frame = pd.DataFrame({d: np.asarray(data[d], dtype=np.float64) for d in self.dimensions})
+        frame = pd.DataFrame({d: np.asarray(data[d], dtype=np.float64) for d in dimensions})
         gates, notes = self.fit(frame) if fit and self.fits else (list(self.gates), [])
+        if require:
+            gates, more = self.require_markers(gates, frame, require, population)
+            notes += more
         strategy = self._strategy
         if gates != self.gates:
             xml = self.to_gatingml(gates)
@@ -216,6 +229,78 @@ class GatingTemplate:
             results = strategy.gate_sample(sample)
         masks = {g.id: np.asarray(results.get_gate_membership(g.id), dtype=bool) for g in gates}
         return Populations(masks=masks, gates=gates, n_total=len(frame), notes=notes)
+
+    def require_markers(
+        self,
+        gates: list[GateShape],
+        frame: Mapping[str, np.ndarray],
+        require: Mapping[str, str],
+        population: str = "blasts",
+    ) -> tuple[list[GateShape], list[dict[str, str]]]:
+        """Narrow ``population`` by backbone markers (CD34+, CD3-, ...), one 1-D gate each.
+
+        The template's gate becomes ``{population}_region`` and the last backbone gate takes
+        the population's name, so every later stage still reads ``blasts``. Each threshold
+        sits at the density valley of the marker among the region's parent events (where
+        positive and negative cells both occur); a marker without a clear valley is not
+        applied and a note says so, rather than cutting at a guessed level.
+        """
+        if not self._strategy.transformations:
+            raise GatingError(f"{self.path}: backbone markers need a logicle transform")
+        xform = next(iter(self._strategy.transformations))
+        by_id = {g.id: g for g in gates}
+        region = by_id[population]
+        parent_mask = self._chain_mask(region.parent, by_id, frame)
+        notes: list[dict[str, str]] = []
+        steps: list[tuple[str, str, float]] = []
+        for marker, sign in require.items():
+            values = self.transform(xform, frame[marker])[parent_mask]
+            threshold = gatefit.density_valley(values, (0.25, 0.75))
+            if threshold is None:
+                notes.append(
+                    {
+                        "gate": population,
+                        "code": "backbone_not_applied",
+                        "message": f"{population}: {marker} {sign} not applied: no clear split "
+                        f"between {marker}-positive and -negative cells in this sample",
+                    }
+                )
+                continue
+            steps.append((marker, sign, threshold))
+        if not steps:
+            return gates, notes
+        region_id = f"{population}_region"
+        chain: list[GateShape] = []
+        parent = region_id
+        for i, (marker, sign, threshold) in enumerate(steps):
+            suffix = "pos" if sign == "positive" else "neg"
+            gate_id = population if i == len(steps) - 1 else f"{population}_{marker}{suffix}"
+            bounds = {"x": (threshold, None) if sign == "positive" else (None, threshold)}
+            chain.append(
+                GateShape(gate_id, parent, "rectangle", Axis(marker, xform), None, bounds=bounds)
+            )
+            parent = gate_id
+        out: list[GateShape] = []
+        for gate in gates:
+            if gate.id == population:
+                out.append(replace(gate, id=region_id))
+                out.extend(chain)
+            elif gate.parent == population:
+                out.append(replace(gate, parent=population))
+            else:
+                out.append(gate)
+        return out, notes
+
+    def _chain_mask(
+        self, gate_id: str | None, by_id: Mapping[str, GateShape], frame: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        n = len(frame[self.dimensions[0]])
+        mask = np.ones(n, dtype=bool)
+        while gate_id is not None:
+            gate = by_id[gate_id]
+            mask &= self.inside(gate, frame)
+            gate_id = gate.parent
+        return mask
 
     # -- fitting --------------------------------------------------------------------------
 
@@ -244,7 +329,7 @@ class GatingTemplate:
                 keep &= values < hi
         return keep
 
-    def fit(self, frame: Mapping[str, np.ndarray]) -> tuple[list[GateShape], list[str]]:
+    def fit(self, frame: Mapping[str, np.ndarray]) -> tuple[list[GateShape], list[dict[str, str]]]:
         """Fit every gate with a ``<fit>`` spec to this sample, root first.
 
         Returns the fitted gates (template order) and plain-language notes on anything that
@@ -253,7 +338,7 @@ class GatingTemplate:
         n = len(frame[self.dimensions[0]])
         fitted: dict[str, GateShape] = {g.id: g for g in self.gates}
         masks: dict[str | None, np.ndarray] = {None: np.ones(n, dtype=bool)}
-        notes: list[str] = []
+        notes: list[dict[str, str]] = []
         clusters: dict[str, dict[str, gatefit.ClusterFit]] = {}
         deferred: list[GateShape] = []
         for gate in self.gates:
@@ -267,7 +352,7 @@ class GatingTemplate:
                 shape, note = self._fit_one(gate, spec, frame, parent, masks, clusters)
                 fitted[gate.id] = shape
                 if note:
-                    notes.append(note)
+                    notes.append({"gate": gate.id, "code": "population_not_found", "message": note})
             masks[gate.id] = parent & self.inside(fitted[gate.id], frame)
         for gate in deferred:
             fitted[gate.id] = self._contain(gate, self.fits[gate.id], fitted)
@@ -496,13 +581,12 @@ def gating_flags(
 ) -> list[dict[str, str]]:
     """Flags a reviewer must see about the blast gate: not found where expected, or too few
     events to detect (``floors['detect']``) or to quantify (``floors['quantify']``)."""
-    flags = [
-        {
-            "code": "no_blast_population" if note.startswith(f"{blasts}:") else "gate_not_fitted",
-            "message": note,
-        }
-        for note in populations.notes
-    ]
+    flags = []
+    for note in populations.notes:
+        code = note["code"]
+        if code == "population_not_found":
+            code = "no_blast_population" if note["gate"] == blasts else "gate_not_fitted"
+        flags.append({"code": code, "message": note["message"]})
     n = populations.count(blasts)
     if n < int(floors["detect"]):
         flags.append(
@@ -531,6 +615,7 @@ def export_gatingml(
     """The gates applied to one sample as Gating-ML 2.0 on the FCS file's own detectors, so
     that any Gating-ML reader re-gates the original file: compensated dimensions refer to the
     file's spillover (``compensation-ref="FCS"``), the others are used as acquired."""
-    names = {m: d for m, d in detectors.items() if m in template.dimensions}
+    used = {a.dimension for g in populations.gates for a in (g.x, g.y) if a is not None}
+    names = {m: d for m, d in detectors.items() if m in used}
     compensation = {m: "FCS" for m in names if detectors[m] in compensated}
     return template.to_gatingml(populations.gates, names=names, compensation=compensation)

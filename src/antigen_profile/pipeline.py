@@ -132,7 +132,7 @@ def profile_sample(
         return _write_failed(sample_id, fcs, out, qc, inputs, config, tube)
     data = _marker_data(tube, events)
     try:
-        populations = template.apply(data, sample_id)
+        populations = template.apply(data, sample_id, require=_backbone(config))
     except GatingError as exc:
         return _write_failed(sample_id, fcs, out, failed_qc(str(exc)), inputs, config, tube)
 
@@ -188,6 +188,11 @@ def _config_input(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _backbone(config: Mapping[str, Any]) -> dict[str, str]:
+    """Backbone markers the config adds to the blast definition (``blast_definition``)."""
+    return dict(config.get("blast_definition", {}).get("require") or {})
+
+
 def _control_blasts(
     control: str | Path | None, tube: Tube, template: GatingTemplate, config: Mapping[str, Any]
 ) -> tuple[dict[str, np.ndarray] | None, str | None]:
@@ -200,7 +205,8 @@ def _control_blasts(
         spill = ctube.spillover if ctube.spillover is not None else tube.spillover
         cevents = compensate(ctube.events, ctube.channels, spill)
         cdata = _marker_data(ctube, cevents)
-        cpops = template.apply(cdata, f"{tube.path.stem}-control")
+        require = {m: sign for m, sign in _backbone(config).items() if m in cdata}
+        cpops = template.apply(cdata, f"{tube.path.stem}-control", require=require)
     except (IngestError, CompensationError, GatingError) as exc:
         return None, f"control tube not used ({exc}); thresholds from internal negatives"
     mask = cpops.masks[BLASTS]

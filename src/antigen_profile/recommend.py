@@ -881,16 +881,24 @@ def _clinical_facts(
 
 
 def _blast_counts(populations: pd.DataFrame | None) -> tuple[int | None, float | None]:
-    """Blast events and % of leukocytes from populations.tsv (None when there is no row)."""
+    """Blast events and % of leukocytes from populations.tsv (None when there is no row).
+
+    The percentage is blasts over the ``leukocytes`` row, not the blasts' ``pct_parent``:
+    backbone markers can put gates between the two.
+    """
     if populations is None or populations.empty or "population" not in populations:
         return None, None
-    rows = populations[populations["population"].astype(str) == "blasts"]
-    if rows.empty:
+    rows = populations.set_index(populations["population"].astype(str))
+    if "blasts" not in rows.index:
         return None, None
-    row = rows.iloc[0]
-    events = _as_number(row.get("events"))
-    pct = _as_number(row.get("pct_parent"))
-    return (None if events is None else int(events)), pct
+    events = _as_number(rows.loc["blasts", "events"])
+    if events is None:
+        return None, None
+    pct = _as_number(rows.loc["blasts", "pct_parent"])
+    if "leukocytes" in rows.index:
+        leukocytes = _as_number(rows.loc["leukocytes", "events"])
+        pct = round(100.0 * events / leukocytes, 4) if leukocytes else None
+    return int(events), pct
 
 
 def _antigen_rows(antigens: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
