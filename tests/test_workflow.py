@@ -174,3 +174,57 @@ def test_default_run_is_the_demo_cohort(tmp_path: Path) -> None:
         assert row.clinical_status == expected["clinical_status"], row.sample_id
         assert row.decision == expected["decision"], row.sample_id
     assert (results / "report.html").exists()
+
+
+def test_a_labs_flowjo_workspace_drives_the_workflow(
+    small_cohort: Path, demo_cohort: Path, demo_truth: dict[str, Any], tmp_path: Path
+) -> None:
+    """A lab brings its B-ALL template as a FlowJo workspace (written here with FlowKit's
+    workspace export), names it in config with its population names, and the workflow gates
+    every sample with it."""
+    import yaml
+
+    from antigen_profile.ingest import read_tube
+    from antigen_profile.lab_gating import template_workspace
+
+    tube = read_tube(demo_cohort / "fcs" / "P01-R1.fcs", {"CD45": ["CD45"]}, {"FSC-A": ["FSC-A"]})
+    names = {"cells": "Cells", "singlets": "Single Cells", "leukocytes": "CD45+",
+             "blasts": "Blasts", "lymphocytes": "Lymphs"}  # fmt: skip
+    wsp = template_workspace(
+        REPO_ROOT / "resources" / "gates" / "b-all-blasts.xml",
+        {"CD45": tube.markers["CD45"]},
+        tmp_path / "lab-template.wsp",
+        names=names,
+        spillover=tube.spillover,
+        channels=tube.channels,
+    )
+    extra = tmp_path / "lab.yaml"
+    extra.write_text(
+        yaml.safe_dump({"lab_gating": {"file": str(wsp), "sample": None, "populations": names}})
+    )
+    results = tmp_path / "results"
+    run = snakemake(
+        "--configfile",
+        str(REPO_ROOT / "config" / "config.yaml"),
+        str(extra),
+        "--config",
+        f"samples={small_cohort / 'samples.tsv'}",
+        f"patients={small_cohort / 'patients.tsv'}",
+        f"results={results}",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    table = pd.read_csv(results / "recommendations.tsv", sep="\t", dtype=str, keep_default_na=False)
+    rows = table.set_index("sample_id")
+    for sid in ("P01-R1", "P05-R1"):
+        truth = demo_truth[sid]
+        assert rows.loc[sid, "eligible_targets"] == ",".join(truth["eligible_targets"])
+        assert rows.loc[sid, "decision"] == truth["decision"]
+        profile = json.loads((results / sid / "profile.json").read_text())
+        assert profile["gating"]["engine"] == "lab" and profile["gating"]["kind"] == "flowjo"
+        assert any(i["role"] == "lab_gating" for i in profile["inputs"])
+        blasts = pd.read_csv(results / sid / "populations.tsv", sep="\t").set_index("population")
+        assert (
+            abs(blasts.loc["blasts", "events"] - truth["blast_events"])
+            <= 0.01 * truth["blast_events"]
+        )
+    assert rows.loc["X99-R1", "antigen_status"] == "qc_failed"

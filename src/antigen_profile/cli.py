@@ -16,7 +16,7 @@ from antigen_profile import __version__
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from antigen_profile.config import ConfigError, load_config, resolve
+    from antigen_profile.config import ConfigError, load_config, resolve_paths
     from antigen_profile.paths import REPO_ROOT
     from antigen_profile.pipeline import decide_sample, profile_sample, write_sample_report
     from antigen_profile.recommend import TrialError
@@ -28,11 +28,7 @@ def _profile(args: argparse.Namespace) -> int:
         print(f"antigen-profile: {exc}", file=sys.stderr)
         return 2
     # Paths in the default config are relative to the repository; in the user's, to the cwd.
-    base = Path.cwd() if args.config else REPO_ROOT
-    for key in ("trial", "gating_template"):
-        config[key] = str(resolve(config[key], base))
-    if config["compensation"].get("matrix"):
-        config["compensation"]["matrix"] = str(resolve(config["compensation"]["matrix"], base))
+    resolve_paths(config, Path.cwd() if args.config else REPO_ROOT)
 
     fcs = Path(args.fcs)
     sample_id = args.sample_id or fcs.stem

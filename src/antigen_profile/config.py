@@ -50,3 +50,15 @@ def resolve(path: str | Path, base: str | Path = REPO_ROOT) -> Path:
     """A config path: absolute as given, else relative to ``base`` (the repository)."""
     path = Path(path)
     return path if path.is_absolute() else Path(base) / path
+
+
+def resolve_paths(config: dict[str, Any], base: str | Path) -> dict[str, Any]:
+    """Make every file path in ``config`` absolute against ``base`` (in place, and returned):
+    jobs may run in another folder, or on another node, than the one the run started from."""
+    for key in ("samples", "patients", "trial", "gating_template"):
+        if config.get(key):
+            config[key] = str(resolve(config[key], base))
+    for section, key in (("compensation", "matrix"), ("lab_gating", "file")):
+        if (config.get(section) or {}).get(key):
+            config[section][key] = str(resolve(config[section][key], base))
+    return config

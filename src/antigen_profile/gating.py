@@ -587,23 +587,29 @@ def gating_flags(
         if code == "population_not_found":
             code = "no_blast_population" if note["gate"] == blasts else "gate_not_fitted"
         flags.append({"code": code, "message": note["message"]})
-    n = populations.count(blasts)
-    if n < int(floors["detect"]):
-        flags.append(
+    return flags + floor_flags(populations.count(blasts), floors)
+
+
+def floor_flags(blasts: int, floors: Mapping[str, int]) -> list[dict[str, str]]:
+    """Blasts too few to detect (``floors['detect']``) or to quantify (``floors['quantify']``):
+    Poisson CV ~ 1/sqrt(n) makes a percentage from fewer events unreliable."""
+    if blasts < int(floors["detect"]):
+        return [
             {
                 "code": "blasts_not_detected",
-                "message": f"{n} blast events, below the detection floor of {floors['detect']}",
+                "message": f"{blasts} blast events, below the detection floor of "
+                f"{floors['detect']}",
             }
-        )
-    elif n < int(floors["quantify"]):
-        flags.append(
+        ]
+    if blasts < int(floors["quantify"]):
+        return [
             {
                 "code": "blasts_below_quantification_floor",
-                "message": f"{n} blast events: detected, but below the quantification floor of "
-                f"{floors['quantify']}",
+                "message": f"{blasts} blast events: detected, but below the quantification "
+                f"floor of {floors['quantify']}",
             }
-        )
-    return flags
+        ]
+    return []
 
 
 def export_gatingml(

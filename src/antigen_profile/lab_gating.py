@@ -375,6 +375,17 @@ class LabGating:
         #: Our population -> the lab's node, in gating order.
         self.resolved = dict(sorted(resolved.items(), key=lambda item: order[item[1].key]))
 
+    def to_gatingml(self) -> str:
+        """The lab's gates as Gating-ML 2.0 (a workspace's tree exported by FlowKit): what was
+        applied, for ``gates.xml``."""
+        import flowkit as fk
+
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fk.export_gatingml(self._strategy, buffer)
+        return buffer.getvalue().decode("utf-8")
+
     # -- loading ----------------------------------------------------------------------------
 
     def _load_gatingml(self, root: Any) -> Any:

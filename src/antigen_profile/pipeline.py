@@ -27,12 +27,13 @@ from antigen_profile.gating import (
     POPULATION_COLUMNS,
     GatingError,
     GatingTemplate,
-    Populations,
     export_gatingml,
+    floor_flags,
     gate_to_json,
     gating_flags,
 )
 from antigen_profile.ingest import IngestError, Tube, map_control, read_tube, sha256_file
+from antigen_profile.lab_gating import LabGating, LabGatingError
 from antigen_profile.qc import QCResult, QCSettings, check_acquisition, failed_qc
 from antigen_profile.quantify import (
     ANTIGEN_COLUMNS,
@@ -103,14 +104,10 @@ def profile_sample(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    template_path = resolve(config["gating_template"])
-    template = GatingTemplate(template_path)
+    gater = Gater.from_config(config)
     positivity = PositivitySettings.from_config(config)
     quantified = list(config["quantified"])
-    inputs = [
-        _input("sample", fcs),
-        _input("gating_template", template_path),
-    ]
+    inputs = [_input("sample", fcs), _input(gater.role, gater.path)]
     if control:
         inputs.insert(1, _input("control", control))
     inputs.append(_input("trial", resolve(config["trial"])))
@@ -119,7 +116,7 @@ def profile_sample(
     spill_csv = resolve(spill_csv) if spill_csv else None
 
     try:
-        tube = read_tube(fcs, config["markers"], config["scatter"], template.dimensions, spill_csv)
+        tube = read_tube(fcs, config["markers"], config["scatter"], gater.required, spill_csv)
     except IngestError as exc:
         return _write_failed(sample_id, fcs, out, failed_qc(str(exc)), inputs, config)
     qc = check_acquisition(tube, QCSettings.from_config(config))
@@ -132,37 +129,164 @@ def profile_sample(
         return _write_failed(sample_id, fcs, out, qc, inputs, config, tube)
     data = _marker_data(tube, events)
     try:
-        populations = template.apply(data, sample_id, require=_backbone(config))
-    except GatingError as exc:
+        gated = gater.gate(tube, tube.events[qc.keep], data, sample_id)
+    except (GatingError, LabGatingError) as exc:
         return _write_failed(sample_id, fcs, out, failed_qc(str(exc)), inputs, config, tube)
 
-    blast_mask = populations.masks[BLASTS]
+    blast_mask = gated.masks[BLASTS]
     blasts = {m: data[m][blast_mask] for m in quantified if m in data}
-    control_blasts, control_note = _control_blasts(control, tube, template, config)
+    control_blasts, control_note = _control_blasts(control, tube, gater, sample_id)
     if control_note:
         qc.warnings.append(control_note)
         qc.status = "warn" if qc.status == "pass" else qc.status
-    references = _references(quantified, data, populations, control_blasts, positivity, config)
+    references = _references(quantified, data, gated.masks, control_blasts, positivity, config)
     table = antigen_table(sample_id, blasts, references, positivity, quantified)
 
-    write_tsv(out / "populations.tsv", populations.counts())
+    write_tsv(out / "populations.tsv", gated.table)
     write_tsv(out / "antigens.tsv", table)
     write_json(out / "qc.json", qc.to_json(sample_id, str(fcs)))
-    write_json(out / "gates.json", [gate_to_json(g, populations) for g in populations.gates])
-    compensated = set() if tube.spillover is None else set(tube.spillover.columns)
-    write_text(out / "gates.xml", export_gatingml(template, populations, tube.markers, compensated))
+    write_json(out / "gates.json", gated.gates)
+    write_text(out / "gates.xml", gated.gatingml)
     write_npz(
         out / "plotdata.npz",
-        _plot_data(template, populations, data, blasts, references, table, config),
+        {**gated.plot, **_antigen_plot_data(blasts, references, table, config)},
     )
-    blast_defined_by = populations.defined_by(BLASTS)
-    flags = gating_flags(populations, config["floors"]) + lineage_flags(
-        table, config["b_lineage_markers"]
-    )
-    doc = _profile_doc(sample_id, tube, inputs, config, blast_defined_by, qc, control_note)
-    doc["flags"] = flags
+    doc = _profile_doc(sample_id, tube, inputs, config, gated.blast_defined_by, qc, control_note)
+    doc["flags"] = gated.flags + lineage_flags(table, config["b_lineage_markers"])
+    doc["gating"] = gated.description
     write_json(out / "profile.json", doc)
     return ProfileResult(sample_id, out, qc.status, qc.reasons)
+
+
+@dataclass
+class Gated:
+    """One tube gated, whichever engine did it: what the later stages and outputs need."""
+
+    masks: dict[str, np.ndarray]  # our populations -> membership over the QC-kept events
+    table: pd.DataFrame  # populations.tsv
+    gates: list[dict[str, Any]]  # gates.json
+    plot: dict[str, np.ndarray]  # the gate/... arrays of plotdata.npz
+    blast_defined_by: list[str]
+    flags: list[dict[str, str]]
+    gatingml: str  # gates.xml: what was applied, as Gating-ML 2.0
+    description: dict[str, Any]
+
+
+class Gater:
+    """Our fitted Gating-ML template, or a lab's own Gating-ML / FlowJo gating (config
+    ``lab_gating``), behind one call."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = config
+        self.limit = int(config["report"]["max_plot_events"])
+        lab = config.get("lab_gating") or {}
+        self.lab: LabGating | None = None
+        self.template: GatingTemplate | None = None
+        if lab.get("file"):
+            self.path = resolve(lab["file"])
+            self.role = "lab_gating"
+            self.lab = LabGating(self.path, lab["populations"], lab.get("sample"))
+            self.required: list[str] = []
+        else:
+            self.path = resolve(config["gating_template"])
+            self.role = "gating_template"
+            self.template = GatingTemplate(self.path)
+            self.required = self.template.dimensions
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Gater:
+        return cls(config)
+
+    def gate(
+        self, tube: Tube, raw: np.ndarray, data: Mapping[str, np.ndarray], sample_id: str
+    ) -> Gated:
+        """Gate one tube: ``raw`` are its QC-kept uncompensated events (a lab's gating does
+        its own compensation), ``data`` the same events compensated, by marker."""
+        if self.lab is not None:
+            return self._gate_lab(tube, raw, sample_id)
+        return self._gate_template(tube, data, sample_id)
+
+    def masks(
+        self, tube: Tube, raw: np.ndarray, data: Mapping[str, np.ndarray], sample_id: str
+    ) -> dict[str, np.ndarray]:
+        """Only the population masks (for a control tube)."""
+        if self.lab is not None:
+            return self.lab.apply(
+                raw, tube.channels, tube.spillover, sample_id, labels=tube.labels,
+                markers=tube.markers,
+            ).masks  # fmt: skip
+        assert self.template is not None
+        require = {m: sign for m, sign in _backbone(self.config).items() if m in data}
+        return self.template.apply(data, sample_id, require=require).masks
+
+    def _gate_template(self, tube: Tube, data: Mapping[str, np.ndarray], sample_id: str) -> Gated:
+        template = self.template
+        assert template is not None
+        populations = template.apply(data, sample_id, require=_backbone(self.config))
+        compensated = set() if tube.spillover is None else set(tube.spillover.columns)
+        rng = np.random.default_rng(PLOT_SEED)
+        plot: dict[str, np.ndarray] = {}
+        n = populations.n_total
+        for gate in populations.gates:
+            parent = populations.masks[gate.parent] if gate.parent else np.ones(n, dtype=bool)
+            index = np.flatnonzero(parent)
+            index = index[_subsample(index.size, self.limit, rng)]
+            plot[f"gate/{gate.id}/x"] = template.display(gate.x, data)[index].astype(np.float32)
+            if gate.y is not None:
+                plot[f"gate/{gate.id}/y"] = template.display(gate.y, data)[index].astype(np.float32)
+            plot[f"gate/{gate.id}/inside"] = populations.masks[gate.id][index]
+        return Gated(
+            masks=populations.masks,
+            table=populations.counts(),
+            gates=[gate_to_json(g, populations) for g in populations.gates],
+            plot=plot,
+            blast_defined_by=populations.defined_by(BLASTS),
+            flags=gating_flags(populations, self.config["floors"]),
+            gatingml=export_gatingml(template, populations, tube.markers, compensated),
+            description={"engine": "template", "file": str(self.path), "fitted": True},
+        )
+
+    def _gate_lab(self, tube: Tube, raw: np.ndarray, sample_id: str) -> Gated:
+        lab = self.lab
+        assert lab is not None
+        result = lab.apply(
+            raw, tube.channels, tube.spillover, sample_id, labels=tube.labels, markers=tube.markers
+        )
+        rng = np.random.default_rng(PLOT_SEED)
+        plot: dict[str, np.ndarray] = {}
+        n = result.n_total
+        for gate in result.gates:
+            if gate.get("x") is None:  # boolean gates have no axes to draw
+                continue
+            parent = result.gate_masks[gate["parent"]] if gate["parent"] else np.ones(n, bool)
+            index = np.flatnonzero(parent)
+            index = index[_subsample(index.size, self.limit, rng)]
+            x, y = result.display(gate["id"])
+            plot[f"gate/{gate['id']}/x"] = x[index].astype(np.float32)
+            if y is not None:
+                plot[f"gate/{gate['id']}/y"] = y[index].astype(np.float32)
+            plot[f"gate/{gate['id']}/inside"] = result.gate_masks[gate["id"]][index]
+        table = result.populations()
+        blasts = int(result.masks[BLASTS].sum())
+        flags = floor_flags(blasts, self.config["floors"])
+        return Gated(
+            masks=result.masks,
+            table=table,
+            gates=result.gates,
+            plot=plot,
+            blast_defined_by=result.defined_by.get(BLASTS, []),
+            flags=flags,
+            gatingml=lab.to_gatingml(),
+            description={
+                "engine": "lab",
+                "kind": lab.kind,
+                "file": str(self.path),
+                "sample": lab.sample_name,
+                "populations": dict(lab.populations),
+                "notes": list(result.notes),
+                "fitted": False,
+            },
+        )
 
 
 def _input(role: str, path: str | Path) -> dict[str, Any]:
@@ -194,29 +318,29 @@ def _backbone(config: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _control_blasts(
-    control: str | Path | None, tube: Tube, template: GatingTemplate, config: Mapping[str, Any]
+    control: str | Path | None, tube: Tube, gater: Gater, sample_id: str
 ) -> tuple[dict[str, np.ndarray] | None, str | None]:
-    """The control tube's blasts (same template, markers mapped through the stained tube's
+    """The control tube's blasts (same gating, markers mapped through the stained tube's
     detectors), or ``None`` with the reason the internal reference is used instead."""
     if not control:
         return None, None
     try:
         ctube = map_control(read_tube(control, {}, {}, ()), tube)
         spill = ctube.spillover if ctube.spillover is not None else tube.spillover
+        ctube.spillover = spill
         cevents = compensate(ctube.events, ctube.channels, spill)
         cdata = _marker_data(ctube, cevents)
-        require = {m: sign for m, sign in _backbone(config).items() if m in cdata}
-        cpops = template.apply(cdata, f"{tube.path.stem}-control", require=require)
-    except (IngestError, CompensationError, GatingError) as exc:
+        masks = gater.masks(ctube, ctube.events, cdata, f"{sample_id}-control")
+    except (IngestError, CompensationError, GatingError, LabGatingError) as exc:
         return None, f"control tube not used ({exc}); thresholds from internal negatives"
-    mask = cpops.masks[BLASTS]
+    mask = masks[BLASTS]
     return {m: cdata[m][mask] for m in cdata}, None
 
 
 def _references(
     quantified: list[str],
     data: Mapping[str, np.ndarray],
-    populations: Populations,
+    masks: Mapping[str, np.ndarray],
     control_blasts: Mapping[str, np.ndarray] | None,
     positivity: PositivitySettings,
     config: Mapping[str, Any],
@@ -234,40 +358,25 @@ def _references(
                 references[marker] = Reference(values, "control:blasts")
                 continue
         population = internal.get(marker)
-        if population and population in populations.masks:
-            values = data[marker][populations.masks[population]]
+        if population and population in masks:
+            values = data[marker][masks[population]]
             references[marker] = Reference(values, f"internal:{population}")
         else:
             references[marker] = None
     return references
 
 
-def _plot_data(
-    template: GatingTemplate,
-    populations: Populations,
-    data: Mapping[str, np.ndarray],
+def _antigen_plot_data(
     blasts: Mapping[str, np.ndarray],
     references: Mapping[str, Reference | None],
     table: pd.DataFrame,
     config: Mapping[str, Any],
 ) -> dict[str, np.ndarray]:
-    """Subsampled events in display scale (see docs/outputs.md, ``plotdata.npz``)."""
-    rng = np.random.default_rng(PLOT_SEED)
+    """Subsampled antigen intensities in display scale (see docs/outputs.md,
+    ``plotdata.npz``)."""
+    rng = np.random.default_rng(PLOT_SEED + 1)
     limit = int(config["report"]["max_plot_events"])
     arrays: dict[str, np.ndarray] = {}
-    n = populations.n_total
-    for gate in populations.gates:
-        parent = populations.masks[gate.parent] if gate.parent else np.ones(n, dtype=bool)
-        index = np.flatnonzero(parent)
-        index = index[_subsample(index.size, limit, rng)]
-        arrays[f"gate/{gate.id}/x"] = template.transform(
-            gate.x.transform, data[gate.x.dimension][index]
-        ).astype(np.float32)
-        if gate.y is not None:
-            arrays[f"gate/{gate.id}/y"] = template.transform(
-                gate.y.transform, data[gate.y.dimension][index]
-            ).astype(np.float32)
-        arrays[f"gate/{gate.id}/inside"] = populations.masks[gate.id][index]
     params = config["logicle"]
     thresholds = table.set_index("marker")["threshold"]
     for marker, values in blasts.items():

@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from antigen_profile import simulate
-from antigen_profile.config import ConfigError, resolve, validate_config
+from antigen_profile.config import ConfigError, resolve_paths, validate_config
 from antigen_profile.sheets import SheetError, read_patients, read_samples, typed_patients
 
 validate(config, "../schemas/config.schema.yaml")
@@ -16,11 +16,7 @@ except ConfigError as exc:
     raise WorkflowError(str(exc))
 
 # Relative paths in the config are relative to the working directory (run from the repository).
-WORKDIR = Path.cwd()
-for _key in ("samples", "patients", "trial", "gating_template"):
-    config[_key] = str(resolve(config[_key], WORKDIR))
-if config["compensation"].get("matrix"):
-    config["compensation"]["matrix"] = str(resolve(config["compensation"]["matrix"], WORKDIR))
+resolve_paths(config, Path.cwd())
 RESULTS = str(Path(config["results"]))
 
 # The demo cohort's FCS files are made by the workflow itself (rule demo_tube).
