@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from antigen_profile import fcs
+from antigen_profile.fcs import FCSError, find_spillover, read_fcs
 
 
 class IngestError(Exception):
@@ -172,36 +173,11 @@ def find_markers(
     return found, notes
 
 
-SPILLOVER_KEYWORDS = ("$SPILLOVER", "SPILL", "$COMP")
-
-
 def parse_spillover(text: str, channels: Sequence[str]) -> pd.DataFrame:
-    """Parse a spillover keyword value: ``n, name_1..name_n, n*n values`` (row-major).
-
-    Names may be detector names or 1-based channel numbers (some instruments write numbers).
-    """
-    items = [t.strip() for t in text.replace("\n", ",").split(",") if t.strip() != ""]
-    try:
-        n = int(float(items[0]))
-    except (ValueError, IndexError):
-        raise ValueError("spillover does not start with a channel count") from None
-    if n < 1 or len(items) != 1 + n + n * n:
-        raise ValueError(
-            f"spillover declares {n} channels, so {1 + n + n * n} items, but holds {len(items)}"
-        )
-    names = items[1 : 1 + n]
-    resolved = []
-    for name in names:
-        if name in channels:
-            resolved.append(name)
-        elif name.isdigit() and 1 <= int(name) <= len(channels):
-            resolved.append(channels[int(name) - 1])
-        else:
-            raise ValueError(f"spillover names channel {name!r}, which is not in the file")
-    values = np.array([float(v) for v in items[1 + n :]], dtype=float).reshape(n, n)
-    if not np.all(np.isfinite(values)):
-        raise ValueError("spillover holds non-numeric values")
-    return pd.DataFrame(values, index=resolved, columns=resolved)
+    """A spillover keyword's value (names or 1-based channel numbers, see
+    :func:`antigen_profile.fcs.parse_spillover`) as a matrix indexed by detector."""
+    names, matrix = fcs.parse_spillover(text, channels)
+    return pd.DataFrame(matrix, index=names, columns=names)
 
 
 def read_spillover_csv(path: str | Path, channels: Sequence[str]) -> pd.DataFrame:
@@ -215,47 +191,6 @@ def read_spillover_csv(path: str | Path, channels: Sequence[str]) -> pd.DataFram
             f"and index, all present in the tube (missing: {', '.join(missing) or 'none'})"
         )
     return matrix.astype(float)
-
-
-def _load_flowkit_sample(path: Path) -> tuple[Any, str | None]:
-    """Load with FlowKit, tolerating the DATA-offset quirks it can tolerate (off-by-one ends,
-    HEADER/TEXT disagreement) and recording that we did."""
-    import flowkit as fk
-    from flowio.exceptions import FCSParsingError
-
-    attempts: list[tuple[dict[str, bool], str | None]] = [
-        ({}, None),
-        ({"ignore_offset_error": True}, "DATA offset off by one; read with the TEXT offsets"),
-        (
-            {"ignore_offset_discrepancy": True},
-            "HEADER and TEXT disagree on the DATA offsets; used the TEXT offsets",
-        ),
-        (
-            {"ignore_offset_discrepancy": True, "use_header_offsets": True},
-            "HEADER and TEXT disagree on the DATA offsets; used the HEADER offsets",
-        ),
-    ]
-    first_error: Exception | None = None
-    for options, note in attempts:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                sample = fk.Sample(str(path), **options)
-            return sample, note
-        except Exception as exc:  # any library failure becomes our one-line error
-            first_error = first_error or exc
-            offset_problem = isinstance(exc, FCSParsingError) and (
-                "offset" in str(exc).lower() or "discrepancy" in str(exc).lower()
-            )
-            if not offset_problem:
-                break
-    reason = str(first_error).splitlines()[0] if first_error else "unknown reason"
-    if type(first_error).__name__ == "MultipleDataSetsError":
-        reason = "the file holds several data sets"
-    raise IngestError(
-        f"{path}: cannot be read as FCS ({type(first_error).__name__}: {reason}); "
-        "check that the file is a complete FCS 2.0/3.x export"
-    )
 
 
 def read_tube(
@@ -282,17 +217,17 @@ def read_tube(
     path = Path(path)
     if not path.is_file():
         raise IngestError(f"{path}: file not found; check the path in the sample sheet")
-    if path.stat().st_size < 58:
-        raise IngestError(f"{path}: only {path.stat().st_size} bytes, too short to be FCS")
+    try:
+        data = read_fcs(path)
+    except FCSError as exc:
+        raise IngestError(str(exc)) from None
     checksum = sha256_file(path)
-    sample, note = _load_flowkit_sample(path)
-    notes = [note] if note else []
-
-    events = np.asarray(sample.get_events(source="raw"), dtype=np.float64)
-    channels = [str(c) for c in sample.pnn_labels]
-    labels = [str(s or "") for s in sample.pns_labels]
-    keywords = _standard_keywords(sample.metadata)
-    keywords["FCSVERSION"] = str(getattr(sample, "version", "") or "")
+    notes = list(data.warnings)
+    events = data.events
+    channels = list(data.channels)
+    labels = list(data.labels)
+    keywords = dict(data.keywords)
+    keywords["FCSVERSION"] = data.version.removeprefix("FCS")
     if events.shape[0] == 0:
         raise IngestError(f"{path}: the file holds no events; re-export the acquisition")
     if not np.all(np.isfinite(events)):
@@ -312,15 +247,12 @@ def read_tube(
     if spillover_csv:
         spillover, source = read_spillover_csv(spillover_csv, channels), "config"
     else:
-        for key in SPILLOVER_KEYWORDS:
-            if key in keywords and keywords[key].strip():
-                try:
-                    spillover = parse_spillover(keywords[key], channels)
-                    source = key
-                    break
-                except ValueError as exc:
-                    notes.append(f"{key} ignored: {exc}")
-    ranges = _scale_tops(sample.channels)
+        found, spill_notes = find_spillover(keywords, channels)
+        notes += spill_notes
+        if found is not None:
+            spillover = pd.DataFrame(found.matrix, index=found.names, columns=found.names)
+            source = found.keyword
+    ranges = dict(zip(channels, data.scale_tops, strict=True))
     return Tube(
         path=path,
         events=events,
@@ -334,43 +266,6 @@ def read_tube(
         sha256=checksum,
         warnings=notes,
     )
-
-
-def _scale_tops(channels: pd.DataFrame) -> dict[str, float]:
-    """Top of each channel's scale, scaled as FlowIO scales the events: anti-log for
-    ``$PnE`` = f1,f2 with f1 > 0, then divided by a ``$PnG`` gain. Comparing events with the
-    raw ``$PnR`` would misjudge saturation on every log-amplified or gained channel."""
-    tops: dict[str, float] = {}
-    for row in channels.itertuples():
-        top = float(row.pnr) - 1.0
-        decades, log0 = (float(v) for v in row.pne)
-        if decades > 0:
-            top = 10 ** (decades * top / float(row.pnr)) * (log0 or 1.0)
-        gain = float(row.png)
-        if gain not in (0.0, 1.0):
-            top /= gain
-        tops[str(row.pnn)] = top
-    return tops
-
-
-def _standard_keywords(metadata: Mapping[str, str]) -> dict[str, str]:
-    """FlowIO lower-cases keywords and strips ``$``; restore the FCS spelling (``$CYT``,
-    ``$P3S``) so reports and errors show what the file says. BD's ``SPILL`` has no ``$``."""
-    out = {}
-    for key, value in metadata.items():
-        bare = str(key).lstrip("$").upper()
-        if bare == "SPILL" or not (bare in _STANDARD or re.fullmatch(r"P\d+[A-Z]", bare)):
-            out[bare] = str(value)
-        else:
-            out["$" + bare] = str(value)
-    return out
-
-
-_STANDARD = {
-    "CYT", "FIL", "TOT", "PAR", "DATE", "BTIM", "ETIM", "SPILLOVER", "COMP", "TIMESTEP",
-    "DATATYPE", "BYTEORD", "MODE", "SRC", "INST", "OP", "SYS", "CYTSN", "BEGINDATA", "ENDDATA",
-    "BEGINANALYSIS", "ENDANALYSIS", "BEGINSTEXT", "ENDSTEXT", "NEXTDATA",
-}  # fmt: skip
 
 
 def map_control(control: Tube, stained: Tube) -> Tube:
