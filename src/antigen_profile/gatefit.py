@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Events used to fit a mixture; more adds time, not accuracy.
-MAX_FIT_EVENTS = 10_000
+MAX_FIT_EVENTS = 5_000
 #: Outer limit of a traced cluster in Mahalanobis units (99.9% of a 2-D Gaussian).
 MAX_RADIUS = 3.72
 RAYS = 72
@@ -108,11 +108,16 @@ def fit_clusters(
     scale[scale == 0] = 1.0
     z = data / scale
     best = None
-    for k in range(2, 8):
+    for k in range(2, 7):
         if k * 20 > z.shape[0]:
             break
         model = GaussianMixture(
-            n_components=k, covariance_type="full", reg_covar=1e-4, random_state=seed
+            n_components=k,
+            covariance_type="full",
+            reg_covar=1e-4,
+            init_params="k-means++",
+            tol=1e-3,
+            random_state=seed,
         ).fit(z)
         bic = model.bic(z)
         if best is None or bic < best[0]:

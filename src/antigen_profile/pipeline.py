@@ -41,10 +41,13 @@ from antigen_profile.quantify import (
     Reference,
     antigen_table,
     lineage_flags,
+    mixture_reference,
 )
 from antigen_profile.transforms import logicle
 
 BLASTS = "blasts"
+#: Key of the sample's control tube among per-marker controls.
+ANY_MARKER = "*"
 PLOT_SEED = 20240611
 
 SOFTWARE = ["antigen-profile", "flowkit", "flowio", "numpy", "pandas", "scikit-learn", "snakemake"]
@@ -88,8 +91,9 @@ def profile_sample(
     out_dir: str | Path,
     config: Mapping[str, Any],
     control: str | Path | None = None,
+    marker_controls: Mapping[str, str | Path] | None = None,
 ) -> ProfileResult:
-    """Analyse one sample (and its control tube) and write its ``profile`` outputs.
+    """Analyse one sample (and its control tubes) and write its ``profile`` outputs.
 
     Parameters
     ----------
@@ -97,6 +101,8 @@ def profile_sample(
         The sheet's ``sample_id``; names every output and message.
     fcs, control : path
         The stained tube and, optionally, its unstained / FMO / isotype control tube.
+    marker_controls : mapping of str to path, optional
+        A control tube for one antigen (its FMO), which beats ``control`` for that antigen.
     out_dir : path
         ``results/{sample_id}``.
     config : mapping
@@ -110,6 +116,8 @@ def profile_sample(
     inputs = [_input("sample", fcs), _input(gater.role, gater.path)]
     if control:
         inputs.insert(1, _input("control", control))
+    for marker, path in (marker_controls or {}).items():
+        inputs.insert(1, _input(f"control:{marker}", path))
     inputs.append(_input("trial", resolve(config["trial"])))
     inputs.append(_config_input(config))
     spill_csv = config.get("compensation", {}).get("matrix")
@@ -135,11 +143,21 @@ def profile_sample(
 
     blast_mask = gated.masks[BLASTS]
     blasts = {m: data[m][blast_mask] for m in quantified if m in data}
-    control_blasts, control_note = _control_blasts(control, tube, gater, sample_id)
+    controls: dict[str, dict[str, np.ndarray]] = {}
+    notes: list[str] = []
+    for key, path in [(ANY_MARKER, control), *(marker_controls or {}).items()]:
+        if not path:
+            continue
+        blasts_of_control, note = _control_blasts(path, tube, gater, sample_id)
+        if blasts_of_control is not None:
+            controls[key] = blasts_of_control
+        if note:
+            notes.append(note)
+    control_note = "; ".join(notes) or None
     if control_note:
         qc.warnings.append(control_note)
         qc.status = "warn" if qc.status == "pass" else qc.status
-    references = _references(quantified, data, gated.masks, control_blasts, positivity, config)
+    references = _references(quantified, data, gated.masks, controls, positivity, config)
     table = antigen_table(sample_id, blasts, references, positivity, quantified)
 
     write_tsv(out / "populations.tsv", gated.table)
@@ -341,28 +359,33 @@ def _references(
     quantified: list[str],
     data: Mapping[str, np.ndarray],
     masks: Mapping[str, np.ndarray],
-    control_blasts: Mapping[str, np.ndarray] | None,
+    controls: Mapping[str, Mapping[str, np.ndarray]],
     positivity: PositivitySettings,
     config: Mapping[str, Any],
 ) -> dict[str, Reference | None]:
-    """Per antigen, the best negative reference: the control tube's blasts when it has enough
-    events, else the configured internal negative population, else none."""
+    """Per antigen, the best negative reference with enough events, strongest first: the
+    antigen's own control tube (an FMO for that marker), the sample's control tube, the
+    configured internal negative population, a two-component mixture on the blasts
+    themselves (weakest), else none."""
     internal = config["positivity"]["internal_negative"]
+    enough = positivity.min_reference_events
     references: dict[str, Reference | None] = {}
     for marker in quantified:
         if marker not in data:
             continue
-        if control_blasts is not None and marker in control_blasts:
-            values = control_blasts[marker]
-            if values.size >= positivity.min_reference_events:
-                references[marker] = Reference(values, "control:blasts")
-                continue
+        candidates: list[tuple[str, np.ndarray]] = []
+        for key, source in ((marker, "marker_control:blasts"), (ANY_MARKER, "control:blasts")):
+            if marker in controls.get(key, {}):
+                candidates.append((source, controls[key][marker]))
         population = internal.get(marker)
         if population and population in masks:
-            values = data[marker][masks[population]]
-            references[marker] = Reference(values, f"internal:{population}")
-        else:
-            references[marker] = None
+            candidates.append((f"internal:{population}", data[marker][masks[population]]))
+        chosen = next((Reference(v, src) for src, v in candidates if v.size >= enough), None)
+        if chosen is None and masks[BLASTS].sum() >= positivity.quantify_floor:
+            chosen = mixture_reference(data[marker][masks[BLASTS]], config["logicle"], positivity)
+        if chosen is None and candidates:
+            chosen = Reference(*reversed(candidates[0]))  # too small: quantify says so
+        references[marker] = chosen
     return references
 
 

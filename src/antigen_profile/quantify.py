@@ -27,16 +27,21 @@ ANTIGEN_COLUMNS = [
     "threshold_source",
     "call",
     "note",
+    "pct_ci_low",
+    "pct_ci_high",
+    "intensity",
 ]
 
 
 @dataclass(frozen=True)
 class Reference:
     """Intensities of a population taken as negative for one marker, and where it came from
-    (``control:blasts``, ``internal:lymphocytes``)."""
+    (``control:blasts``, ``internal:lymphocytes``, ``mixture:blasts``). ``threshold`` is set
+    when the cut-off comes from a model rather than from the values' percentile."""
 
     values: np.ndarray
     source: str
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class PositivitySettings:
     detect_floor: int = 20
     quantify_floor: int = 50
     min_reference_events: int = 200
+    bright_rmfi: float = 10.0
+    confidence: float = 0.95
 
     @classmethod
     def from_config(cls, config: Mapping) -> PositivitySettings:
@@ -60,6 +67,7 @@ class PositivitySettings:
             detect_floor=int(floors["detect"]),
             quantify_floor=int(floors["quantify"]),
             min_reference_events=int(pos["min_reference_events"]),
+            bright_rmfi=float(pos["intensity"]["bright_rmfi"]),
         )
 
 
@@ -110,22 +118,84 @@ def quantify_marker(
             f"{settings.min_reference_events} needed for a {settings.percentile}th percentile"
         )
         return row
-    threshold = float(np.percentile(ref, settings.percentile))
+    if reference.threshold is not None:
+        threshold = float(reference.threshold)
+    else:
+        threshold = float(np.percentile(ref, settings.percentile))
     positive = int(np.count_nonzero(values > threshold))
     # Call on the number that is written, so the table never shows 20.0% called negative.
     pct = round(100.0 * positive / n, 2)
+    low, high = binomial_interval(positive, n, settings.confidence)
     ref_median = float(np.median(ref))
+    call = call_from_pct(pct, settings)
     row.update(
         positive_events=positive,
         pct_positive=pct,
         threshold=round(threshold, 2),
-        call=call_from_pct(pct, settings),
+        call=call,
+        pct_ci_low=round(low, 2),
+        pct_ci_high=round(high, 2),
     )
     if ref_median > 0:
-        row["rmfi"] = round(float(np.median(values)) / ref_median, 2)
+        rmfi = float(np.median(values)) / ref_median
+        row["rmfi"] = round(rmfi, 2)
+        if call != "negative":
+            # The positive blasts' own median against the reference says how much antigen
+            # they carry; the whole-population median would mix in the negatives.
+            bright = float(np.median(values[values > threshold])) / ref_median
+            row["intensity"] = "bright" if bright >= settings.bright_rmfi else "dim"
     else:
         row["note"] = "reference median is not above zero, so no rMFI"
+    if reference.source.startswith("mixture:"):
+        row["note"] = (
+            "threshold from a two-component mixture fit on the blasts themselves (no control "
+            "tube, no valid internal negative): the weakest reference; confirm with a control"
+        )
     return row
+
+
+def binomial_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for a share, in %: how sure a percentage from ``n``
+    events can be (10% CV at 100 events, 22% at 20)."""
+    from scipy.stats import beta
+
+    alpha = 1 - confidence
+    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, n - successes + 1))
+    high = 1.0 if successes == n else float(beta.ppf(1 - alpha / 2, successes + 1, n - successes))
+    return 100 * low, 100 * high
+
+
+def mixture_reference(
+    values: np.ndarray, logicle_params: Mapping[str, float], settings: PositivitySettings
+) -> Reference | None:
+    """A negative reference from the blasts themselves, when nothing better exists.
+
+    A two-component Gaussian mixture on the logicle scale; the lower component is the
+    negative one, and the threshold is its ``percentile`` (mean + z x sd) back on the linear
+    scale. Returns ``None`` when the blasts are not clearly bimodal for this antigen: one
+    population cannot say whether it is positive or negative.
+    """
+    from scipy.stats import norm
+    from sklearn.mixture import GaussianMixture
+
+    from antigen_profile.transforms import logicle, logicle_inverse
+
+    x = logicle(np.asarray(values, dtype=np.float64), logicle_params)
+    if x.size < settings.min_reference_events:
+        return None
+    rng = np.random.default_rng(20240611)
+    sample = x if x.size <= 20_000 else rng.choice(x, 20_000, replace=False)
+    model = GaussianMixture(2, random_state=0).fit(sample.reshape(-1, 1))
+    means = model.means_.ravel()
+    sds = np.sqrt(model.covariances_.ravel())
+    lo, hi = int(np.argmin(means)), int(np.argmax(means))
+    separated = means[hi] - means[lo] >= 2.5 * max(sds[lo], sds[hi])
+    if not separated or model.weights_.min() < 0.02:
+        return None
+    z = float(norm.ppf(settings.percentile / 100))
+    threshold = float(logicle_inverse(np.array([means[lo] + z * sds[lo]]), logicle_params)[0])
+    negative = model.predict(x.reshape(-1, 1)) == lo
+    return Reference(np.asarray(values)[negative], "mixture:blasts", threshold)
 
 
 def antigen_table(

@@ -24,3 +24,10 @@ def logicle(values: np.ndarray, params: Mapping[str, float]) -> np.ndarray:
     xform = _logicle(float(params["T"]), float(params["W"]), float(params["M"]), float(params["A"]))
     flat = np.asarray(values, dtype=np.float64).reshape(-1, 1)
     return np.asarray(xform.apply(flat)).reshape(np.shape(values))
+
+
+def logicle_inverse(values: np.ndarray, params: Mapping[str, float]) -> np.ndarray:
+    """Back from the logicle scale to linear intensities (the inverse of :func:`logicle`)."""
+    xform = _logicle(float(params["T"]), float(params["W"]), float(params["M"]), float(params["A"]))
+    flat = np.asarray(values, dtype=np.float64).reshape(-1, 1)
+    return np.asarray(xform.inverse(flat)).reshape(np.shape(values))
