@@ -289,3 +289,16 @@ def test_typed_patients_converts_numbers(tmp_path: Path) -> None:
     assert rows["P02"]["kps"] is None
     assert rows["P01"]["prior_anti_cd19"] == "yes"  # flags stay text
     assert isinstance(typed, pd.DataFrame)
+
+
+def test_per_antigen_control_columns_are_accepted_and_resolved(tmp_path: Path) -> None:
+    for name in ("s1.fcs", "fmo_cd22.fcs"):
+        (tmp_path / name).write_bytes(b"x")
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text("sample_id\tpatient_id\tfcs\tcontrol_CD22\nS1\tP1\ts1.fcs\tfmo_cd22.fcs\n")
+    frame = read_samples(sheet)
+    assert frame.loc["S1", "control_CD22"] == str(tmp_path / "fmo_cd22.fcs")
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sample_id\tpatient_id\tfcs\tcontrol_CD22\nS1\tP1\ts1.fcs\tnope.fcs\n")
+    with pytest.raises(SheetError, match=r"line 2 \(sample_id=S1\): control_CD22 file nope.fcs"):
+        read_samples(bad)

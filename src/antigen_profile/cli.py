@@ -33,7 +33,10 @@ def _profile(args: argparse.Namespace) -> int:
     fcs = Path(args.fcs)
     sample_id = args.sample_id or fcs.stem
     out = Path(args.out) / sample_id if args.per_sample_folder else Path(args.out)
-    result = profile_sample(sample_id, fcs, out, config, control=args.control)
+    marker_controls = dict(item.split("=", 1) for item in args.marker_control)
+    result = profile_sample(
+        sample_id, fcs, out, config, control=args.control, marker_controls=marker_controls
+    )
     try:
         decision = decide_sample(
             out, sample_id, args.patient_id or sample_id, args.patients, config["trial"], config
@@ -140,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     profile.add_argument("fcs", help="the stained tube (FCS)")
     profile.add_argument("--control", help="unstained, FMO or isotype tube of the same panel")
+    profile.add_argument(
+        "--marker-control",
+        action="append",
+        default=[],
+        metavar="MARKER=FCS",
+        help="a control tube for one antigen (its FMO), e.g. CD22=fmo_cd22.fcs; repeatable",
+    )
     profile.add_argument("--out", required=True, help="folder for the sample's outputs")
     profile.add_argument("--sample-id", help="defaults to the file name without extension")
     profile.add_argument("--patient-id", help="row of --patients to decide with")

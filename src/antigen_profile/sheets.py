@@ -6,6 +6,7 @@ what to fix, because a lab fixing a sheet at 8 a.m. needs to know exactly where 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Container
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ SAMPLE_SCHEMA = "workflow/schemas/samples.schema.yaml"
 PATIENT_SCHEMA = "workflow/schemas/patients.schema.yaml"
 SAMPLE_REQUIRED = ["sample_id", "patient_id", "fcs"]
 SAMPLE_OPTIONAL = ["control_fcs", "timepoint"]
+#: Optional per-antigen control tubes (an FMO for that antigen): ``control_CD22``, ...
+MARKER_CONTROL = re.compile(r"^control_(?!fcs$)[A-Za-z0-9-]+$")
 PATIENT_NUMBERS = ["age_years", "kps", "hgb_g_per_l", "life_expectancy_months"]
 PATIENT_FLAGS = [
     "prior_anti_cd19",
@@ -88,11 +91,16 @@ def read_samples(
     sheet = Path(path).resolve()
     frame = _read_tsv(sheet)
     missing = [c for c in SAMPLE_REQUIRED if c not in frame.columns]
-    unknown = [c for c in frame.columns if c not in SAMPLE_REQUIRED + SAMPLE_OPTIONAL]
+    unknown = [
+        c
+        for c in frame.columns
+        if c not in SAMPLE_REQUIRED + SAMPLE_OPTIONAL and not MARKER_CONTROL.match(c)
+    ]
     if missing or unknown:
         raise SheetError(
             f"{sheet}: columns must be {', '.join(SAMPLE_REQUIRED)} and optionally "
-            f"{', '.join(SAMPLE_OPTIONAL)} (missing: {', '.join(missing) or 'none'}; "
+            f"{', '.join(SAMPLE_OPTIONAL)} and control_<MARKER> (missing: "
+            f"{', '.join(missing) or 'none'}; "
             f"unknown: {', '.join(unknown) or 'none'})"
         )
     if frame.empty:
@@ -112,7 +120,7 @@ def read_samples(
                 "every sample_id must be unique"
             )
         seen.setdefault(sid, line)
-        for column in ("fcs", "control_fcs"):
+        for column in ["fcs", "control_fcs", *marker_control_columns(frame)]:
             given = str(row[column])
             if not given:
                 continue
@@ -126,6 +134,11 @@ def read_samples(
     if problems:
         raise SheetError("\n".join(problems))
     return frame.set_index("sample_id", drop=False)
+
+
+def marker_control_columns(samples: pd.DataFrame) -> list[str]:
+    """The sheet's per-antigen control columns (``control_CD22`` ...)."""
+    return [c for c in samples.columns if MARKER_CONTROL.match(str(c))]
 
 
 def read_patients(path: str | Path) -> pd.DataFrame:

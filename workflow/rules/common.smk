@@ -7,7 +7,13 @@ from snakemake.utils import validate
 
 from antigen_profile import simulate
 from antigen_profile.config import ConfigError, resolve_paths, validate_config
-from antigen_profile.sheets import SheetError, read_patients, read_samples, typed_patients
+from antigen_profile.sheets import (
+    SheetError,
+    marker_control_columns,
+    read_patients,
+    read_samples,
+    typed_patients,
+)
 
 validate(config, "../schemas/config.schema.yaml")
 try:
@@ -37,6 +43,7 @@ except SheetError as exc:
 validate(SAMPLES.reset_index(drop=True), "../schemas/samples.schema.yaml")
 validate(typed_patients(PATIENTS), "../schemas/patients.schema.yaml")
 SAMPLE_IDS = list(SAMPLES["sample_id"])
+MARKER_CONTROLS = marker_control_columns(SAMPLES)
 
 _unknown = sorted(set(SAMPLES["patient_id"]) - set(PATIENTS["patient_id"]))
 if _unknown:
@@ -55,4 +62,7 @@ def sample_inputs(wildcards):
     inputs = {"fcs": row["fcs"]}
     if row["control_fcs"]:
         inputs["control"] = row["control_fcs"]
+    for column in MARKER_CONTROLS:
+        if row[column]:
+            inputs[column] = row[column]
     return inputs

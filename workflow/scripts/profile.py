@@ -13,5 +13,10 @@ with job_log(sm.log[0]) as log:
         Path(sm.output.qc).parent,
         sm.config,
         control=sm.input.get("control"),
+        marker_controls={
+            key.removeprefix("control_"): path
+            for key, path in sm.input.items()
+            if key.startswith("control_")
+        },
     )
     log.info("%s: QC %s %s", result.sample_id, result.qc_status, "; ".join(result.reasons))
