@@ -18,9 +18,11 @@ import pandas as pd
 import pytest
 
 from antigen_profile.gating import POPULATION_COLUMNS
+from antigen_profile.ingest import Tube
+from antigen_profile.qc import QCSettings, check_acquisition
 from antigen_profile.quantify import ANTIGEN_COLUMNS
 from antigen_profile.recommend import RECOMMENDATION_COLUMNS
-from antigen_profile.report import render_cohort_report, render_sample_report, write_html
+from antigen_profile.report import plots, render_cohort_report, render_sample_report, write_html
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -667,6 +669,256 @@ def test_missing_result_file_fails_loudly(tmp_path: Path) -> None:
 def test_full_size_report_stays_small(tmp_path: Path) -> None:
     html = render_sample_report(make_sample(tmp_path, n_events=20000), CONFIG)
     assert len(html.encode("utf-8")) < 1_500_000
+
+
+# --------------------------------------------------------------------------- QC time course
+
+
+def _course(bins: int = 60, width: float = 1.0) -> dict[str, Any]:
+    """A qc.json time course: ~500 events per 1-s bin, a clog at 20-30 s (dropped), a signal
+    shift at 40-45 s (dropped)."""
+    starts = [round(i * width, 4) for i in range(bins)]
+    events = [500 + (7 * i) % 23 for i in range(bins)]
+    kept = [True] * bins
+    for i in range(20, 30):
+        events[i], kept[i] = 20, False
+    for i in range(40, 45):
+        kept[i] = False
+    return {"bin_seconds": width, "start_s": starts, "events": events, "kept": kept}
+
+
+DROPPED = [
+    {
+        "start_s": 20.0,
+        "end_s": 30.0,
+        "reason": "clog",
+        "events": 200,
+        "pct_events": 0.7,
+        "detail": "flow rate 4% of the run's level (505 events/s)",
+    },
+    {
+        "start_s": 40.0,
+        "end_s": 45.0,
+        "reason": "signal_shift",
+        "events": 2510,
+        "pct_events": 8.6,
+        "detail": "PE-A +0.39 decades",
+    },
+]
+
+
+def _with_time_course(
+    sample_dir: Path,
+    course: Any = None,
+    dropped: Sequence[Mapping[str, Any]] = DROPPED,
+    **qc_fields: Any,
+) -> Path:
+    """Rewrite a sample's qc.json with a time course, its dropped periods and metrics."""
+    path = sample_dir / "qc.json"
+    qc = json.loads(path.read_text(encoding="utf-8"))
+    qc["metrics"]["time"] = {
+        "channel": "Time",
+        "checked": True,
+        "duration_s": 60.0,
+        "bins": 60,
+        "bin_seconds": 1.0,
+        "level_events_per_s": 505.0,
+        "level_events_per_bin": 505.0,
+        "gap_count": 0,
+        "gaps": [],
+        "events_dropped": 2710,
+        "pct_events_dropped": 9.3,
+        "stable_time_fraction": 0.75,
+    }
+    qc["dropped"] = list(dropped)
+    qc["time_course"] = _course() if course is None else course
+    qc.update(qc_fields)
+    path.write_text(json.dumps(qc), encoding="utf-8")
+    return sample_dir
+
+
+def _qc_section(html: str) -> str:
+    return html.split('<h2 id="qc">', 1)[1].split('<h2 id="gating">', 1)[0]
+
+
+def test_qc_time_course_plot_and_dropped_table(tmp_path: Path) -> None:
+    sample_dir = _with_time_course(make_sample(tmp_path, n_events=200))
+    html = render_sample_report(sample_dir, CONFIG)
+    qc = _qc_section(html)
+    figure = re.search(r'<figure id="qc-time-course"[^>]*>(.*?)</figure>', qc, flags=re.S)
+    assert figure is not None
+    (image,) = png_images(figure.group(1))
+    pixels = mpimg.imread(io.BytesIO(image), format="png")
+    assert pixels.shape[1] > 2 * pixels.shape[0]  # a wide plot, not a square one
+    assert len(png_images(html)) == len(_gates()) + 6 + 1
+    header, *rows = table_starting_with(qc, "From (s)", "To (s)", "Reason")
+    assert header == ["From (s)", "To (s)", "Reason", "Events dropped", "% of events", "Why"]
+    assert rows == [
+        [
+            "20.0",
+            "30.0",
+            "clog (flow rate well below the run's level)",
+            "200",
+            "0.7",
+            "flow rate 4% of the run's level (505 events/s)",
+        ],
+        ["40.0", "45.0", "signal shift", "2,510", "8.6", "PE-A +0.39 decades"],
+    ]
+    summary = {row[0]: row[1] for row in table_starting_with(qc, "Time channel")}
+    assert summary["Events dropped"] == "2,710 (9.3%)"
+    assert summary["Stable acquisition time"] == "75.0%"
+    assert summary["Level (median event's flow rate)"] == "505 events/s"
+    assert 'id="qc-time-note"' not in qc and "nothing dropped" not in qc
+    assert_no_external_urls(html)
+
+
+def _legend_and_spans(fig: Any) -> tuple[list[str], dict[str, list[tuple[float, float]]]]:
+    """Legend texts and, per label, the x-ranges of the shaded spans."""
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for patch in ax.patches:
+        x0, _, x1, _ = patch.get_extents().transformed(ax.transData.inverted()).bounds
+        spans.setdefault(patch.get_gid(), []).append((round(x0, 1), round(x0 + x1, 1)))
+    return texts, spans
+
+
+def test_time_course_figure_shades_dropped_bins_by_reason() -> None:
+    fig = plots.time_course_figure(_course(), DROPPED, level=505.0)
+    assert fig is not None
+    texts, spans = _legend_and_spans(fig)
+    assert texts == ["dropped: clog", "dropped: signal shift", "events per bin", "run's level"]
+    assert spans["dropped: clog"] == [(20.0, 30.0)]
+    assert spans["dropped: signal shift"] == [(40.0, 45.0)]
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (0.0, 60.0)
+    assert ax.get_xlabel() == "time (s)" and "bin" in ax.get_ylabel()
+
+
+def test_time_course_figure_follows_the_kept_flags() -> None:
+    """Dropped bins without a matching period are still shaded (plainly "dropped"), and a
+    period whose bins were kept is not: the shading shows what QC actually removed."""
+    course = _course()
+    course["kept"][50] = False
+    wrong = [{**DROPPED[0], "start_s": 0.0, "end_s": 10.0}]  # bins 0-10 were kept
+    texts, spans = _legend_and_spans(plots.time_course_figure(course, wrong))
+    assert texts == ["dropped", "events per bin"]  # no level given: no dashed line
+    assert spans["dropped"] == [(20.0, 30.0), (40.0, 45.0), (50.0, 51.0)]
+
+
+@pytest.mark.parametrize(
+    "course",
+    [
+        None,
+        {"start_s": [0, 1, 2], "events": [1, 2], "kept": [True, True, True]},
+        {"start_s": ["a"], "events": [1], "kept": [True]},
+        {"start_s": [], "events": [], "kept": []},
+        [1, 2, 3],
+    ],
+)
+def test_unusable_time_course_draws_nothing(course: Any) -> None:
+    assert plots.time_course_figure(course) is None
+    assert plots.time_course_plot(course) is None
+
+
+def test_report_without_time_course_still_renders(tmp_path: Path) -> None:
+    """A qc.json written before the time course existed: a note, no plot, nothing dropped."""
+    html = render_sample_report(make_sample(tmp_path, n_events=100), CONFIG)
+    qc = _qc_section(html)
+    assert 'id="qc-time-course"' not in qc
+    assert "qc.json records no time course (acquisition stability not checked)" in qc
+    assert "nothing dropped" in qc
+    assert len(png_images(html)) == len(_gates()) + 6
+
+
+def test_report_says_why_stability_was_not_checked(tmp_path: Path) -> None:
+    sample_dir = make_sample(tmp_path, n_events=100)
+    note = "no Time channel: acquisition stability not checked"
+    path = sample_dir / "qc.json"
+    qc = json.loads(path.read_text(encoding="utf-8"))
+    qc["metrics"]["time"] = {"channel": None, "checked": False, "note": note}
+    qc.update(dropped=[], time_course=None)
+    path.write_text(json.dumps(qc), encoding="utf-8")
+    section = _qc_section(render_sample_report(sample_dir, CONFIG))
+    assert f'<p class="muted" id="qc-time-note">{note}</p>' in section
+    assert 'id="qc-time-course"' not in section
+    assert "<th>Time channel</th>" not in section  # no summary of a check not run
+
+
+def test_malformed_time_course_renders_a_note(tmp_path: Path) -> None:
+    course = {"bin_seconds": 1, "start_s": [0, 1], "events": [5], "kept": [True, True]}
+    sample_dir = _with_time_course(make_sample(tmp_path, n_events=100), course=course)
+    section = _qc_section(render_sample_report(sample_dir, CONFIG))
+    assert "the time course in qc.json cannot be drawn" in section
+    assert 'id="qc-time-course"' not in section
+    assert table_starting_with(section, "From (s)")[1][0] == "20.0"  # the table still shows
+
+
+def test_qc_failed_sample_shows_its_time_course(tmp_path: Path) -> None:
+    """A sample failed for unstable acquisition: the alert gives the reason, the QC section
+    shows the time course that explains it, and nothing is gated."""
+    reason = "only 25% of the acquisition time was stable (clog), less than the 50% required"
+    clog = {**DROPPED[0], "start_s": 10.0, "end_s": 55.0, "detail": HOSTILE}
+    course = _course()
+    course["kept"] = [not 10 <= i < 55 for i in range(60)]
+    sample_dir = _with_time_course(
+        make_failed_sample(tmp_path),
+        course=course,
+        dropped=[clog],
+        status="fail",
+        reasons=[reason],
+    )
+    html = render_sample_report(sample_dir, CONFIG)
+    alert = html.split('id="qc-failed"', 1)[1].split("</div>", 1)[0]
+    assert reason in alert
+    qc = _qc_section(html)
+    assert 'id="qc-time-course"' in qc and len(png_images(html)) == 1
+    rows = table_starting_with(qc, "From (s)")[1:]
+    assert rows[0][:5] == [
+        "10.0",
+        "55.0",
+        "clog (flow rate well below the run's level)",
+        "200",
+        "0.7",
+    ]
+    assert HOSTILE not in html and ESCAPED in qc
+    assert "No gating: QC failed." in html and "No antigen quantified: QC failed." in html
+    assert_no_external_urls(html)
+
+
+def test_report_draws_the_time_course_qc_writes(tmp_path: Path) -> None:
+    """End to end: check_acquisition on a clogged run, its qc.json, the report's plot."""
+    rng = np.random.default_rng(4)
+    times = np.concatenate(
+        [rng.uniform(0, 40, 20_000), rng.uniform(40, 60, 500), rng.uniform(60, 120, 30_000)]
+    )
+    times.sort()
+    events = np.column_stack(
+        [rng.lognormal(11, 0.2, (times.size, 3)), times]
+    )  # FSC-A, SSC-A, PE-A, Time
+    channels = ["FSC-A", "SSC-A", "PE-A", "Time"]
+    tube = Tube(
+        path=Path("x.fcs"),
+        events=events,
+        channels=channels,
+        labels=["", "", "CD22 PE", ""],
+        markers={"FSC-A": "FSC-A", "SSC-A": "SSC-A", "CD22": "PE-A", "Time": "Time"},
+        spillover=None,
+        spillover_source="none",
+        keywords={},
+        ranges={c: 262143.0 for c in channels},
+        sha256="0" * 64,
+    )
+    result = check_acquisition(tube, QCSettings())
+    sample_dir = make_sample(tmp_path, n_events=100)
+    (sample_dir / "qc.json").write_text(
+        json.dumps(result.to_json("P01-R1", "/data/P01-R1.fcs")), encoding="utf-8"
+    )
+    qc = _qc_section(render_sample_report(sample_dir, CONFIG))
+    assert 'id="qc-time-course"' in qc
+    rows = table_starting_with(qc, "From (s)")[1:]
+    assert [row[2] for row in rows] == ["clog (flow rate well below the run's level)"]
+    assert abs(float(rows[0][0]) - 40) <= 1.1 and abs(float(rows[0][1]) - 60) <= 1.1
 
 
 # --------------------------------------------------------------------------- cohort report

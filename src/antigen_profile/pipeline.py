@@ -22,6 +22,14 @@ import pandas as pd
 from antigen_profile import __version__
 from antigen_profile.compensate import CompensationError, compensate
 from antigen_profile.config import resolve
+from antigen_profile.coverage import (
+    COVERAGE_COLUMNS,
+    UPSET_COLUMNS,
+    coverage_table,
+    positive_matrix,
+    thresholds_from_references,
+    upset_data,
+)
 from antigen_profile.files import write_json, write_npz, write_text, write_tsv
 from antigen_profile.gating import (
     POPULATION_COLUMNS,
@@ -34,7 +42,16 @@ from antigen_profile.gating import (
 )
 from antigen_profile.ingest import IngestError, Tube, map_control, read_tube, sha256_file
 from antigen_profile.lab_gating import LabGating, LabGatingError
-from antigen_profile.qc import QCResult, QCSettings, check_acquisition, failed_qc
+from antigen_profile.qc import (
+    QCResult,
+    QCSettings,
+    check_acquisition,
+    compensation_warnings,
+    failed_qc,
+    gating_shares,
+    gating_warnings,
+    negative_pileups,
+)
 from antigen_profile.quantify import (
     ANTIGEN_COLUMNS,
     PositivitySettings,
@@ -43,6 +60,7 @@ from antigen_profile.quantify import (
     lineage_flags,
     mixture_reference,
 )
+from antigen_profile.recommend import load_trial
 from antigen_profile.transforms import logicle
 
 BLASTS = "blasts"
@@ -127,19 +145,27 @@ def profile_sample(
         tube = read_tube(fcs, config["markers"], config["scatter"], gater.required, spill_csv)
     except IngestError as exc:
         return _write_failed(sample_id, fcs, out, failed_qc(str(exc)), inputs, config)
-    qc = check_acquisition(tube, QCSettings.from_config(config))
+    qc_settings = QCSettings.from_config(config)
+    qc = check_acquisition(tube, qc_settings)
     if qc.status == "fail":
         return _write_failed(sample_id, fcs, out, qc, inputs, config, tube)
     try:
         events = compensate(tube.events[qc.keep], tube.channels, tube.spillover)
     except CompensationError as exc:
-        qc = failed_qc(f"{fcs}: {exc}; give a valid matrix in config `compensation.matrix`")
+        qc.fail(f"{fcs}: {exc}; give a valid matrix in config `compensation.matrix`")
         return _write_failed(sample_id, fcs, out, qc, inputs, config, tube)
+    if tube.spillover is not None:  # negative pile-ups point at a wrong spillover matrix
+        detectors = [str(c) for c in tube.spillover.columns]
+        pileups = negative_pileups(events, tube.channels, detectors, qc_settings)
+        qc.add_findings("compensation", pileups, compensation_warnings(pileups, qc_settings))
     data = _marker_data(tube, events)
     try:
         gated = gater.gate(tube, tube.events[qc.keep], data, sample_id)
     except (GatingError, LabGatingError) as exc:
-        return _write_failed(sample_id, fcs, out, failed_qc(str(exc)), inputs, config, tube)
+        qc.fail(str(exc))
+        return _write_failed(sample_id, fcs, out, qc, inputs, config, tube)
+    shares = gating_shares(gated.table)  # debris and doublets: QC itself never gates
+    qc.add_findings("gating", shares, gating_warnings(shares, qc_settings))
 
     blast_mask = gated.masks[BLASTS]
     blasts = {m: data[m][blast_mask] for m in quantified if m in data}
@@ -159,6 +185,10 @@ def profile_sample(
         qc.status = "warn" if qc.status == "pass" else qc.status
     references = _references(quantified, data, gated.masks, controls, positivity, config)
     table = antigen_table(sample_id, blasts, references, positivity, quantified)
+    thresholds = thresholds_from_references(table, references, positivity.percentile)
+    positive = positive_matrix(blasts, thresholds, load_trial(resolve(config["trial"])).targets)
+    write_tsv(out / "coverage.tsv", coverage_table(positive, sample_id, positivity.confidence))
+    write_tsv(out / "coexpression.tsv", upset_data(positive))
 
     write_tsv(out / "populations.tsv", gated.table)
     write_tsv(out / "antigens.tsv", table)
@@ -447,6 +477,7 @@ def _profile_doc(
             "internal_negative": dict(config["positivity"]["internal_negative"]),
             "floors": dict(config["floors"]),
             "logicle": dict(config["logicle"]),
+            "qc": dict(config["qc"]),
         },
         "software": software_versions(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -465,6 +496,8 @@ def _write_failed(
     """Outputs for a sample that cannot be analysed: header-only tables and the reason."""
     write_tsv(out / "populations.tsv", pd.DataFrame(columns=POPULATION_COLUMNS))
     write_tsv(out / "antigens.tsv", pd.DataFrame(columns=ANTIGEN_COLUMNS))
+    write_tsv(out / "coverage.tsv", pd.DataFrame(columns=COVERAGE_COLUMNS))
+    write_tsv(out / "coexpression.tsv", pd.DataFrame(columns=UPSET_COLUMNS))
     write_json(out / "qc.json", qc.to_json(sample_id, str(fcs)))
     write_json(out / "gates.json", [])
     write_text(out / "gates.xml", "")
@@ -483,7 +516,7 @@ def decide_sample(
     timepoint: str | None = None,
 ) -> dict[str, Any]:
     """Apply the trial's rules to one profiled sample and write ``decision.json``."""
-    from antigen_profile.recommend import decide, load_trial, parse_patient
+    from antigen_profile.recommend import decide, parse_patient
     from antigen_profile.sheets import patient_record, read_patients
 
     sample_dir = Path(sample_dir)
@@ -492,6 +525,7 @@ def decide_sample(
     if patients_sheet:
         record = patient_record(read_patients(patients_sheet), patient_id)
     patient = parse_patient(record, trial) if record is not None else None
+    coverage_file = sample_dir / "coverage.tsv"
     decision = decide(
         sample_id,
         patient_id,
@@ -502,6 +536,7 @@ def decide_sample(
         trial,
         config["floors"],
         timepoint=timepoint,
+        coverage=pd.read_csv(coverage_file, sep="\t") if coverage_file.exists() else None,
     ).to_dict()
     write_json(sample_dir / "decision.json", decision)
     return decision

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+#: Calls that carry a measurement; the others say why there is no number.
+MEASURED_CALLS: frozenset[str] = frozenset({"negative", "partial", "positive"})
+
 ANTIGEN_COLUMNS = [
     "sample_id",
     "population",
@@ -118,10 +121,7 @@ def quantify_marker(
             f"{settings.min_reference_events} needed for a {settings.percentile}th percentile"
         )
         return row
-    if reference.threshold is not None:
-        threshold = float(reference.threshold)
-    else:
-        threshold = float(np.percentile(ref, settings.percentile))
+    threshold = reference_threshold(reference, settings.percentile)
     positive = int(np.count_nonzero(values > threshold))
     # Call on the number that is written, so the table never shows 20.0% called negative.
     pct = round(100.0 * positive / n, 2)
@@ -154,15 +154,37 @@ def quantify_marker(
     return row
 
 
-def binomial_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) interval for a share, in %: how sure a percentage from ``n``
-    events can be (10% CV at 100 events, 22% at 20)."""
+def reference_threshold(reference: Reference, percentile: float) -> float:
+    """The positivity cut-off a reference gives: its model threshold when it carries one,
+    else its ``percentile``. The one rule antigens.tsv and the coverage table both use."""
+    if reference.threshold is not None:
+        return float(reference.threshold)
+    return float(np.percentile(np.asarray(reference.values, dtype=np.float64), percentile))
+
+
+def clopper_pearson(
+    successes: np.ndarray | int, n: int, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact two-sided binomial interval (proportions) for each count in ``successes``.
+
+    Exact rather than normal-approximate: shares near 0 or 100% (escape, negative antigens)
+    are where the normal interval undercovers and leaves [0, 1].
+    """
     from scipy.stats import beta
 
-    alpha = 1 - confidence
-    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, n - successes + 1))
-    high = 1.0 if successes == n else float(beta.ppf(1 - alpha / 2, successes + 1, n - successes))
-    return 100 * low, 100 * high
+    k = np.asarray(successes, dtype=np.float64)
+    alpha = 1.0 - confidence
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low = np.where(k > 0, beta.ppf(alpha / 2, k, n - k + 1), 0.0)
+        high = np.where(k < n, beta.ppf(1 - alpha / 2, k + 1, n - k), 1.0)
+    return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+
+
+def binomial_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """:func:`clopper_pearson` for one share, in %: how sure a percentage from ``n`` events
+    can be (Poisson CV ~ 10% at 100 events, 22% at 20)."""
+    low, high = clopper_pearson(successes, n, confidence)
+    return 100 * float(low), 100 * float(high)
 
 
 def mixture_reference(

@@ -29,8 +29,10 @@ import jsonschema
 import pandas as pd
 import yaml
 
+from antigen_profile.coverage import CombinationChoice, recommend_combination
 from antigen_profile.files import atomic_write
 from antigen_profile.paths import repo_path
+from antigen_profile.quantify import MEASURED_CALLS
 
 #: recommendations.tsv columns, in contract order (docs/outputs.md): append, never reorder.
 RECOMMENDATION_COLUMNS: list[str] = [
@@ -44,6 +46,8 @@ RECOMMENDATION_COLUMNS: list[str] = [
     "clinical_status",
     "clinical_reasons",
     "decision",
+    "recommended_combination",
+    "combination_coverage_pct",
 ]
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
@@ -55,8 +59,6 @@ MISSING_TOKENS: frozenset[str] = frozenset(
 _TRUE_TOKENS = frozenset({"yes", "y", "true", "t"})
 _FALSE_TOKENS = frozenset({"no", "n", "false", "f"})
 
-#: Calls in antigens.tsv that carry a real measurement (the others mean "not measurable").
-MEASURED_CALLS: frozenset[str] = frozenset({"negative", "partial", "positive"})
 
 _NUMERIC_OPS = frozenset({">", ">=", "<", "<=", "between"})
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
@@ -138,6 +140,7 @@ class Trial:
     target_rules: tuple[TargetRule, ...]
     max_products: int
     clinical_rules: tuple[ClinicalRule, ...]
+    min_coverage_pct: float = 95.0
     registry_url: str | None = None
     description: str | None = None
     path: str | None = None
@@ -172,6 +175,7 @@ class Trial:
             "sha256": self.sha256,
             "targets": list(self.targets),
             "max_products": self.max_products,
+            "min_coverage_pct": self.min_coverage_pct,
         }
 
 
@@ -280,6 +284,7 @@ def load_trial(path: str | Path) -> Trial:
         target_rules=tuple(target_rules),
         max_products=int(data["max_products"]),
         clinical_rules=tuple(clinical),
+        min_coverage_pct=float(data.get("min_coverage_pct", 95)),
         registry_url=data.get("registry_url"),
         description=data.get("description"),
         path=str(path),
@@ -684,6 +689,7 @@ class Decision:
     rules: list[RuleResult]
     unknown_targets: list[str] = field(default_factory=list)
     qc_status: str | None = None
+    combination: CombinationChoice | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """decision.json content: JSON-serialisable, NaN written as null."""
@@ -706,6 +712,7 @@ class Decision:
                 "rules": [r.to_dict() for r in self.rules],
                 "unknown_targets": self.unknown_targets,
                 "qc_status": self.qc_status,
+                "combination": None if self.combination is None else self.combination.to_dict(),
             }
         )
 
@@ -724,8 +731,13 @@ def decide(
     trial: Trial,
     floors: Mapping[str, int],
     timepoint: str | None = None,
+    coverage: pd.DataFrame | None = None,
 ) -> Decision:
     """Decide whether a sample supports a trial candidacy and say why.
+
+    With the sample's ``coverage`` table, the smallest combination of eligible products (at
+    most ``trial.max_products``) that covers ``trial.min_coverage_pct`` of blasts is named; it
+    informs the clinical team and does not change the decision.
 
     The order of checks follows what can overrule what: a clinical exclusion ends candidacy
     whatever the antigens; an unusable profile (QC failed, too few blasts) or an unknown
@@ -815,7 +827,14 @@ def decide(
         decision = "candidate"
         headline = f"Candidate for {trial.name}: eligible target(s) {', '.join(eligible)}"
 
+    choice = None
+    if antigen_status == "ok" and coverage is not None and not coverage.empty and eligible:
+        choice = recommend_combination(
+            coverage, trial.max_products, trial.min_coverage_pct, allowed=eligible
+        )
     reasons = [headline, *antigen_reasons]
+    if choice is not None:
+        reasons.append(f"Combination: {choice.reason}")
     if qc_status == "warn":
         warn = "; ".join(str(r) for r in (qc.get("reasons") or qc.get("warnings") or []))
         reasons.append("QC warning" + (f": {warn}" if warn else ""))
@@ -843,6 +862,7 @@ def decide(
         rules=[*target_results, *clinical_results],
         unknown_targets=unknown_targets,
         qc_status=qc_status,
+        combination=choice,
     )
 
 
@@ -927,6 +947,7 @@ def recommendation_row(decision: Mapping[str, Any]) -> dict[str, Any]:
     """
     events = decision.get("blast_events")
     pct = _as_number(decision.get("blast_pct_leukocytes"))
+    combo = decision.get("combination") or {}
     return {
         "sample_id": decision.get("sample_id"),
         "patient_id": decision.get("patient_id"),
@@ -938,6 +959,8 @@ def recommendation_row(decision: Mapping[str, Any]) -> dict[str, Any]:
         "clinical_status": decision.get("clinical_status"),
         "clinical_reasons": "; ".join(decision.get("clinical_reasons") or []),
         "decision": decision.get("decision"),
+        "recommended_combination": combo.get("label") or "",
+        "combination_coverage_pct": combo.get("coverage_pct") if combo.get("label") else None,
     }
 
 

@@ -8,6 +8,8 @@ rule profile:
         qc=f"{RESULTS}/{{sample}}/qc.json",
         populations=f"{RESULTS}/{{sample}}/populations.tsv",
         antigens=f"{RESULTS}/{{sample}}/antigens.tsv",
+        coverage=f"{RESULTS}/{{sample}}/coverage.tsv",
+        coexpression=f"{RESULTS}/{{sample}}/coexpression.tsv",
         gates=f"{RESULTS}/{{sample}}/gates.json",
         gatingml=f"{RESULTS}/{{sample}}/gates.xml",
         plotdata=f"{RESULTS}/{{sample}}/plotdata.npz",

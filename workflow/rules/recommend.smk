@@ -5,6 +5,7 @@
 rule decide:
     input:
         antigens=f"{RESULTS}/{{sample}}/antigens.tsv",
+        coverage=f"{RESULTS}/{{sample}}/coverage.tsv",
         populations=f"{RESULTS}/{{sample}}/populations.tsv",
         qc=f"{RESULTS}/{{sample}}/qc.json",
         patients=config["patients"],

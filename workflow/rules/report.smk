@@ -6,6 +6,8 @@ rule sample_report:
         qc=f"{RESULTS}/{{sample}}/qc.json",
         populations=f"{RESULTS}/{{sample}}/populations.tsv",
         antigens=f"{RESULTS}/{{sample}}/antigens.tsv",
+        coverage=f"{RESULTS}/{{sample}}/coverage.tsv",
+        coexpression=f"{RESULTS}/{{sample}}/coexpression.tsv",
         gates=f"{RESULTS}/{{sample}}/gates.json",
         plotdata=f"{RESULTS}/{{sample}}/plotdata.npz",
         profile=f"{RESULTS}/{{sample}}/profile.json",

@@ -375,3 +375,135 @@ def antigen_plot(
     for text in legend.get_texts():
         text.set_parse_math(False)
     return png_data_uri(fig)
+
+
+#: Shading of dropped acquisition per reason (qc.json ``dropped``); unknown reasons are grey.
+DROP_COLOURS: dict[str, str] = {
+    "clog": "#c62828",
+    "burst": "#ef6c00",
+    "gap": "#6d6d6d",
+    "signal_shift": "#7b1fa2",
+}
+DROPPED_COLOUR = "#9e9e9e"
+#: The time course spans the page: a run of 300 bins needs the width.
+TIME_COURSE_FIGSIZE: tuple[float, float] = (7.0, 2.5)
+
+
+def _course_arrays(
+    course: Mapping[str, Any] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """Start times, events and kept flags of a qc.json time course, or ``None`` when absent or
+    inconsistent (lists of different lengths, non-numeric values): better no plot than a
+    wrong one."""
+    if not isinstance(course, Mapping):
+        return None
+    try:
+        starts = np.asarray(course.get("start_s"), dtype=float).ravel()
+        events = np.asarray(course.get("events"), dtype=float).ravel()
+        kept = np.asarray(course.get("kept"), dtype=bool).ravel()
+    except (TypeError, ValueError):
+        return None
+    if not (starts.size and starts.size == events.size == kept.size):
+        return None
+    if not (np.all(np.isfinite(starts)) and np.all(np.isfinite(events))):
+        return None
+    width = course.get("bin_seconds")
+    try:
+        width = float(width)
+    except (TypeError, ValueError):
+        width = float("nan")
+    if not (math.isfinite(width) and width > 0):
+        width = float(np.median(np.diff(starts))) if starts.size > 1 else 1.0
+    if not width > 0:
+        return None
+    return starts, events, kept, width
+
+
+def _reason_at(dropped: Sequence[Mapping[str, Any]], time: float) -> str:
+    """The reason of the dropped period containing ``time`` ("dropped" when none does)."""
+    for period in dropped:
+        try:
+            start, end = float(period["start_s"]), float(period["end_s"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if start <= time <= end:
+            return str(period.get("reason") or "dropped")
+    return "dropped"
+
+
+def time_course_figure(
+    course: Mapping[str, Any] | None,
+    dropped: Sequence[Mapping[str, Any]] = (),
+    level: float | None = None,
+) -> Figure | None:
+    """Events per bin over the acquisition, dropped bins shaded by reason, with a legend.
+
+    The shading follows the time course's own ``kept`` flags (what QC actually dropped); each
+    dropped bin takes the colour and legend label of the ``dropped`` period it falls in. ``level``
+    (events per bin at the run's level) is drawn dashed, so a clog or burst reads against it.
+    Returns ``None`` when there is no usable time course.
+    """
+    arrays = _course_arrays(course)
+    if arrays is None:
+        return None
+    starts, events, kept, width = arrays
+    edges = np.append(starts, starts[-1] + width)
+    fig = Figure(figsize=TIME_COURSE_FIGSIZE, dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    ax.tick_params(labelsize=FONT - 1, length=2, pad=1.5)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    periods = [p for p in dropped if isinstance(p, Mapping)]
+    middles = 0.5 * (edges[:-1] + edges[1:])
+    reasons = [
+        "" if k else _reason_at(periods, float(m)) for k, m in zip(kept, middles, strict=True)
+    ]
+    labelled: set[str] = set()
+    a = 0
+    while a < len(reasons):
+        b = a + 1
+        while b < len(reasons) and reasons[b] == reasons[a]:
+            b += 1
+        if reasons[a]:
+            reason = reasons[a]
+            label = "dropped" if reason == "dropped" else f"dropped: {reason.replace('_', ' ')}"
+            ax.axvspan(
+                edges[a],
+                edges[b],
+                color=DROP_COLOURS.get(reason, DROPPED_COLOUR),
+                alpha=0.25,
+                lw=0,
+                label=None if label in labelled else label,
+                gid=label,
+            )
+            labelled.add(label)
+        a = b
+    ax.stairs(events, edges, color=BLAST_COLOUR, lw=1.0, label="events per bin")
+    if level is not None and math.isfinite(level) and level > 0:
+        ax.axhline(level, color="#333333", lw=0.8, ls="--", label="run's level")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylim(0, max(float(events.max()), level or 0.0, 1.0) * 1.25)
+    ax.set_xlabel("time (s)", fontsize=FONT)
+    ax.set_ylabel(f"events per {width:.3g}-s bin", fontsize=FONT, parse_math=False)
+    ax.set_title("Acquisition over time", fontsize=FONT + 1)
+    legend = ax.legend(
+        fontsize=FONT - 1,
+        frameon=False,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        handlelength=1.2,
+        borderaxespad=0.2,
+    )
+    for text in legend.get_texts():
+        text.set_parse_math(False)
+    return fig
+
+
+def time_course_plot(
+    course: Mapping[str, Any] | None,
+    dropped: Sequence[Mapping[str, Any]] = (),
+    level: float | None = None,
+) -> str | None:
+    """:func:`time_course_figure` as a PNG data URI (``None`` without a usable time course)."""
+    fig = time_course_figure(course, dropped, level)
+    return None if fig is None else png_data_uri(fig)

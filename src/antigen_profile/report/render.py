@@ -397,6 +397,76 @@ def _rule_views(decision: Mapping[str, Any]) -> list[dict[str, Any]]:
     return views
 
 
+#: Plain words for the reasons QC drops acquisition (qc.json ``dropped``).
+DROP_REASON_TEXT = {
+    "clog": "clog (flow rate well below the run's level)",
+    "burst": "burst or bubble (flow rate spike)",
+    "gap": "gap (no events)",
+    "signal_shift": "signal shift",
+}
+
+
+def _seconds(value: Any) -> str:
+    """A time in seconds for a table cell (one decimal, or a dash)."""
+    number = _number(value)
+    return DASH if number is None else f"{number:,.1f}"
+
+
+def _time_course_view(qc: Mapping[str, Any]) -> dict[str, Any]:
+    """The QC section's time course: plot, summary, dropped periods and, when stability was
+    not checked, why. Everything comes from qc.json; a file written before the time course
+    existed (no ``time_course``, no ``dropped``) renders with a note instead."""
+    metrics = qc.get("metrics") if isinstance(qc.get("metrics"), Mapping) else {}
+    time = metrics.get("time") if isinstance(metrics.get("time"), Mapping) else {}
+    dropped = [d for d in _list(qc.get("dropped")) if isinstance(d, Mapping)]
+    level = _number(time.get("level_events_per_bin"))
+    image = plots.time_course_plot(qc.get("time_course"), dropped, level)
+    rows = [
+        {
+            "start": _seconds(d.get("start_s")),
+            "end": _seconds(d.get("end_s")),
+            "reason": DROP_REASON_TEXT.get(str(d.get("reason")), str(d.get("reason") or DASH)),
+            "events": fmt_count(d.get("events")),
+            "pct": fmt_pct(d.get("pct_events")),
+            "detail": str(d.get("detail") or ""),
+        }
+        for d in dropped
+    ]
+    summary = []
+    if time.get("checked"):
+        stable = _number(time.get("stable_time_fraction"))
+        summary = [
+            ("Time channel", str(time.get("channel") or DASH)),
+            ("Acquisition", f"{_seconds(time.get('duration_s'))} s"),
+            ("Bins", f"{fmt_count(time.get('bins'))} of {fmt_num(time.get('bin_seconds'))} s"),
+            (
+                "Level (median event's flow rate)",
+                f"{fmt_num(time.get('level_events_per_s'))} events/s",
+            ),
+            (
+                "Events dropped",
+                f"{fmt_count(time.get('events_dropped'))} "
+                f"({fmt_pct(time.get('pct_events_dropped'))}%)",
+            ),
+            ("Stable acquisition time", DASH if stable is None else f"{100 * stable:.1f}%"),
+            ("Gaps", fmt_count(time.get("gap_count", len(_list(time.get("gaps")))))),
+        ]
+    if time and not time.get("checked"):
+        note = str(time.get("note") or "acquisition stability not checked")
+    elif not time:
+        note = "qc.json records no time course (acquisition stability not checked)"
+    elif image is None:
+        note = "the time course in qc.json cannot be drawn"
+    else:
+        note = ""
+    return {"image": image, "rows": rows, "summary": summary, "note": note}
+
+
+def _list(value: Any) -> list[Any]:
+    """A JSON list, or an empty one for anything else."""
+    return list(value) if isinstance(value, list | tuple) else []
+
+
 def sample_context(files: SampleFiles, config: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the sample template shows, already formatted for display."""
     qc, profile, decision = files.qc, files.profile, files.decision
@@ -458,6 +528,7 @@ def sample_context(files: SampleFiles, config: Mapping[str, Any]) -> dict[str, A
         "events_total": fmt_count(qc.get("events_total", profile.get("events"))),
         "events_kept": fmt_count(qc.get("events_kept")),
         "saturated": [(str(k), fmt_value(v)) for k, v in saturated.items()],
+        "time_course": _time_course_view(qc),
         "spillover_source": (qc.get("metrics") or {}).get("spillover_source")
         or profile.get("spillover_source")
         or DASH,
