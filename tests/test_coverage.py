@@ -36,9 +36,10 @@ from antigen_profile.simulate import (
 TARGETS = ("CD22", "CD123", "CD38", "CD10", "CD20")
 
 
-def matrix(**columns: str) -> pd.DataFrame:
-    """A positive matrix from strings of 0/1, one per target: ``matrix(CD22="1100")``."""
-    return pd.DataFrame({t: [c == "1" for c in s] for t, s in columns.items()}, dtype=bool)
+def matrix(repeat: int = 1, **columns: str) -> pd.DataFrame:
+    """A positive matrix from strings of 0/1, one per target: ``matrix(CD22="1100")``; the
+    pattern is repeated ``repeat`` times (enough blasts for a narrow interval)."""
+    return pd.DataFrame({t: [c == "1" for c in s * repeat] for t, s in columns.items()}, dtype=bool)
 
 
 def exact_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -249,17 +250,29 @@ def test_upset_always_shows_negative_for_all() -> None:
 
 def test_fewest_products_first() -> None:
     # CD22 alone covers 96%; CD22+CD10 covers 100%: one product is enough
-    positive = matrix(CD22="1" * 96 + "0" * 4, CD10="0" * 96 + "1" * 4)
+    positive = matrix(100, CD22="1" * 96 + "0" * 4, CD10="0" * 96 + "1" * 4)
     choice = recommend_combination(coverage_table(positive, "S1"), 2, 95)
     assert choice.combination == ("CD22",)
     assert choice.coverage_pct == 96.0
-    assert choice.uncovered_ci_high == exact_ci(4, 100)[1]
-    assert choice.reason.startswith("CD22 (1 product) covers 96% of blasts, at least 95%")
+    assert choice.uncovered_ci_high == exact_ci(400, 10_000)[1]
+    assert choice.reason.startswith(
+        "CD22 (1 product) covers 96% of blasts, at least 95% with 95% confidence"
+    )
+
+
+def test_a_point_estimate_just_above_the_share_is_not_enough() -> None:
+    """96 of 100 blasts covered is 96%, but the escape share could be 9.9%: not covered with
+    confidence, so the pair that covers all is recommended instead."""
+    positive = matrix(CD22="1" * 96 + "0" * 4, CD10="0" * 96 + "1" * 4)
+    choice = recommend_combination(coverage_table(positive, "S1"), 2, 95)
+    assert choice.combination == ("CD22", "CD10")
+    assert "no single product does (best CD22, 96%)" in choice.reason
 
 
 def test_pair_when_no_single_product_reaches_the_share() -> None:
     # CD22 and CD10 mostly on different blasts
     positive = matrix(
+        100,
         CD22="1" * 60 + "0" * 40,
         CD38="1" * 80 + "0" * 20,
         CD10="0" * 58 + "1" * 39 + "000",
@@ -273,7 +286,7 @@ def test_pair_when_no_single_product_reaches_the_share() -> None:
 
 def test_max_products_respected() -> None:
     # three disjoint thirds: only all three cover everything
-    positive = matrix(CD22="110000", CD38="001100", CD10="000011")
+    positive = matrix(100, CD22="110000", CD38="001100", CD10="000011")
     table = coverage_table(positive, "S1")
     choice = recommend_combination(table, 2, 95)
     assert choice.combination is None
@@ -282,7 +295,9 @@ def test_max_products_respected() -> None:
 
 
 def test_allowed_targets_respected() -> None:
-    positive = matrix(CD22="1" * 97 + "000", CD10="1" * 90 + "0" * 10, CD20="0" * 90 + "1" * 10)
+    positive = matrix(
+        100, CD22="1" * 97 + "000", CD10="1" * 90 + "0" * 10, CD20="0" * 90 + "1" * 10
+    )
     table = coverage_table(positive, "S1")
     assert recommend_combination(table, 2, 95).combination == ("CD22",)
     choice = recommend_combination(table, 2, 95, allowed=["CD10", "CD20"])
@@ -308,8 +323,8 @@ def test_none_reaches_the_share_names_the_best() -> None:
         combination=None,
         coverage_pct=None,
         uncovered_ci_high=None,
-        reason="no combination of at most 2 eligible products covers 95% of blasts; the best, "
-        "CD22+CD10, covers 91.3% (uncovered 8.7%, 95% CI 8.15-9.27%)",
+        reason="no combination of at most 2 eligible products covers 95% of blasts with 95% "
+        "confidence; the best, CD22+CD10, covers 91.3% (uncovered 8.7%, 95% CI 8.15-9.27%)",
         best_combination=("CD22", "CD10"),
         best_coverage_pct=91.3,
         min_coverage_pct=95.0,
@@ -337,7 +352,7 @@ def test_ties_broken_by_upper_bound_then_trial_order() -> None:
 
 
 def test_choice_survives_a_round_trip_through_tsv(tmp_path) -> None:
-    positive = matrix(CD22="1100", CD123="0011", CD38="1100", CD10="0011")
+    positive = matrix(100, CD22="1100", CD123="0011", CD38="1100", CD10="0011")
     table = coverage_table(positive, "S1")
     path = tmp_path / "coverage.tsv"
     table.to_csv(path, sep="\t", index=False)

@@ -207,3 +207,54 @@ def test_panel_without_cd45_fails_with_the_marker_named(
     result = profile_sample("P01-R1", demo_cohort / "fcs" / "P01-R1.fcs", tmp_path, config)
     assert result.qc_status == "fail"
     assert "CD45" in result.reasons[0] and "P01-R1.fcs" in result.reasons[0]
+
+
+def test_density_from_calibration_beads(
+    demo_cohort: Path, config: dict[str, Any], tmp_path: Path
+) -> None:
+    """QuantiBRITE-style PE beads (four known levels) acquired on a linear PE detector with
+    0.25 MFI per molecule: the blasts' CD22 (a PE antibody) comes back in ABC within 10% of
+    the generator's truth, and a configured limit above it flags low density."""
+    from antigen_profile.simulate import Lognormal, load_truth, write_fcs
+
+    k = 0.25
+    rng = np.random.default_rng(3)
+    beads = []
+    for molecules in (474, 5359, 23843, 62336):
+        pe = Lognormal(k * molecules, 0.06).draw(rng, 3000) + rng.normal(0, 15, 3000)
+        beads.append(
+            np.column_stack([rng.normal(60e3, 2e3, 3000), rng.normal(25e3, 1e3, 3000), pe])
+        )
+    bead_file = write_fcs(
+        tmp_path / "beads.fcs", np.vstack(beads), ["FSC-A", "SSC-A", "PE-A"], None,
+        {"$P1R": "262144", "$P2R": "262144", "$P3R": "262144"},
+    )  # fmt: skip
+    config = {
+        **config,
+        "calibration": {**config["calibration"], "low_density_below": {"CD22": 1e6}},
+    }
+    fcs = demo_cohort / "fcs"
+    profile_sample(
+        "P01-R1", fcs / "P01-R1.fcs", tmp_path / "out", config,
+        control=fcs / "P01-R1_control.fcs", bead_fcs=bead_file,
+    )  # fmt: skip
+    table = pd.read_csv(tmp_path / "out" / "antigens.tsv", sep="\t").set_index("marker")
+    truth = load_truth(fcs / "P01-R1.truth.npz")
+    control = load_truth(fcs / "P01-R1_control.truth.npz")
+    pe = truth.detectors.index("PE-A")
+    expected = (
+        np.median(truth.fluorescence[truth.mask("blasts"), pe])
+        - np.median(control.fluorescence[control.mask("blasts"), pe])
+    ) / k
+    assert table.loc["CD22", "abc_median"] == pytest.approx(expected, rel=0.10)
+    assert (
+        table.loc["CD22", "abc_q25"]
+        < table.loc["CD22", "abc_median"]
+        < table.loc["CD22", "abc_q75"]
+    )
+    assert bool(table.loc["CD22", "low_density"]) is True
+    assert pd.isna(table.loc["CD10", "abc_median"]), "only calibrated detectors get a density"
+    curve = json.loads((tmp_path / "out" / "calibration.json").read_text())["PE-A"]
+    assert curve["ok"] and curve["r2"] > 0.99
+    flags = json.loads((tmp_path / "out" / "profile.json").read_text())["flags"]
+    assert [f["code"] for f in flags] == ["low_density"]

@@ -477,11 +477,55 @@ def test_excluded_is_not_candidate_even_with_targets(trial: Trial) -> None:
 
 
 def test_no_target_is_not_candidate(trial: Trial) -> None:
-    table = antigens(CD19=1.0, CD22=3.0, CD123=2.0, CD38=19.99, CD10=0.5, CD20=0.0)
+    table = antigens(CD19=1.0, CD22=3.0, CD123=2.0, CD38=12.0, CD10=0.5, CD20=0.0)
     decision = run(trial, table=table)
     assert decision.eligible_targets == []
     assert decision.decision == "not_candidate"
+    assert decision.review_reasons == []
     assert rule(decision, "target_CD38")["outcome"] == FAIL
+
+
+@pytest.mark.parametrize(("cd20", "eligible"), [(19.0, []), (21.0, ["CD20"]), (24.9, ["CD20"])])
+def test_a_share_near_its_cut_off_needs_review(
+    trial: Trial, cd20: float, eligible: list[str]
+) -> None:
+    """A CD20 at 19% is not a clean "no" (nor 21% a clean "yes"): within the trial's margin
+    (5 points for 4SCAR) the sample goes to review, and says why."""
+    table = antigens(CD19=1.0, CD22=3.0, CD123=2.0, CD38=2.0, CD10=0.5, CD20=cd20)
+    decision = run(trial, table=table)
+    assert decision.eligible_targets == eligible
+    assert decision.decision == "needs_review"
+    assert any("CD20 on" in r and "cut-off" in r for r in decision.review_reasons)
+    assert decision.to_row()["review_reasons"].startswith("CD20 on")
+
+
+def test_no_margin_in_the_trial_file_means_clean_calls(trial: Trial, tmp_path: Path) -> None:
+    text = repo_path("config/trials/4scar.yaml").read_text().replace("margin_pct: 5", "")
+    no_margin = load_trial(write_yaml(tmp_path / "strict.yaml", text))
+    table = antigens(CD19=1.0, CD22=3.0, CD123=2.0, CD38=2.0, CD10=0.5, CD20=19.0)
+    assert run(no_margin, table=table).decision == "not_candidate"
+
+
+def test_gating_flags_and_qc_warnings_send_a_candidate_to_review(trial: Trial) -> None:
+    facts = parse_patient(ELIGIBLE_PATIENT, trial)
+    flag = {"code": "possible_lineage_switch", "message": "blasts negative for CD19, CD22"}
+    flagged = decide(
+        "S1", "P01", typical_antigens(), populations(), QC_PASS, facts, trial, FLOORS,
+        flags=[flag],
+    )  # fmt: skip
+    assert flagged.decision == "needs_review"
+    assert flagged.review_reasons == [
+        "Flag (possible_lineage_switch): blasts negative for CD19, CD22"
+    ]
+    warned = run(trial, qc={"status": "warn", "warnings": ["PE-A: 4.0% saturated"]})
+    assert warned.decision == "needs_review"
+    assert warned.review_reasons == ["QC warning: PE-A: 4.0% saturated"]
+    # A clinical exclusion stands whatever is flagged.
+    excluded = decide(
+        "S1", "P01", typical_antigens(), populations(), QC_PASS,
+        parse_patient({**ELIGIBLE_PATIENT, "hiv": "yes"}, trial), trial, FLOORS, flags=[flag],
+    )  # fmt: skip
+    assert excluded.decision == "not_candidate"
 
 
 def test_unknown_target_without_eligible_needs_review(trial: Trial) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import html as html_lib
 import io
 import json
 import re
@@ -16,13 +17,22 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgba
 
+from antigen_profile.coverage import (
+    COVERAGE_COLUMNS,
+    UPSET_COLUMNS,
+    coverage_table,
+    recommend_combination,
+    upset_data,
+)
 from antigen_profile.gating import POPULATION_COLUMNS
 from antigen_profile.ingest import Tube
 from antigen_profile.qc import QCSettings, check_acquisition
 from antigen_profile.quantify import ANTIGEN_COLUMNS
 from antigen_profile.recommend import RECOMMENDATION_COLUMNS
 from antigen_profile.report import plots, render_cohort_report, render_sample_report, write_html
+from antigen_profile.report.offtumour import NO_NOTE, OFF_TUMOUR_NOTES, off_tumour_note
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -31,11 +41,41 @@ DASH = "\u2014"
 
 CONFIG: dict[str, Any] = {
     "quantified": ["CD19", "CD22", "CD123", "CD38", "CD10", "CD20"],
-    "positivity": {"percentile": 99.5, "call_limits": {"partial": 20, "positive": 80}},
+    "positivity": {
+        "percentile": 99.5,
+        "call_limits": {"partial": 20, "positive": 80},
+        "min_reference_events": 200,
+        "intensity": {"bright_rmfi": 10},
+    },
     "floors": {"detect": 20, "quantify": 50},
     "logicle": {"T": 262144, "W": 0.5, "M": 4.5, "A": 0},
     "report": {"max_plot_events": 20000},
 }
+
+
+#: The trial's targets in its order (the canonical order of every combination).
+TARGETS = ["CD22", "CD123", "CD38", "CD10", "CD20"]
+#: Bead-calibrated density columns of antigens.tsv (docs/outputs.md), after the interval ones.
+DENSITY_COLUMNS = ["abc_median", "abc_q25", "abc_q75", "low_density"]
+#: antigens.tsv as written before intervals, intensity and density existed.
+OLD_ANTIGEN_COLUMNS = ANTIGEN_COLUMNS[: ANTIGEN_COLUMNS.index("note") + 1]
+#: An amber flag every default fake sample carries.
+AMBER_FLAG = {
+    "code": "backbone_not_applied",
+    "message": "blasts: CD10 + not applied: no clear split on this sample",
+}
+LINEAGE_FLAG = {
+    "code": "possible_lineage_switch",
+    "message": "blasts are negative for every B-lineage marker measured (CD19, CD22, CD10, CD20)",
+}
+NO_BLASTS_FLAG = {
+    "code": "no_blast_population",
+    "message": "blasts: no population found near the template's position",
+}
+TINY_PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8"
+    "z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+)
 
 
 # --------------------------------------------------------------------------- fake results
@@ -125,6 +165,8 @@ def _antigen_rows(sample_id: str, hostile_marker: bool) -> list[dict[str, Any]]:
             "threshold_source": "internal:lymphocytes",
             "call": "negative",
             "note": "",
+            "pct_ci_low": 1.83,
+            "pct_ci_high": 2.18,
         },
         {
             **base,
@@ -138,6 +180,13 @@ def _antigen_rows(sample_id: str, hostile_marker: bool) -> list[dict[str, Any]]:
             "threshold_source": "control:blasts",
             "call": "positive",
             "note": "",
+            "pct_ci_low": 90.64,
+            "pct_ci_high": 91.36,
+            "intensity": "bright",
+            "abc_median": 4120.4,
+            "abc_q25": 3010.0,
+            "abc_q75": 5600.2,
+            "low_density": False,
         },
         {
             **base,
@@ -148,9 +197,16 @@ def _antigen_rows(sample_id: str, hostile_marker: bool) -> list[dict[str, Any]]:
             "median": 3100.0,
             "rmfi": 3.3,
             "threshold": 2200.0,
-            "threshold_source": "internal:lymphocytes",
+            "threshold_source": "mixture:blasts",
             "call": "partial",
-            "note": "",
+            "note": "threshold from a two-component mixture fit on the blasts themselves",
+            "pct_ci_low": 46.38,
+            "pct_ci_high": 47.62,
+            "intensity": "dim",
+            "abc_median": 850.0,
+            "abc_q25": 610.0,
+            "abc_q75": 1190.0,
+            "low_density": True,
         },
         {
             **base,
@@ -161,9 +217,11 @@ def _antigen_rows(sample_id: str, hostile_marker: bool) -> list[dict[str, Any]]:
             "median": 410.0,
             "rmfi": 1.2,
             "threshold": 2100.0,
-            "threshold_source": "internal:lymphocytes",
+            "threshold_source": "marker_control:blasts",
             "call": "negative",
             "note": "",
+            "pct_ci_low": 4.73,
+            "pct_ci_high": 5.28,
         },
         {
             **base,
@@ -235,6 +293,31 @@ def _plotdata(
     return arrays
 
 
+def _positive_matrix() -> pd.DataFrame:
+    """Per-blast positivity for the assessable targets, consistent with the antigen rows:
+    CD22 22,568, CD123 1,240, CD10 11,656 of 24,800 positive (CD38 and CD20 have no
+    threshold). CD10 is placed on most CD22-negative blasts, so CD22+CD10 covers 98.26% and
+    332 blasts (1.34%) are negative for every target."""
+    n = 24800
+    cd22, cd123, cd10 = np.ones(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+    cd22[:2232] = False
+    cd10[:1800] = True
+    cd10[2232 : 2232 + 9856] = True
+    cd123[1800:1900] = True
+    cd123[20000:21140] = True
+    return pd.DataFrame({"CD22": cd22, "CD123": cd123, "CD10": cd10})
+
+
+def _coverage_files(sample_dir: Path, sample_id: str) -> pd.DataFrame:
+    """coverage.tsv and coexpression.tsv as the profile stage writes them; returns coverage."""
+    positive = _positive_matrix()
+    positive.attrs["not_assessable"] = ["CD38", "CD20"]
+    coverage = coverage_table(positive, sample_id)
+    coverage.to_csv(sample_dir / "coverage.tsv", sep="\t", index=False)
+    upset_data(positive).to_csv(sample_dir / "coexpression.tsv", sep="\t", index=False)
+    return coverage
+
+
 def make_sample(
     root: Path,
     sample_id: str = "P01-R1",
@@ -243,10 +326,21 @@ def make_sample(
     hostile: bool = False,
     blast_defined_by: Sequence[str] = ("CD45", "SSC-A"),
     n_events: int = 2000,
+    new_files: bool = True,
+    flags: Sequence[Mapping[str, str]] = (AMBER_FLAG,),
+    combination: Any = "computed",
 ) -> Path:
-    """Write a complete, valid result folder for a profiled sample."""
+    """Write a complete, valid result folder for a profiled sample.
+
+    With ``new_files`` (default) the folder has everything docs/outputs.md describes today:
+    coverage.tsv, coexpression.tsv, ``flags`` and ``gating`` in profile.json, the interval,
+    intensity and density columns of antigens.tsv, and decision.json's ``combination``
+    (``"computed"``: what recommend_combination makes of coverage.tsv). Without it, the
+    folder of an older version: none of those.
+    """
     sample_dir = root / sample_id.replace("/", "_")
     sample_dir.mkdir(parents=True)
+    eligible = ["CD10", "CD22"] if decision == "candidate" else []
     warning = HOSTILE if hostile else "FSC-A: 1.1% saturated events"
     (sample_dir / "qc.json").write_text(
         json.dumps(
@@ -281,12 +375,34 @@ def make_sample(
         ],
     )
     rows = _antigen_rows(sample_id, hostile)
-    _write_tsv(sample_dir / "antigens.tsv", ANTIGEN_COLUMNS, rows)
+    columns = ANTIGEN_COLUMNS + DENSITY_COLUMNS if new_files else OLD_ANTIGEN_COLUMNS
+    _write_tsv(sample_dir / "antigens.tsv", columns, rows)
     (sample_dir / "gates.json").write_text(json.dumps(_gates()), encoding="utf-8")
     np.savez_compressed(sample_dir / "plotdata.npz", **_plotdata(rows, _gates(), n_events))
+    profile: dict[str, Any] = {"settings": {}}
+    trial: dict[str, Any] = {"name": "4SCAR", "version": "1.0"}
+    extra: dict[str, Any] = {}
+    if new_files:
+        coverage = _coverage_files(sample_dir, sample_id)
+        profile = {
+            "flags": list(flags),
+            "gating": {"engine": "template", "file": "resources/gates/b-all.xml", "fitted": True},
+            "settings": {
+                "qc": {
+                    "min_events": 5000,
+                    "time": {"max_gap_seconds": 1.0, "min_rate_fraction": 0.3},
+                    "gating": {"max_doublet_fraction": 0.15},
+                }
+            },
+        }
+        trial |= {"max_products": 2, "min_coverage_pct": 95.0, "targets": TARGETS}
+        if combination == "computed":
+            combination = recommend_combination(coverage, 2, 95.0, allowed=eligible).to_dict()
+        extra["combination"] = combination
     (sample_dir / "profile.json").write_text(
         json.dumps(
             {
+                **profile,
                 "sample_id": sample_id,
                 "inputs": [
                     {"role": "sample", "path": f"/data/{sample_id}.fcs", "sha256": "ab" * 32},
@@ -306,6 +422,7 @@ def make_sample(
                     "call_limits": {"partial": 20, "positive": 80},
                     "floors": {"detect": 20, "quantify": 50},
                     "logicle": CONFIG["logicle"],
+                    **profile["settings"],
                 },
                 "software": {"antigen-profile": "0.1.0", "flowkit": "1.3.2"},
                 "created": "2025-01-15",
@@ -319,11 +436,11 @@ def make_sample(
                 "sample_id": sample_id,
                 "patient_id": "P01",
                 "timepoint": "relapse",
-                "trial": {"name": "4SCAR", "version": "1.0"},
+                "trial": trial,
                 "blast_events": 24800,
                 "blast_pct_leukocytes": 62.0,
                 "cd19_status": "negative",
-                "eligible_targets": ["CD10", "CD22"] if decision == "candidate" else [],
+                "eligible_targets": eligible,
                 "antigen_status": "ok",
                 "antigen_reasons": [],
                 "clinical_status": "eligible",
@@ -352,6 +469,7 @@ def make_sample(
                         "outcome": "unknown",
                     },
                 ],
+                **extra,
             }
         ),
         encoding="utf-8",
@@ -381,6 +499,8 @@ def make_failed_sample(root: Path, sample_id: str = "P02-R1") -> Path:
     )
     _write_tsv(sample_dir / "populations.tsv", POPULATION_COLUMNS, [])
     _write_tsv(sample_dir / "antigens.tsv", ANTIGEN_COLUMNS, [])
+    _write_tsv(sample_dir / "coverage.tsv", COVERAGE_COLUMNS, [])
+    _write_tsv(sample_dir / "coexpression.tsv", UPSET_COLUMNS, [])
     (sample_dir / "gates.json").write_text("[]", encoding="utf-8")
     np.savez(sample_dir / "plotdata.npz")
     (sample_dir / "profile.json").write_text(
@@ -390,6 +510,7 @@ def make_failed_sample(root: Path, sample_id: str = "P02-R1") -> Path:
                 "inputs": [],
                 "warnings": [],
                 "blast_defined_by": [],
+                "flags": [],
                 "quantified": CONFIG["quantified"],
                 "settings": {},
                 "software": {},
@@ -416,6 +537,7 @@ def make_failed_sample(root: Path, sample_id: str = "P02-R1") -> Path:
                 "decision": "needs_review",
                 "decision_reasons": ["QC failed: antigen profile unavailable"],
                 "rules": [],
+                "combination": None,
             }
         ),
         encoding="utf-8",
@@ -486,6 +608,19 @@ def assert_no_external_urls(html: str) -> None:
 # --------------------------------------------------------------------------- sample report
 
 
+@pytest.fixture
+def fast_plots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the gate, antigen and UpSet plots by a 1-pixel PNG, for tests that read the
+    report's text only: drawing is what makes a report slow, and the plots are tested on
+    their own (the time course is kept: whether it is drawn is part of what is tested)."""
+
+    def stub(*_args: Any, **_kwargs: Any) -> str:
+        return TINY_PNG
+
+    for name in ("gate_plot", "antigen_plot", "upset_plot"):
+        monkeypatch.setattr(plots, name, stub)
+
+
 @pytest.fixture(scope="module")
 def sample_html(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One rendered report shared by the read-only checks (rendering is the slow part)."""
@@ -523,7 +658,7 @@ def test_every_gate_has_a_valid_png(sample_html: str) -> None:
         assert 'src="data:image/png;base64,' in figure
         assert gate["id"] in figure
     images = png_images(sample_html)
-    assert len(images) == len(_gates()) + 6  # one histogram per quantified marker
+    assert len(images) == len(_gates()) + 6 + 1  # a histogram per marker, the UpSet chart
     for data in images:
         assert data.startswith(PNG_SIGNATURE)
         pixels = mpimg.imread(io.BytesIO(data), format="png")
@@ -541,21 +676,22 @@ def test_antigen_table_values_and_dashes(sample_html: str) -> None:
         "Marker",
         "Blast events",
         "Positive events",
-        "% positive",
+        "% positive (95% CI)",
         "Median",
         "rMFI",
+        "Density",
         "Threshold",
     )
     header, *rows = table
     by_marker = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
     assert set(by_marker) == {"CD19", "CD22", "CD10", "CD123", "CD38", "CD20"}
-    assert by_marker["CD22"]["% positive"] == "91.0"
+    assert by_marker["CD22"]["% positive (95% CI)"] == "91.0% (90.6\u201391.4)"
     assert by_marker["CD22"]["Threshold"] == "2,600"
-    assert by_marker["CD22"]["Call"] == "positive"
+    assert by_marker["CD22"]["Call"] == "positive bright"  # the intensity badge follows
     for marker, call in (("CD20", "insufficient_events"), ("CD38", "no_reference")):
         row = by_marker[marker]
         assert row["Call"] == call
-        for column in ("Positive events", "% positive", "rMFI", "Threshold"):
+        for column in ("Positive events", "% positive (95% CI)", "rMFI", "Threshold"):
             assert row[column] == DASH, (marker, column)
         assert row["Note"]
     assert by_marker["CD20"]["Median"] == DASH  # 31 events: no median worth printing
@@ -619,7 +755,7 @@ def test_hostile_strings_are_escaped(tmp_path: Path) -> None:
     assert_no_external_urls(html)
 
 
-def test_circular_gating_is_flagged(tmp_path: Path) -> None:
+def test_circular_gating_is_flagged(tmp_path: Path, fast_plots: None) -> None:
     sample_dir = make_sample(tmp_path, blast_defined_by=["CD45", "SSC-A", "CD22"])
     html = render_sample_report(sample_dir, CONFIG)
     assert "Circular gating" in html
@@ -631,7 +767,7 @@ def test_circular_gating_is_flagged(tmp_path: Path) -> None:
     assert [row[0] for row in table[1:] if "gated on" in row[0]] == ["CD22 gated on"]
 
 
-def test_sample_id_mismatch_is_flagged(tmp_path: Path) -> None:
+def test_sample_id_mismatch_is_flagged(tmp_path: Path, fast_plots: None) -> None:
     sample_dir = make_sample(tmp_path, n_events=100)
     decision = json.loads((sample_dir / "decision.json").read_text(encoding="utf-8"))
     decision["sample_id"] = "P09-R1"
@@ -642,7 +778,7 @@ def test_sample_id_mismatch_is_flagged(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("decision", "css"), [("not_candidate", "bad"), ("needs_review", "warn")])
-def test_decision_colour(tmp_path: Path, decision: str, css: str) -> None:
+def test_decision_colour(tmp_path: Path, fast_plots: None, decision: str, css: str) -> None:
     html = render_sample_report(make_sample(tmp_path, decision=decision, n_events=200), CONFIG)
     assert f'class="summary {css}"' in html
     assert f'decision-big {css}">{decision}<' in html
@@ -669,6 +805,335 @@ def test_missing_result_file_fails_loudly(tmp_path: Path) -> None:
 def test_full_size_report_stays_small(tmp_path: Path) -> None:
     html = render_sample_report(make_sample(tmp_path, n_events=20000), CONFIG)
     assert len(html.encode("utf-8")) < 1_500_000
+
+
+# --------------------------------------------------------------------------- flags, escape
+
+
+def _between(html: str, start: str, end: str) -> str:
+    """The part of a page from ``start`` to the next ``end``."""
+    assert start in html, start
+    return html.split(start, 1)[1].split(end, 1)[0]
+
+
+def _summary(html: str) -> str:
+    return _between(html, 'id="summary"', "</section>")
+
+
+def _flags(html: str) -> str:
+    return _between(html, '<section id="flags"', "</section>")
+
+
+def _escape(html: str) -> str:
+    return _between(html, '<h2 id="escape">', '<h2 id="rules">')
+
+
+def _table_by_id(html: str, table_id: str) -> list[list[str]]:
+    """The table with this id, as rows of cell texts."""
+    fragment = _between(html, f'<table id="{table_id}"', "</table>")
+    return tables(f"<table {fragment}</table>")[0]
+
+
+def _kv(html: str, table_id: str) -> dict[str, str]:
+    """A settings table (Setting, Key, Value) by its id, as key -> value."""
+    rows = _table_by_id(html, table_id)
+    assert rows[0] == ["Setting", "Key", "Value"]
+    return {key: value for _, key, value in rows[1:]}
+
+
+FLAG_BOX = re.compile(
+    r'<div class="flag (\w+)"[^>]*>\s*<b>([^<]*)</b> <span class="mono">([^<]*)</span>'
+    r"\s*<div>([^<]*)</div>"
+)
+
+
+def test_flags_are_shown_under_the_summary(tmp_path: Path, fast_plots: None) -> None:
+    flags = [AMBER_FLAG, LINEAGE_FLAG, NO_BLASTS_FLAG]
+    html = render_sample_report(make_sample(tmp_path, flags=flags, n_events=50), CONFIG)
+    # right under the summary, before any other section
+    assert html.index("</section>") < html.index('<section id="flags"') < html.index('id="qc"')
+    boxes = FLAG_BOX.findall(_flags(html))
+    assert [(css, code) for css, _, code, _ in boxes] == [
+        ("bad", "possible_lineage_switch"),  # red flags first
+        ("bad", "no_blast_population"),
+        ("warn", "backbone_not_applied"),
+    ]
+    messages = {code: html_lib.unescape(message) for _, _, code, message in boxes}
+    for flag in flags:
+        assert messages[flag["code"]] == flag["message"]
+    assert boxes[0][1] == "Possible lineage switch"
+    summary = _summary(html)
+    assert '<span class="badge bad">3 flags</span>' in summary
+    # the fitted template still says which gate was left as drawn
+    engine = {row[0]: row[1] for row in table_starting_with(html, "Engine")}
+    assert engine["Fitted to this sample"].startswith("yes")
+    assert "1 gate(s) used as drawn" in engine["Fitted to this sample"]
+
+
+def test_one_amber_flag_and_gating_engine(sample_html: str) -> None:
+    (box,) = FLAG_BOX.findall(_flags(sample_html))
+    assert box == (
+        "warn",
+        "B-lineage backbone not applied",
+        AMBER_FLAG["code"],
+        AMBER_FLAG["message"],
+    )
+    assert '<span class="badge warn">1 flag</span>' in _summary(sample_html)
+    engine = {row[0]: row[1] for row in table_starting_with(sample_html, "Engine")}
+    assert engine["Engine"] == "antigen-profile Gating-ML template"
+    assert engine["Gating file"] == "resources/gates/b-all.xml"
+    assert engine["Fitted to this sample"].startswith("yes")
+
+
+def test_lab_gating_shows_its_population_mapping(tmp_path: Path, fast_plots: None) -> None:
+    sample_dir = make_sample(tmp_path, n_events=50)
+    path = sample_dir / "profile.json"
+    profile = json.loads(path.read_text(encoding="utf-8"))
+    profile["gating"] = {
+        "engine": "lab",
+        "kind": "flowjo",
+        "file": "/lab/B-ALL.wsp",
+        "sample": "P01 relapse.fcs",
+        "populations": {"blasts": "/Cells/Singlets/CD45dim", "lymphocytes": "/Cells/Lymphs"},
+        "notes": ["ellipse gate approximated by a 64-vertex polygon"],
+        "fitted": False,
+    }
+    path.write_text(json.dumps(profile), encoding="utf-8")
+    html = render_sample_report(sample_dir, CONFIG)
+    engine = {row[0]: row[1] for row in table_starting_with(html, "Engine")}
+    assert engine["Engine"] == "the lab's own gating (flowjo)"
+    assert engine["Sample in the gating file"] == "P01 relapse.fcs"
+    assert engine["Fitted to this sample"] == "no: the gates were applied as drawn"
+    mapping = table_starting_with(html, "Our population", "Lab's population")
+    assert mapping[1:] == [
+        ["blasts", "/Cells/Singlets/CD45dim"],
+        ["lymphocytes", "/Cells/Lymphs"],
+    ]
+    assert "ellipse gate approximated by a 64-vertex polygon" in html
+
+
+def _antigen_table(html: str) -> dict[str, dict[str, str]]:
+    header, *rows = table_starting_with(html, "Marker", "Blast events")
+    return {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+
+
+def test_antigen_interval_intensity_density_and_reference(sample_html: str) -> None:
+    by_marker = _antigen_table(sample_html)
+    cd22, cd10, cd123 = by_marker["CD22"], by_marker["CD10"], by_marker["CD123"]
+    assert cd10["% positive (95% CI)"] == "47.0% (46.4\u201347.6)"
+    assert cd10["Call"] == "partial dim"
+    assert '<span class="badge warn">dim</span>' in sample_html
+    assert '<span class="badge pos">bright</span>' in sample_html
+    assert cd22["Density"] == "ABC 4,120 (IQR 3,010\u20135,600)"  # low_density False: no badge
+    assert cd10["Density"] == "ABC 850 (IQR 610\u20131,190) low density"
+    assert sample_html.count('<span class="badge bad">low density</span>') == 1
+    assert by_marker["CD38"]["Density"] == DASH and by_marker["CD20"]["Density"] == DASH
+    assert cd10["Threshold source"].startswith("mixture fit on the blasts themselves")
+    assert "weakest reference" in cd10["Threshold source"]
+    assert sample_html.count('<span class="badge warn">weakest reference</span>') == 1
+    assert cd123["Threshold source"] == "FMO for this antigen marker_control:blasts"
+    assert by_marker["CD19"]["Threshold source"] == (
+        "internal negative: lymphocytes internal:lymphocytes"
+    )
+    # no interval or intensity where no number is trusted
+    assert by_marker["CD38"]["% positive (95% CI)"] == DASH
+    assert by_marker["CD38"]["Call"] == "no_reference"
+
+
+def test_upset_chart_is_a_png(sample_html: str) -> None:
+    figure = re.search(r'<figure id="escape-upset"[^>]*>(.*?)</figure>', sample_html, re.S)
+    assert figure is not None
+    (image,) = png_images(figure.group(1))
+    assert image.startswith(PNG_SIGNATURE)
+    pixels = mpimg.imread(io.BytesIO(image), format="png")
+    assert pixels.shape[1] > 1.5 * pixels.shape[0] > 300  # a wide chart of legible size
+    caption = figure.group(1)
+    assert "CD22, CD123, CD10" in caption and "1.34% of blasts (332 events)" in caption
+    patterns = table_starting_with(_escape(sample_html), "Pattern", "Targets", "Events")
+    assert patterns[1] == ["CD22", "1", "11,572", "46.66"]
+    assert ["none escapes every product", "0", "332", "1.34"] in patterns
+    assert '<tr class="escape">' in _escape(sample_html)
+
+
+def test_coverage_tables(sample_html: str) -> None:
+    escape = _escape(sample_html)
+    header, *rows = _table_by_id(escape, "coverage-short")
+    assert header == [
+        "Combination",
+        "Products",
+        "Covered %",
+        "Uncovered events",
+        "Uncovered % (95% CI)",
+    ]
+    assert [row[1] for row in rows] == ["1", "1", "1", "2", "2", "2"]  # singles and pairs
+    assert rows[3] == ["CD22 + CD10 recommended", "2", "98.26", "432", "1.74 (1.58\u20131.91)"]
+    assert rows[0] == ["CD22", "1", "91.00", "2,232", "9.00 (8.65\u20139.36)"]
+    assert escape.count('<tr class="recommended">') == 2  # in the short and the full table
+    full = _between(escape, '<details id="coverage-full">', "</details>")
+    assert "all 7 combinations" in full
+    assert _table_by_id(full, "coverage-all")[-1][0] == "CD22 + CD123 + CD10"
+    # eligible targets in blue, the others neutral
+    assert '<span class="badge neutral">CD123</span>' in escape
+    assert '<span class="badge pos">CD10</span>' in escape
+    assert "Not assessable per cell" in escape and "CD38, CD20." in escape
+
+
+def test_recommended_combination(sample_html: str) -> None:
+    box = _between(sample_html, 'id="combination-box"', "</div>\n\n")
+    reason = (
+        "CD22+CD10 (2 products) covers 98.26% of blasts, at least 95% with 95% confidence (uncovered 1.74%, "
+        "95% CI 1.58-1.91%); no single eligible product does (best CD22, 91%)"
+    )
+    assert reason in box
+    rows = {row[0]: row[1] for row in tables(box)[0]}
+    assert rows["Blasts covered"] == "98.26%"
+    assert rows["Blasts uncovered (95% CI)"] == "1.74% (1.58\u20131.91)"
+    summary = _summary(sample_html)
+    combination = _between(summary, 'id="summary-combination"', "</td>")
+    assert "CD22" in combination and "CD10" in combination
+    assert "covers 98.26% of blasts" in combination
+
+
+def test_settings_include_qc_and_trial_limits(sample_html: str) -> None:
+    trial = _kv(sample_html, "settings-trial")
+    assert trial == {
+        "trial.max_products": "2",
+        "trial.min_coverage_pct": "95",
+        "trial.confidence": "0.95",
+    }
+    qc = _kv(sample_html, "settings-qc")
+    assert qc["qc.min_events"] == "5000"
+    assert qc["qc.time.max_gap_seconds"] == "1"
+    assert qc["qc.gating.max_doublet_fraction"] == "0.15"
+    main = _kv(sample_html, "settings-positivity")
+    assert main["intensity.bright_rmfi"].startswith("10 (from the configuration")
+    assert main["min_reference_events"].startswith("200 (from the configuration")
+    assert "Most CAR-T products given together" in sample_html
+
+
+def test_off_tumour_notes_for_eligible_targets_only(sample_html: str) -> None:
+    notes = _between(_summary(sample_html), 'id="off-tumour"', "</ul>")
+    for target in ("CD10", "CD22"):
+        assert OFF_TUMOUR_NOTES[target] in notes
+    for target in ("CD123", "CD38", "CD20"):
+        if OFF_TUMOUR_NOTES[target] != OFF_TUMOUR_NOTES["CD22"]:
+            assert OFF_TUMOUR_NOTES[target] not in sample_html
+    assert "basophils" not in sample_html and "daratumumab" not in sample_html
+
+
+def test_off_tumour_note_lookup() -> None:
+    assert off_tumour_note("cd22") == OFF_TUMOUR_NOTES["CD22"]
+    assert off_tumour_note("CD7") == NO_NOTE
+    assert set(OFF_TUMOUR_NOTES) == set(TARGETS)
+    assert "daratumumab" in OFF_TUMOUR_NOTES["CD38"]
+
+
+def test_old_results_folder_still_renders(tmp_path: Path, fast_plots: None) -> None:
+    """A folder written before coverage, flags, intervals and combinations existed."""
+    html = render_sample_report(make_sample(tmp_path, new_files=False, n_events=50), CONFIG)
+    escape = _escape(html)
+    assert "coverage.tsv not found: this results folder predates" in escape
+    assert "coexpression.tsv not found" in escape
+    assert "decision.json records no combination" in escape
+    assert 'id="escape-upset"' not in escape
+    assert "profile.json records no flags" in _flags(html)
+    assert "not recorded" in _between(_summary(html), 'id="summary-flags"', "</td>")
+    assert "profile.json does not record which gating engine" in html
+    by_marker = _antigen_table(html)
+    assert by_marker["CD22"]["% positive"] == "91.0%"  # no interval column, no density
+    assert "Density" not in by_marker["CD22"] and by_marker["CD22"]["Call"] == "positive"
+    assert _kv(html, "settings-trial")["trial.max_products"] == "not recorded in decision.json"
+    assert_no_external_urls(html)
+
+
+def test_header_only_coverage_is_explained(tmp_path: Path, fast_plots: None) -> None:
+    """Too few blasts for a per-cell analysis: the files exist with a header only."""
+    sample_dir = make_sample(tmp_path, decision="needs_review", combination=None, n_events=50)
+    _write_tsv(sample_dir / "coverage.tsv", COVERAGE_COLUMNS, [])
+    _write_tsv(sample_dir / "coexpression.tsv", UPSET_COLUMNS, [])
+    escape = _escape(render_sample_report(sample_dir, CONFIG))
+    assert "coverage.tsv has no rows: no blasts, or no target with a threshold" in escape
+    assert "coexpression.tsv has no rows" in escape
+    assert "No combination was assessed" in escape and "eligible: none" in escape
+    assert "<table" not in escape and 'id="escape-upset"' not in escape
+
+
+def test_qc_failed_sample_has_no_escape_section(tmp_path: Path, fast_plots: None) -> None:
+    html = render_sample_report(make_failed_sample(tmp_path), CONFIG)
+    escape = _escape(html)
+    assert "No co-expression: QC failed." in escape
+    assert "antigen status: qc_failed" in escape
+    assert "No flag raised by the profile." in _flags(html)
+
+
+def test_no_combination_qualifies(tmp_path: Path, fast_plots: None) -> None:
+    coverage = coverage_table(_positive_matrix(), "P01-R1")
+    choice = recommend_combination(coverage, 1, 95.0, allowed=["CD10", "CD22"]).to_dict()
+    assert choice["label"] == ""
+    html = render_sample_report(make_sample(tmp_path, combination=choice, n_events=50), CONFIG)
+    box = _between(html, 'id="combination-box"', "</div>")
+    assert "No combination qualifies." in box and choice["reason"] in box
+    assert "CD22 (91.00%), short of 95%" in box
+    assert "none qualifies" in _between(_summary(html), 'id="summary-combination"', "</td>")
+    assert '<tr class="recommended">' not in html
+
+
+def test_hostile_flags_and_reasons_are_escaped(tmp_path: Path, fast_plots: None) -> None:
+    combination = {
+        "combination": [HOSTILE],
+        "label": HOSTILE,
+        "n_products": 1,
+        "coverage_pct": 99.0,
+        "reason": HOSTILE,
+        "best_combination": [HOSTILE, "CD22"],
+    }
+    flags = [{"code": HOSTILE, "message": HOSTILE}, {"code": "gate_not_fitted", "message": HOSTILE}]
+    sample_dir = make_sample(tmp_path, flags=flags, combination=combination, n_events=50)
+    path = sample_dir / "profile.json"
+    profile = json.loads(path.read_text(encoding="utf-8"))
+    profile["gating"] = {"engine": HOSTILE, "file": HOSTILE, "populations": {HOSTILE: HOSTILE}}
+    path.write_text(json.dumps(profile), encoding="utf-8")
+    html = render_sample_report(sample_dir, CONFIG)
+    assert HOSTILE not in html and "<script" not in html.lower()
+    assert _flags(html).count(ESCAPED) == 4  # code and message of the unknown flag, a message
+    assert html.count(ESCAPED) >= 12
+    assert_no_external_urls(html)
+
+
+def test_upset_figure_draws_what_the_file_says() -> None:
+    table = upset_data(_positive_matrix())
+    targets = [c for c in table.columns if c not in UPSET_COLUMNS]
+    patterns = [
+        {
+            "label": row["pattern"],
+            "pct": row["pct_blasts"],
+            "members": [row[t] for t in targets],
+            "escape": row["pattern"] == "none",
+        }
+        for row in table.to_dict("records")
+    ]
+    fig = plots.upset_figure(patterns, targets)
+    assert fig is not None
+    bars, matrix = fig.axes
+    heights = [bar.get_height() for bar in bars.containers[0]]
+    assert heights == pytest.approx(list(table["pct_blasts"]))
+    colours = [bar.get_facecolor() for bar in bars.containers[0]]
+    red, blue = to_rgba(plots.GATE_COLOUR), to_rgba(plots.BLAST_COLOUR)
+    assert [c == red for c in colours] == list(table["pattern"] == "none")
+    assert all(c == blue for c, p in zip(colours, table["pattern"], strict=True) if p != "none")
+    on = sum(len(c.get_offsets()) for c in matrix.collections[1:] if hasattr(c, "get_sizes"))
+    assert on == int(table["n_targets"].sum())
+    assert sorted(t.get_text() for t in matrix.get_yticklabels()) == sorted(targets)
+    assert bars.get_ylim()[0] == 0 and max(bars.get_yticks()) <= 100
+
+
+def test_upset_figure_with_nothing_or_odd_names() -> None:
+    assert plots.upset_figure([], ["CD22"]) is None
+    assert (
+        plots.upset_figure([{"label": "none", "pct": 1, "members": [], "escape": True}], []) is None
+    )
+    odd = [{"label": "$\\frac{x$", "pct": "n/a", "members": [True], "escape": False}]
+    assert plots.upset_plot(odd, ["$\\frac{CD34$"]).startswith("data:image/png;base64,")
 
 
 # --------------------------------------------------------------------------- QC time course
@@ -750,7 +1215,7 @@ def test_qc_time_course_plot_and_dropped_table(tmp_path: Path) -> None:
     (image,) = png_images(figure.group(1))
     pixels = mpimg.imread(io.BytesIO(image), format="png")
     assert pixels.shape[1] > 2 * pixels.shape[0]  # a wide plot, not a square one
-    assert len(png_images(html)) == len(_gates()) + 6 + 1
+    assert len(png_images(html)) == len(_gates()) + 6 + 1 + 1  # + time course + UpSet
     header, *rows = table_starting_with(qc, "From (s)", "To (s)", "Reason")
     assert header == ["From (s)", "To (s)", "Reason", "Events dropped", "% of events", "Why"]
     assert rows == [
@@ -828,10 +1293,10 @@ def test_report_without_time_course_still_renders(tmp_path: Path) -> None:
     assert 'id="qc-time-course"' not in qc
     assert "qc.json records no time course (acquisition stability not checked)" in qc
     assert "nothing dropped" in qc
-    assert len(png_images(html)) == len(_gates()) + 6
+    assert len(png_images(html)) == len(_gates()) + 6 + 1
 
 
-def test_report_says_why_stability_was_not_checked(tmp_path: Path) -> None:
+def test_report_says_why_stability_was_not_checked(tmp_path: Path, fast_plots: None) -> None:
     sample_dir = make_sample(tmp_path, n_events=100)
     note = "no Time channel: acquisition stability not checked"
     path = sample_dir / "qc.json"
@@ -845,7 +1310,7 @@ def test_report_says_why_stability_was_not_checked(tmp_path: Path) -> None:
     assert "<th>Time channel</th>" not in section  # no summary of a check not run
 
 
-def test_malformed_time_course_renders_a_note(tmp_path: Path) -> None:
+def test_malformed_time_course_renders_a_note(tmp_path: Path, fast_plots: None) -> None:
     course = {"bin_seconds": 1, "start_s": [0, 1], "events": [5], "kept": [True, True]}
     sample_dir = _with_time_course(make_sample(tmp_path, n_events=100), course=course)
     section = _qc_section(render_sample_report(sample_dir, CONFIG))
@@ -933,7 +1398,9 @@ def _recommendations(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def test_cohort_report_links_and_counts(tmp_path: Path) -> None:
-    make_sample(tmp_path, "P01-R1", n_events=50)
+    make_sample(tmp_path, "P01-R1", n_events=50)  # one amber flag
+    make_sample(tmp_path, "P04-R1", n_events=50, flags=[AMBER_FLAG, LINEAGE_FLAG])
+    make_sample(tmp_path, "P03 R1", n_events=50, new_files=False)  # no flags recorded
     base = {
         "patient_id": "P01",
         "blast_events": 24800,
@@ -944,7 +1411,14 @@ def test_cohort_report_links_and_counts(tmp_path: Path) -> None:
         "clinical_reasons": "",
     }
     rows = [
-        {**base, "sample_id": "P01-R1", "eligible_targets": "CD10,CD22", "decision": "candidate"},
+        {
+            **base,
+            "sample_id": "P01-R1",
+            "eligible_targets": "CD10,CD22",
+            "decision": "candidate",
+            "recommended_combination": "CD22+CD10",
+            "combination_coverage_pct": 98.26,
+        },
         {**base, "sample_id": "P03 R1", "eligible_targets": "CD22", "decision": "candidate"},
         {
             **base,
@@ -991,10 +1465,24 @@ def test_cohort_report_links_and_counts(tmp_path: Path) -> None:
     assert by_id["P01-R1"][3] == "CD10 CD22"
     assert by_id["P02-R1"][4] == DASH and by_id["P02-R1"][7] == "qc_failed"
     assert "hiv" in by_id["P04-R1"][8] and "kps" in by_id["P04-R1"][8]
+    assert table[0][9:] == ["Recommended combination", "Combination coverage %", "Flags"]
+    assert by_id["P01-R1"][9:] == ["CD22+CD10", "98.26", "1"]
+    assert by_id["P04-R1"][9:] == [DASH, DASH, "2"]
+    assert by_id["P03 R1"][11] == DASH and by_id["P02-R1"][11] == DASH  # not recorded / no file
+    flag_cells = re.findall(r'<td class="num"><span class="badge (\w+)">(\d+)</span></td>', html)
+    assert flag_cells == [("warn", "1"), ("bad", "2")]
     assert "4SCAR 1.0" in html
     assert HOSTILE not in html and ESCAPED in html
     assert "Decision support, not a diagnosis" in html
     assert_no_external_urls(html)
+
+
+def test_cohort_report_from_an_older_recommendations_table(tmp_path: Path) -> None:
+    """recommendations.tsv written before combinations: dashes, not an error."""
+    frame = pd.DataFrame({"sample_id": ["P01-R1"], "decision": ["candidate"]})
+    html = render_cohort_report(tmp_path, frame, CONFIG)
+    row = table_starting_with(html, "Sample", "Patient")[1]
+    assert row[0] == "P01-R1" and row[9:] == [DASH, DASH, DASH]
 
 
 def test_cohort_report_requires_contract_columns(tmp_path: Path) -> None:

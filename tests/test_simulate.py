@@ -430,7 +430,9 @@ def test_cohort_covers_every_scenario(truth_json: dict[str, dict]) -> None:
         "P02-R1": ("ok", "eligible", "candidate"),
         "P03-R1": ("ok", "eligible", "candidate"),
         "P04-R1": ("ok", "eligible", "candidate"),
-        "P05-R1": ("ok", "eligible", "not_candidate"),
+        # No target, and negative for every B-lineage marker: a possible lineage switch is a
+        # reviewer's call, never a plain "not a candidate".
+        "P05-R1": ("ok", "eligible", "needs_review"),
         "P06-R1": ("insufficient_blasts", "eligible", "needs_review"),
         "P07-R1": ("ok", "excluded", "not_candidate"),
         "P08-R1": ("ok", "undetermined", "needs_review"),

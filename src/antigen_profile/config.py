@@ -58,7 +58,11 @@ def resolve_paths(config: dict[str, Any], base: str | Path) -> dict[str, Any]:
     for key in ("samples", "patients", "trial", "gating_template"):
         if config.get(key):
             config[key] = str(resolve(config[key], base))
-    for section, key in (("compensation", "matrix"), ("lab_gating", "file")):
+    for section, key in (
+        ("compensation", "matrix"),
+        ("lab_gating", "file"),
+        ("calibration", "bead_fcs"),
+    ):
         if (config.get(section) or {}).get(key):
             config[section][key] = str(resolve(config[section][key], base))
     return config

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -54,6 +54,8 @@ from antigen_profile.qc import (
 )
 from antigen_profile.quantify import (
     ANTIGEN_COLUMNS,
+    DENSITY_COLUMNS,
+    MEASURED_CALLS,
     PositivitySettings,
     Reference,
     antigen_table,
@@ -110,6 +112,7 @@ def profile_sample(
     config: Mapping[str, Any],
     control: str | Path | None = None,
     marker_controls: Mapping[str, str | Path] | None = None,
+    bead_fcs: str | Path | None = None,
 ) -> ProfileResult:
     """Analyse one sample (and its control tubes) and write its ``profile`` outputs.
 
@@ -121,6 +124,9 @@ def profile_sample(
         The stained tube and, optionally, its unstained / FMO / isotype control tube.
     marker_controls : mapping of str to path, optional
         A control tube for one antigen (its FMO), which beats ``control`` for that antigen.
+    bead_fcs : path, optional
+        Calibration beads acquired with the tube's settings (else config
+        ``calibration.bead_fcs``): antigen density in molecules (ABC/MEF) per blast.
     out_dir : path
         ``results/{sample_id}``.
     config : mapping
@@ -185,6 +191,7 @@ def profile_sample(
         qc.status = "warn" if qc.status == "pass" else qc.status
     references = _references(quantified, data, gated.masks, controls, positivity, config)
     table = antigen_table(sample_id, blasts, references, positivity, quantified)
+    density_flags = _add_density(table, blasts, controls, tube, bead_fcs, config, qc, inputs, out)
     thresholds = thresholds_from_references(table, references, positivity.percentile)
     positive = positive_matrix(blasts, thresholds, load_trial(resolve(config["trial"])).targets)
     write_tsv(out / "coverage.tsv", coverage_table(positive, sample_id, positivity.confidence))
@@ -200,7 +207,7 @@ def profile_sample(
         {**gated.plot, **_antigen_plot_data(blasts, references, table, config)},
     )
     doc = _profile_doc(sample_id, tube, inputs, config, gated.blast_defined_by, qc, control_note)
-    doc["flags"] = gated.flags + lineage_flags(table, config["b_lineage_markers"])
+    doc["flags"] = gated.flags + lineage_flags(table, config["b_lineage_markers"]) + density_flags
     doc["gating"] = gated.description
     write_json(out / "profile.json", doc)
     return ProfileResult(sample_id, out, qc.status, qc.reasons)
@@ -291,7 +298,11 @@ class Gater:
             blast_defined_by=populations.defined_by(BLASTS),
             flags=gating_flags(populations, self.config["floors"]),
             gatingml=export_gatingml(template, populations, tube.markers, compensated),
-            description={"engine": "template", "file": str(self.path), "fitted": True},
+            description={
+                "engine": "template",
+                "file": str(self.path),
+                "fitted": not any(n["code"] == "population_not_found" for n in populations.notes),
+            },
         )
 
     def _gate_lab(self, tube: Tube, raw: np.ndarray, sample_id: str) -> Gated:
@@ -344,6 +355,80 @@ def _input(role: str, path: str | Path) -> dict[str, Any]:
     except OSError:
         checksum = None
     return {"role": role, "path": str(path), "sha256": checksum}
+
+
+def _add_density(
+    table: pd.DataFrame,
+    blasts: Mapping[str, np.ndarray],
+    controls: Mapping[str, Mapping[str, np.ndarray]],
+    tube: Tube,
+    bead_fcs: str | Path | None,
+    config: Mapping[str, Any],
+    qc: QCResult,
+    inputs: list[dict[str, Any]],
+    out: Path,
+) -> list[dict[str, str]]:
+    """Antigen density for calibrated channels: ``abc_median``/``abc_q25``/``abc_q75`` and
+    ``low_density`` in ``table``, the standard curves in ``calibration.json``; returns flags
+    for low densities. Without beads the columns stay empty: no density is better than a
+    guessed one."""
+    from antigen_profile.calibrate import (
+        CalibrationError,
+        CalibrationSettings,
+        calibrate_file,
+        density_fields,
+        settings_mismatch,
+    )
+
+    cal = config.get("calibration") or {}
+    for column in DENSITY_COLUMNS:
+        table[column] = None
+    beads = bead_fcs or cal.get("bead_fcs")
+    curves: dict[str, Any] = {}
+    if beads:
+        beads = resolve(beads)
+        inputs.append(_input("beads", beads))
+        settings = CalibrationSettings.from_config(cal)
+        for detector, spec in (cal.get("channels") or {}).items():
+            try:
+                curves[detector] = calibrate_file(
+                    beads,
+                    detector,
+                    spec["lot_values"],
+                    settings,
+                    model=spec.get("model", settings.model),
+                    units=spec.get("units", settings.units),
+                )
+            except CalibrationError as exc:
+                qc.warnings.append(str(exc))
+    write_json(out / "calibration.json", {d: c.to_json() for d, c in curves.items()})
+    limits = cal.get("low_density_below") or {}
+    flags = []
+    for index, row in table.iterrows():
+        marker = str(row["marker"])
+        curve = curves.get(tube.markers.get(marker, ""))
+        if curve is None or marker not in blasts or row["call"] not in MEASURED_CALLS:
+            continue
+        if not curve.ok:
+            table.at[index, "note"] = f"no density: bead curve refused ({curve.reason})"
+            continue
+        qc.warnings += settings_mismatch(curve, tube.keywords, tube.channels, curve.channel)
+        control = controls.get(marker, controls.get(ANY_MARKER, {})).get(marker)
+        background = 0.0
+        if cal.get("subtract_control", True) and control is not None and control.size:
+            background = float(np.median(curve.to_molecules(control)))
+        fields = density_fields(curve.to_molecules(blasts[marker]), limits.get(marker), background)
+        for key, value in fields.items():
+            table.at[index, key] = value
+        if fields["low_density"]:
+            flags.append(
+                {
+                    "code": "low_density",
+                    "message": f"{marker} median {fields['abc_median']:g} {curve.units} per blast "
+                    f"is below the configured {limits[marker]:g} (not a published cut-off)",
+                }
+            )
+    return flags
 
 
 def _config_input(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -475,6 +560,9 @@ def _profile_doc(
             "percentile": config["positivity"]["percentile"],
             "call_limits": dict(config["positivity"]["call_limits"]),
             "internal_negative": dict(config["positivity"]["internal_negative"]),
+            "min_reference_events": config["positivity"]["min_reference_events"],
+            "intensity": dict(config["positivity"]["intensity"]),
+            "confidence": PositivitySettings.from_config(config).confidence,
             "floors": dict(config["floors"]),
             "logicle": dict(config["logicle"]),
             "qc": dict(config["qc"]),
@@ -498,6 +586,7 @@ def _write_failed(
     write_tsv(out / "antigens.tsv", pd.DataFrame(columns=ANTIGEN_COLUMNS))
     write_tsv(out / "coverage.tsv", pd.DataFrame(columns=COVERAGE_COLUMNS))
     write_tsv(out / "coexpression.tsv", pd.DataFrame(columns=UPSET_COLUMNS))
+    write_json(out / "calibration.json", {})
     write_json(out / "qc.json", qc.to_json(sample_id, str(fcs)))
     write_json(out / "gates.json", [])
     write_text(out / "gates.xml", "")
@@ -537,16 +626,40 @@ def decide_sample(
         config["floors"],
         timepoint=timepoint,
         coverage=pd.read_csv(coverage_file, sep="\t") if coverage_file.exists() else None,
+        flags=_read_json(sample_dir / "profile.json").get("flags", []),
     ).to_dict()
     write_json(sample_dir / "decision.json", decision)
     return decision
 
 
-def write_cohort_table(decision_files: list[str | Path], path: str | Path) -> Path:
-    """``recommendations.tsv`` from every sample's ``decision.json``."""
+def write_cohort_table(
+    decision_files: Sequence[str | Path],
+    out_dir: str | Path,
+    config: Mapping[str, Any],
+) -> dict[str, Path]:
+    """The cohort outputs from every sample's ``decision.json`` and ``antigens.tsv``:
+    ``recommendations.tsv``, ``decisions.json`` (every rule of every sample, for audit),
+    ``patients.tsv`` and ``patient_timeline.tsv``."""
+    from antigen_profile.cohort import patient_table, patient_timeline
     from antigen_profile.recommend import write_recommendations
 
-    return write_recommendations([_read_json(f) for f in decision_files], path)
+    out = Path(out_dir)
+    decisions = [_read_json(f) for f in decision_files]
+    antigens = {
+        str(d["sample_id"]): pd.read_csv(Path(f).parent / "antigens.tsv", sep="\t")
+        for d, f in zip(decisions, decision_files, strict=True)
+    }
+    order = list(config["timepoints"]["order"])
+    timeline = patient_timeline(decisions, antigens, order, config["timepoints"]["loss_points"])
+    paths = {
+        "recommendations": write_recommendations(decisions, out / "recommendations.tsv"),
+        "decisions": write_json(
+            out / "decisions.json", sorted(decisions, key=lambda d: str(d["sample_id"]))
+        ),
+        "patients": write_tsv(out / "patients.tsv", patient_table(decisions, timeline, order)),
+        "timeline": write_tsv(out / "patient_timeline.tsv", timeline),
+    }
+    return paths
 
 
 def write_sample_report(sample_dir: str | Path, config: Mapping[str, Any]) -> Path:

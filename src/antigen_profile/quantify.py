@@ -33,7 +33,13 @@ ANTIGEN_COLUMNS = [
     "pct_ci_low",
     "pct_ci_high",
     "intensity",
+    "abc_median",
+    "abc_q25",
+    "abc_q75",
+    "low_density",
 ]
+#: Antigen density from calibration beads (molecules per blast), filled where calibrated.
+DENSITY_COLUMNS = ["abc_median", "abc_q25", "abc_q75", "low_density"]
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ RECOMMENDATION_COLUMNS: list[str] = [
     "decision",
     "recommended_combination",
     "combination_coverage_pct",
+    "review_reasons",
 ]
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
@@ -121,6 +122,8 @@ class TargetRule:
     min_pct_positive: float
     text: str
     source: str | None = None
+    #: A share within this many points of the cut-off is not a clean call (review).
+    margin_pct: float = 0.0
 
     @property
     def conditions(self) -> tuple[Condition, ...]:
@@ -257,6 +260,7 @@ def load_trial(path: str | Path) -> Trial:
                 min_pct_positive=minimum,
                 text=text.replace("{target}", target).replace("{min}", _fmt(minimum)),
                 source=spec.get("source"),
+                margin_pct=float(spec.get("margin_pct", 0.0)),
             )
         )
 
@@ -651,15 +655,21 @@ def evaluate_target_rule(
         for cond in conditions:
             if cond.outcome == UNKNOWN:
                 cond.note = f"{rule.target} {cond.field} not measured"
+    outcome = combine([c.outcome for c in conditions], any_of=False)
+    extra: dict[str, Any] = {"call": call}
+    value = _as_number(conditions[0].value) if conditions else None
+    if outcome != UNKNOWN and value is not None and rule.margin_pct > 0:
+        extra["margin_pct"] = rule.margin_pct
+        extra["near_cutoff"] = abs(value - rule.min_pct_positive) < rule.margin_pct
     return RuleResult(
         id=f"target_{rule.target}",
         kind="antigen",
         text=rule.text,
-        outcome=combine([c.outcome for c in conditions], any_of=False),
+        outcome=outcome,
         conditions=conditions,
         target=rule.target,
         source=rule.source,
-        extra={"call": call},
+        extra=extra,
     )
 
 
@@ -690,6 +700,7 @@ class Decision:
     unknown_targets: list[str] = field(default_factory=list)
     qc_status: str | None = None
     combination: CombinationChoice | None = None
+    review_reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """decision.json content: JSON-serialisable, NaN written as null."""
@@ -713,6 +724,7 @@ class Decision:
                 "unknown_targets": self.unknown_targets,
                 "qc_status": self.qc_status,
                 "combination": None if self.combination is None else self.combination.to_dict(),
+                "review_reasons": self.review_reasons,
             }
         )
 
@@ -732,12 +744,16 @@ def decide(
     floors: Mapping[str, int],
     timepoint: str | None = None,
     coverage: pd.DataFrame | None = None,
+    flags: Sequence[Mapping[str, str]] = (),
 ) -> Decision:
     """Decide whether a sample supports a trial candidacy and say why.
 
     With the sample's ``coverage`` table, the smallest combination of eligible products (at
     most ``trial.max_products``) that covers ``trial.min_coverage_pct`` of blasts is named; it
-    informs the clinical team and does not change the decision.
+    informs the clinical team and does not change the decision. A raised QC warning or
+    gating flag (``flags`` from profile.json), or a target within its rule's margin of the
+    cut-off, turns a clean candidate / not-candidate into ``needs_review`` (a clinical
+    exclusion stands: the patient cannot enter whatever the antigens show).
 
     The order of checks follows what can overrule what: a clinical exclusion ends candidacy
     whatever the antigens; an unusable profile (QC failed, too few blasts) or an unknown
@@ -827,6 +843,31 @@ def decide(
         decision = "candidate"
         headline = f"Candidate for {trial.name}: eligible target(s) {', '.join(eligible)}"
 
+    review: list[str] = []
+    if antigen_status == "ok":
+        for result in target_results:
+            if result.extra.get("near_cutoff"):
+                cond = result.conditions[0]
+                review.append(
+                    f"{result.target} on {_fmt(cond.value)}% of blasts is within "
+                    f"{_fmt(result.extra['margin_pct'])} points of its {_fmt(cond.threshold)}% "
+                    "cut-off: not a clean call"
+                )
+    review += [f"Flag ({f.get('code', 'flag')}): {f.get('message', '')}" for f in flags]
+    if qc_status == "warn":
+        warnings = [str(w) for w in (qc.get("warnings") or [])]
+        review.append("QC warning: " + ("; ".join(warnings) or "see qc.json"))
+    if review and decision != "needs_review" and clinical_status != "excluded":
+        decision = "needs_review"
+        headline = f"Needs review (otherwise {headline[0].lower()}{headline[1:]})"
+    if decision == "needs_review":
+        review_reasons = [*antigen_reasons, *review]
+        if antigen_status == "ok" and not eligible and unknown_targets:
+            review_reasons.append(f"not assessable: {', '.join(unknown_targets)}")
+        review_reasons += [r.reason() for r in unknown]
+    else:
+        review_reasons = []
+
     choice = None
     if antigen_status == "ok" and coverage is not None and not coverage.empty and eligible:
         choice = recommend_combination(
@@ -835,9 +876,7 @@ def decide(
     reasons = [headline, *antigen_reasons]
     if choice is not None:
         reasons.append(f"Combination: {choice.reason}")
-    if qc_status == "warn":
-        warn = "; ".join(str(r) for r in (qc.get("reasons") or qc.get("warnings") or []))
-        reasons.append("QC warning" + (f": {warn}" if warn else ""))
+    reasons.extend(r for r in review if r not in reasons)
     if antigen_status == "ok":
         reasons.extend(_target_sentence(r) for r in target_results)
     reasons.extend(r.reason() for r in failed + unknown)
@@ -863,6 +902,7 @@ def decide(
         unknown_targets=unknown_targets,
         qc_status=qc_status,
         combination=choice,
+        review_reasons=review_reasons,
     )
 
 
@@ -961,6 +1001,7 @@ def recommendation_row(decision: Mapping[str, Any]) -> dict[str, Any]:
         "decision": decision.get("decision"),
         "recommended_combination": combo.get("label") or "",
         "combination_coverage_pct": combo.get("coverage_pct") if combo.get("label") else None,
+        "review_reasons": "; ".join(decision.get("review_reasons") or []),
     }
 
 

@@ -20,7 +20,7 @@ from antigen_profile.paths import repo_path
 SAMPLE_SCHEMA = "workflow/schemas/samples.schema.yaml"
 PATIENT_SCHEMA = "workflow/schemas/patients.schema.yaml"
 SAMPLE_REQUIRED = ["sample_id", "patient_id", "fcs"]
-SAMPLE_OPTIONAL = ["control_fcs", "timepoint"]
+SAMPLE_OPTIONAL = ["control_fcs", "timepoint", "bead_fcs"]
 #: Optional per-antigen control tubes (an FMO for that antigen): ``control_CD22``, ...
 MARKER_CONTROL = re.compile(r"^control_(?!fcs$)[A-Za-z0-9-]+$")
 PATIENT_NUMBERS = ["age_years", "kps", "hgb_g_per_l", "life_expectancy_months"]
@@ -120,7 +120,7 @@ def read_samples(
                 "every sample_id must be unique"
             )
         seen.setdefault(sid, line)
-        for column in ["fcs", "control_fcs", *marker_control_columns(frame)]:
+        for column in ["fcs", "control_fcs", "bead_fcs", *marker_control_columns(frame)]:
             given = str(row[column])
             if not given:
                 continue

@@ -27,7 +27,7 @@ import flowio
 import numpy as np
 
 from antigen_profile.files import atomic_write
-from antigen_profile.sheets import PATIENT_COLUMNS, SAMPLE_OPTIONAL, SAMPLE_REQUIRED
+from antigen_profile.sheets import PATIENT_COLUMNS, SAMPLE_REQUIRED
 
 __all__ = [
     "BACKGROUND",
@@ -65,6 +65,10 @@ TARGETS: tuple[str, ...] = ("CD22", "CD123", "CD38", "CD10", "CD20")
 #: Antigens the workflow quantifies on the blasts (config: quantified).
 QUANTIFIED: tuple[str, ...] = ("CD19", *TARGETS)
 TARGET_MIN_PCT = 20.0
+#: A target this close to its cut-off (percentage points) is not a clean call: review.
+TARGET_MARGIN_PCT = 5.0
+#: B-lineage markers of the demo panel: blasts negative for all of them suggest a lineage switch.
+B_LINEAGE: tuple[str, ...] = ("CD19", "CD22", "CD10", "CD20")
 #: Call limits on % positive blasts (config: positivity.call_limits).
 CALL_PARTIAL = 20.0
 CALL_POSITIVE = 80.0
@@ -557,7 +561,7 @@ class Patient:
     systemic_steroids_last_7d: bool | None = False
 
 
-SAMPLE_COLUMNS: tuple[str, ...] = (*SAMPLE_REQUIRED, *SAMPLE_OPTIONAL)
+SAMPLE_COLUMNS: tuple[str, ...] = (*SAMPLE_REQUIRED, "control_fcs", "timepoint")
 
 
 @dataclass(frozen=True)
@@ -710,11 +714,13 @@ DEMO_SAMPLES: tuple[DemoSample, ...] = (
     DemoSample(
         "P04-R1",
         "P04",
-        "CD123-positive (75%) blasts with CD38 60%: candidate",
+        "CD123-positive (75%) blasts with CD38 60% and partial CD19 (55%) after "
+        "blinatumomab: candidate",
         _eligible(45, 90, 88, 5),
         "eligible",
         40.0,
         {
+            "CD19": _fold(0.55, 25.0),
             "CD34": _fold(0.95, 30.0),
             "CD123": _fold(0.75, 20.0),
             "CD38": _fold(0.60, 15.0),
@@ -813,6 +819,15 @@ def demo_tube_spec(name: str) -> tuple[TubeSpec, int]:
     return spec, STAINED_EVENTS
 
 
+def demo_tube_digest(name: str) -> str:
+    """A short fingerprint of a demo tube's specification: the workflow regenerates a tube
+    whose specification changed (a stale tube next to a fresh truth.json would mislead)."""
+    import hashlib
+
+    spec, n = demo_tube_spec(name)
+    return hashlib.sha256(f"{spec!r}|{n}|{name}".encode()).hexdigest()[:16]
+
+
 def demo_tube_events(name: str) -> tuple[np.ndarray, Truth]:
     """Generate one demo tube in memory, seeded from its name (crc32) so that every run, and
     every process, gets the same events."""
@@ -848,11 +863,15 @@ def _call(pct: float) -> str:
     return "partial" if pct >= CALL_PARTIAL else "negative"
 
 
-def _decision(antigen_status: str, targets: Sequence[str], clinical_status: str) -> str:
-    """The recommendation the workflow should reach (docs/outputs.md, ``decision``)."""
+def _decision(
+    antigen_status: str, targets: Sequence[str], clinical_status: str, review: bool = False
+) -> str:
+    """The recommendation the workflow should reach (docs/outputs.md, ``decision``);
+    ``review`` marks a profile a reviewer must see (a target near its cut-off, or blasts that
+    carry no B-lineage marker)."""
     if clinical_status == "excluded":
         return "not_candidate"
-    if antigen_status != "ok":
+    if antigen_status != "ok" or review:
         return "needs_review"
     if not targets:
         return "not_candidate"
@@ -910,6 +929,14 @@ def demo_truth(sample_id: str) -> dict[str, object]:
         if status == "ok"
         else []
     )
+    near = status == "ok" and any(
+        abs(float(antigens[t]["pct_positive"]) - TARGET_MIN_PCT) < TARGET_MARGIN_PCT  # type: ignore[arg-type]
+        for t in TARGETS
+    )
+    lineage = status == "ok" and all(
+        float(antigens[m]["pct_positive"]) < CALL_PARTIAL  # type: ignore[arg-type]
+        for m in B_LINEAGE
+    )
     return {
         "patient_id": sample.patient_id,
         "timepoint": sample.timepoint,
@@ -922,7 +949,9 @@ def demo_truth(sample_id: str) -> dict[str, object]:
         "antigen_status": status,
         "cd19_status": antigens["CD19"]["call"],
         "clinical_status": sample.clinical_status,
-        "decision": _decision(status, targets, sample.clinical_status),
+        "near_cutoff": near,
+        "lineage_switch": lineage,
+        "decision": _decision(status, targets, sample.clinical_status, near or lineage),
         "control": _tube_summary(control_truth),
     }
 

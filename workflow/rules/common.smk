@@ -65,4 +65,7 @@ def sample_inputs(wildcards):
     for column in MARKER_CONTROLS:
         if row[column]:
             inputs[column] = row[column]
+    beads = row["bead_fcs"] or config["calibration"].get("bead_fcs")
+    if beads:
+        inputs["beads"] = beads
     return inputs

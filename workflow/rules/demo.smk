@@ -7,10 +7,14 @@ rule demo_tube:
         truth=str(DEMO_DIR / "fcs" / "{tube}.truth.npz"),
     wildcard_constraints:
         tube="|".join(sorted(DEMO_TUBES)),
+    params:
+        spec=lambda wc: simulate.demo_tube_digest(wc.tube),
     log:
         f"{RESULTS}/logs/demo_tube/{{tube}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/demo_tube/{{tube}}.tsv"
     localrule: True
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/demo_tube.py"

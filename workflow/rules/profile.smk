@@ -14,13 +14,18 @@ rule profile:
         gatingml=f"{RESULTS}/{{sample}}/gates.xml",
         plotdata=f"{RESULTS}/{{sample}}/plotdata.npz",
         profile=f"{RESULTS}/{{sample}}/profile.json",
+        calibration=f"{RESULTS}/{{sample}}/calibration.json",
     log:
         f"{RESULTS}/logs/profile/{{sample}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/profile/{{sample}}.tsv"
+    group:
+        "sample"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/profile.py"

@@ -8,6 +8,7 @@ rule decide:
         coverage=f"{RESULTS}/{{sample}}/coverage.tsv",
         populations=f"{RESULTS}/{{sample}}/populations.tsv",
         qc=f"{RESULTS}/{{sample}}/qc.json",
+        profile=f"{RESULTS}/{{sample}}/profile.json",
         patients=config["patients"],
         trial=config["trial"],
     output:
@@ -19,22 +20,32 @@ rule decide:
         f"{RESULTS}/logs/decide/{{sample}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/decide/{{sample}}.tsv"
+    group:
+        "sample"
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/decide.py"
 
 
 rule recommendations:
     input:
-        expand(f"{RESULTS}/{{sample}}/decision.json", sample=SAMPLE_IDS),
+        decisions=expand(f"{RESULTS}/{{sample}}/decision.json", sample=SAMPLE_IDS),
+        antigens=expand(f"{RESULTS}/{{sample}}/antigens.tsv", sample=SAMPLE_IDS),
     output:
-        f"{RESULTS}/recommendations.tsv",
+        recommendations=f"{RESULTS}/recommendations.tsv",
+        decisions=f"{RESULTS}/decisions.json",
+        patients=f"{RESULTS}/patients.tsv",
+        timeline=f"{RESULTS}/patient_timeline.tsv",
     log:
         f"{RESULTS}/logs/recommendations.log",
     benchmark:
         f"{RESULTS}/benchmarks/recommendations.tsv"
     localrule: True
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/recommendations.py"

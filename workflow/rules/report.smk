@@ -18,9 +18,13 @@ rule sample_report:
         f"{RESULTS}/logs/sample_report/{{sample}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/sample_report/{{sample}}.tsv"
+    group:
+        "sample"
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/sample_report.py"
 
@@ -36,5 +40,7 @@ rule cohort_report:
     benchmark:
         f"{RESULTS}/benchmarks/cohort_report.tsv"
     localrule: True
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/cohort_report.py"

@@ -13,6 +13,7 @@ with job_log(sm.log[0]) as log:
         Path(sm.output.qc).parent,
         sm.config,
         control=sm.input.get("control"),
+        bead_fcs=sm.input.get("beads"),
         marker_controls={
             key.removeprefix("control_"): path
             for key, path in sm.input.items()

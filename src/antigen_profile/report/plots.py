@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LinearSegmentedColormap, LogNorm
 from matplotlib.figure import Figure
-from matplotlib.patches import Polygon, Rectangle
+from matplotlib.patches import Patch, Polygon, Rectangle
 from matplotlib.ticker import FuncFormatter
 
 #: Figure size (inches) and resolution: ~290x270 px keeps a report with a dozen plots < 1 MB.
@@ -506,4 +506,151 @@ def time_course_plot(
 ) -> str | None:
     """:func:`time_course_figure` as a PNG data URI (``None`` without a usable time course)."""
     fig = time_course_figure(course, dropped, level)
+    return None if fig is None else png_data_uri(fig)
+
+
+#: The UpSet chart spans the page: up to 2^5 patterns of five trial targets side by side.
+UPSET_FIGSIZE: tuple[float, float] = (7.0, 3.3)
+#: Patterns drawn above this many get their value written vertically, so labels never overlap.
+UPSET_UPRIGHT_LABELS = 12
+MATRIX_OFF = "#d0d0d0"
+MATRIX_ON = "#263238"
+
+
+def upset_figure(
+    patterns: Sequence[Mapping[str, Any]],
+    targets: Sequence[str],
+    escape_label: str = "negative for every target",
+) -> Figure | None:
+    """UpSet-style chart of co-expression patterns as coexpression.tsv lists them.
+
+    One bar per pattern, its height the % of blasts the file states (``pct``), in the file's
+    order; under the bars, a dot matrix marks which ``targets`` each pattern is positive for
+    (``members``, one bool per target). The pattern flagged ``escape`` (blasts negative for
+    every target, which no combination of these products covers) is drawn in red on a red
+    band, so it reads even when its bar is too small to see.
+
+    Parameters
+    ----------
+    patterns
+        Mappings with ``label`` (str), ``pct`` (float or None: no bar), ``members`` (one bool
+        per target), ``escape`` (bool) and optionally ``text``, the bar's label as the report
+        words it (default: ``pct`` with a % sign).
+    targets
+        The targets, in the file's column order (the trial's).
+    escape_label
+        Legend text for the escape pattern.
+
+    Returns
+    -------
+    Figure or None
+        The chart, or None when there is no pattern or no target to draw.
+    """
+    if not patterns or not targets:
+        return None
+    n, k = len(patterns), len(targets)
+    fig = Figure(figsize=UPSET_FIGSIZE, dpi=DPI, layout="constrained")
+    grid = fig.add_gridspec(2, 1, height_ratios=[2.2, 0.45 + 0.28 * k])
+    bars = fig.add_subplot(grid[0])
+    matrix = fig.add_subplot(grid[1], sharex=bars)
+    x = np.arange(n)
+    heights = np.array(
+        [_number_or_nan(p.get("pct")) for p in patterns], dtype=float
+    )  # NaN: no bar, a dash as label
+    escape = np.array([bool(p.get("escape")) for p in patterns])
+    colours = [GATE_COLOUR if e else BLAST_COLOUR for e in escape]
+    top = float(np.nanmax(heights)) if np.isfinite(heights).any() else 1.0
+    top = max(top, 1.0)
+    for ax in (bars, matrix):
+        for position in x[escape]:
+            ax.axvspan(position - 0.5, position + 0.5, color=GATE_COLOUR, alpha=0.1, lw=0)
+    bars.bar(x, np.nan_to_num(heights), width=0.7, color=colours)
+    upright = n > UPSET_UPRIGHT_LABELS
+    for position, height, is_escape, pattern in zip(x, heights, escape, patterns, strict=True):
+        text = pattern.get("text") or (DASH if not math.isfinite(height) else f"{height:g}%")
+        value = height if math.isfinite(height) else 0.0
+        # a label that would not fit above its bar goes inside it, in white
+        inside = upright and value >= 0.45 * top
+        bars.text(
+            position,
+            value - 0.02 * top if inside else value + 0.015 * top,
+            text,
+            ha="center",
+            va="top" if inside else "bottom",
+            rotation=90 if upright else 0,
+            fontsize=FONT - 1,
+            color="white" if inside else (GATE_COLOUR if is_escape else "#333333"),
+            fontweight="bold" if is_escape else "normal",
+            parse_math=False,
+        )
+    bars.set_ylim(0, top * (1.4 if upright else 1.15))
+    bars.set_yticks([t for t in bars.get_yticks() if 0 <= t <= 100])  # a share: never > 100%
+    bars.set_ylabel("% of blasts", fontsize=FONT)
+    bars.set_title("Co-expression of the trial targets on blasts", fontsize=FONT + 1)
+    bars.tick_params(labelsize=FONT - 1, length=2, pad=1.5, labelbottom=False, bottom=False)
+    for side in ("top", "right"):
+        bars.spines[side].set_visible(False)
+    if escape.any():
+        legend = bars.legend(
+            handles=[Patch(color=GATE_COLOUR, label=escape_label)],
+            fontsize=FONT - 1,
+            frameon=False,
+            loc="upper right",
+            handlelength=1.2,
+        )
+        for text in legend.get_texts():
+            text.set_parse_math(False)
+    rows = np.arange(k)[::-1]  # first target on top
+    grid_x, grid_y = np.meshgrid(x, rows)
+    matrix.scatter(grid_x.ravel(), grid_y.ravel(), s=16, color=MATRIX_OFF, lw=0)
+    for position, pattern in zip(x, patterns, strict=True):
+        members = [bool(m) for m in pattern.get("members", [])][:k]
+        on = rows[: len(members)][np.asarray(members, dtype=bool)] if members else rows[:0]
+        if on.size:
+            matrix.vlines(position, on.min(), on.max(), color=MATRIX_ON, lw=1.4)
+            matrix.scatter(np.full(on.size, position), on, s=22, color=MATRIX_ON, zorder=3)
+    matrix.set_yticks(rows, [str(t) for t in targets])
+    matrix.set_ylim(-0.6, k - 0.4)
+    matrix.set_xlim(-0.6, n - 0.4)
+    matrix.set_xticks([])
+    matrix.tick_params(labelsize=FONT, length=0, pad=2)
+    for label in matrix.get_yticklabels():
+        label.set_parse_math(False)
+    for side in ("top", "right", "bottom", "left"):
+        matrix.spines[side].set_visible(False)
+    matrix.set_xlabel(
+        "pattern: targets positive (filled dots); bars in the order of coexpression.tsv",
+        fontsize=FONT - 1,
+        color="#555555",
+    )
+    return fig
+
+
+def _number_or_nan(value: Any) -> float:
+    """A finite float, or NaN for anything missing or non-numeric (drawn as no bar)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+    return number if math.isfinite(number) else float("nan")
+
+
+def upset_plot(
+    patterns: Sequence[Mapping[str, Any]],
+    targets: Sequence[str],
+    escape_label: str = "negative for every target",
+) -> str | None:
+    """:func:`upset_figure` as a PNG data URI.
+
+    Parameters
+    ----------
+    patterns, targets, escape_label
+        As for :func:`upset_figure`.
+
+    Returns
+    -------
+    str or None
+        ``data:image/png;base64,...``, or None when there is nothing to draw.
+    """
+    fig = upset_figure(patterns, targets, escape_label)
     return None if fig is None else png_data_uri(fig)

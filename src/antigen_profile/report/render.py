@@ -23,6 +23,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from antigen_profile import __version__
 from antigen_profile.files import write_text
 from antigen_profile.report import plots
+from antigen_profile.report.offtumour import off_tumour_note
 
 DASH = plots.DASH
 
@@ -61,6 +62,42 @@ SAMPLE_FILES = (
     "profile.json",
     "decision.json",
 )
+#: Written by later versions of the profile stage: a results folder without them still renders,
+#: with a note where their section would be.
+OPTIONAL_FILES = ("coverage.tsv", "coexpression.tsv")
+
+#: profile.json flags (``code``) in plain words; an unknown code is shown as written.
+FLAG_TITLES = {
+    "no_blast_population": "No blast population found",
+    "blasts_not_detected": "Blasts not detected",
+    "blasts_below_quantification_floor": "Blasts below the quantification floor",
+    "possible_lineage_switch": "Possible lineage switch",
+    "backbone_not_applied": "B-lineage backbone not applied",
+    "gate_not_fitted": "Gate not fitted to this sample",
+}
+#: Flags that change what the whole report means are red; every other flag is amber.
+RED_FLAGS = frozenset({"possible_lineage_switch", "no_blast_population"})
+
+#: Dim/bright intensity words of antigens.tsv (anything else is shown neutral).
+INTENSITY_CLASS = {"bright": "pos", "dim": "warn"}
+
+#: Plain words for the references a threshold can come from (antigens.tsv threshold_source).
+SOURCE_TEXT = {
+    "marker_control:blasts": "FMO for this antigen",
+    "control:blasts": "control tube, same blast gate",
+    "mixture:blasts": "mixture fit on the blasts themselves",
+    "none": "no reference",
+}
+#: The weakest reference: no control, no valid internal negative. Gets a warning badge.
+WEAKEST_SOURCES = frozenset({"mixture:blasts"})
+
+#: Leading columns of coexpression.tsv; one boolean column per target follows.
+COEXPRESSION_LEADING = ("pattern", "n_targets", "events", "pct_blasts")
+#: coexpression.tsv's pattern for blasts negative for every target (escape from all products).
+ESCAPE_PATTERN = "none"
+#: Combinations of at most this many products are shown by default (4SCAR2.0 gave up to two
+#: products together); the full coverage table is folded away below them.
+DEFAULT_COMBINATION_SIZE = 2
 
 
 # --------------------------------------------------------------------------- formatting
@@ -97,6 +134,50 @@ def fmt_num(value: Any) -> str:
     if abs(number) >= 1000:
         return f"{number:,.0f}"
     return f"{number:.3g}"
+
+
+def fmt_pct2(value: Any) -> str:
+    """A percentage with two decimals, as coverage.tsv and coexpression.tsv write them.
+
+    Escape shares are small (0.07% of 28,000 blasts is 21 cells); one decimal would print
+    0.07 and 0.12 alike.
+    """
+    number = _number(value)
+    return DASH if number is None else f"{number:.2f}"
+
+
+def fmt_interval(low: Any, high: Any, digits: int = 1) -> str:
+    """A confidence interval in brackets, bounds joined by an en dash: "(94.9\u201395.5)".
+
+    Parameters
+    ----------
+    low, high
+        The bounds as written in a result file (numbers or numeric strings).
+    digits
+        Decimals to print.
+
+    Returns
+    -------
+    str
+        The interval, or "" when either bound is missing or not a number (the value is
+        then shown alone, never with a made-up interval).
+    """
+    lo, hi = _number(low), _number(high)
+    if lo is None or hi is None:
+        return ""
+    return f"({lo:.{digits}f}\u2013{hi:.{digits}f})"
+
+
+def _truthy(value: Any) -> bool | None:
+    """A boolean TSV/JSON cell: True, False, or None when empty or not a boolean word."""
+    if isinstance(value, bool):
+        return value
+    text = str(value if value is not None else "").strip().lower()
+    if text in {"true", "1", "yes"}:
+        return True
+    if text in {"false", "0", "no"}:
+        return False
+    return None
 
 
 def fmt_value(value: Any) -> str:
@@ -143,8 +224,19 @@ def _unique(items: Iterable[str]) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Table:
+    """A TSV as written: its header (even when it has no rows) and its rows as strings."""
+
+    columns: list[str]
+    rows: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
 class SampleFiles:
-    """Everything the profile and decide stages wrote for one sample."""
+    """Everything the profile and decide stages wrote for one sample.
+
+    ``coverage`` and ``coexpression`` are None when the folder predates them.
+    """
 
     qc: dict[str, Any]
     populations: list[dict[str, str]]
@@ -153,6 +245,8 @@ class SampleFiles:
     plotdata: dict[str, np.ndarray]
     profile: dict[str, Any]
     decision: dict[str, Any]
+    coverage: Table | None = None
+    coexpression: Table | None = None
 
 
 def _read_json(path: Path) -> Any:
@@ -171,6 +265,16 @@ def _read_tsv(path: Path) -> list[dict[str, str]]:
         return [dict(row) for row in csv.DictReader(handle, delimiter="\t")]
 
 
+def _read_table(path: Path) -> Table | None:
+    """An optional TSV with its header, or None when the file does not exist."""
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        rows = [dict(row) for row in reader]
+        return Table(columns=list(reader.fieldnames or []), rows=rows)
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """All arrays of plotdata.npz, loaded eagerly so the file is closed (no pickles allowed)."""
     with np.load(path, allow_pickle=False) as data:
@@ -178,10 +282,12 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def read_sample(sample_dir: Path) -> SampleFiles:
-    """Read the seven result files of a sample, failing loudly when one is missing.
+    """Read the seven result files of a sample, failing loudly when one is missing, and the
+    optional ones (coverage.tsv, coexpression.tsv) when they are there.
 
     A report silently missing its decision or its gates would look complete to a clinician;
-    an error in the workflow log is the safer outcome.
+    an error in the workflow log is the safer outcome. The optional files are newer than some
+    results folders: their absence is said in the report, not raised.
     """
     sample_dir = Path(sample_dir)
     missing = [name for name in SAMPLE_FILES if not (sample_dir / name).is_file()]
@@ -198,6 +304,7 @@ def read_sample(sample_dir: Path) -> SampleFiles:
         plotdata=_read_npz(sample_dir / "plotdata.npz"),
         profile=_read_json(sample_dir / "profile.json"),
         decision=_read_json(sample_dir / "decision.json"),
+        **{name.removesuffix(".tsv"): _read_table(sample_dir / name) for name in OPTIONAL_FILES},
     )
 
 
@@ -267,13 +374,36 @@ def _threshold(plotdata: Mapping[str, np.ndarray], marker: str) -> float | None:
     return _number(np.asarray(array, dtype=float).ravel()[0])
 
 
+def _source_text(source: str) -> str:
+    """A threshold_source in plain words (``internal:lymphocytes`` -> internal negative:
+    lymphocytes); an unknown source is shown as written."""
+    if source in SOURCE_TEXT:
+        return SOURCE_TEXT[source]
+    if source.startswith("internal:"):
+        return f"internal negative: {source.split(':', 1)[1]}"
+    return source or DASH
+
+
+def _density_text(row: Mapping[str, str]) -> str:
+    """ABC median and interquartile range as "ABC 4,120 (IQR 3,010-5,600)" (en dash), or ""."""
+    median = _number(row.get("abc_median"))
+    if median is None:
+        return ""
+    q25, q75 = _number(row.get("abc_q25")), _number(row.get("abc_q75"))
+    text = f"ABC {fmt_count(median)}"
+    if q25 is not None and q75 is not None:
+        text += f" (IQR {fmt_count(q25)}\u2013{fmt_count(q75)})"
+    return text
+
+
 def _antigen_views(files: SampleFiles, circular: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Table rows and histograms per quantified marker.
 
     Rows whose call is insufficient_events or no_reference show a dash for every number that
     depends on the call (and, for too few events, for the median too), and their plot carries
     no threshold line: no number is better than a wrong one. Markers in ``circular`` also
-    defined the blast gate and are flagged in the table.
+    defined the blast gate and are flagged in the table. The later antigens.tsv columns
+    (interval, intensity, density) are shown when the file has them.
     """
     gated_on = {marker.upper() for marker in circular}
     rows = list(files.antigens)
@@ -291,6 +421,7 @@ def _antigen_views(files: SampleFiles, circular: Iterable[str] = ()) -> list[dic
         not_called = call in NOT_CALLED
         few = call == "insufficient_events"
         pct = None if not_called else _number(row.get("pct_positive"))
+        source = row.get("threshold_source") or ""
         title = f"{marker}: {call}" if call else marker
         if pct is not None:
             title += f" ({pct:.1f}%)"
@@ -300,20 +431,29 @@ def _antigen_views(files: SampleFiles, circular: Iterable[str] = ()) -> list[dic
             files.plotdata.get(f"reference/{marker}"),
             None if not_called else _threshold(files.plotdata, marker),
             title=title,
-            reference_label=f"reference ({row.get('threshold_source') or 'none'})",
+            reference_label=f"reference ({_source_text(source) if source else 'none'})",
         )
+        interval = "" if not_called else fmt_interval(row.get("pct_ci_low"), row.get("pct_ci_high"))
+        intensity = "" if not_called else (row.get("intensity") or "").strip()
         views.append(
             {
                 "marker": marker,
                 "events": row.get("events"),
                 "positive_events": DASH if not_called else fmt_count(row.get("positive_events")),
-                "pct_positive": DASH if not_called else fmt_pct(row.get("pct_positive")),
+                "pct_positive": DASH if pct is None else f"{pct:.1f}%",
+                "pct_interval": interval,
                 "median": DASH if few else fmt_num(row.get("median")),
                 "rmfi": DASH if not_called else fmt_num(row.get("rmfi")),
                 "threshold": DASH if not_called else fmt_num(row.get("threshold")),
-                "threshold_source": row.get("threshold_source") or DASH,
+                "threshold_source": source or DASH,
+                "source_text": _source_text(source),
+                "weakest_reference": source in WEAKEST_SOURCES,
                 "call": call or DASH,
                 "call_class": _css(CALL_CLASS, call),
+                "intensity": intensity,
+                "intensity_class": _css(INTENSITY_CLASS, intensity),
+                "density": (None if few else _density_text(row)) or DASH,
+                "low_density": not few and _truthy(row.get("low_density")) is True,
                 "note": row.get("note") or "",
                 "not_called": not_called,
                 "circular": marker.upper() in gated_on,
@@ -323,18 +463,64 @@ def _antigen_views(files: SampleFiles, circular: Iterable[str] = ()) -> list[dic
     return views
 
 
-#: Plain-language names of the settings profile.json records (unknown keys are shown as is).
+def _has_density(files: SampleFiles) -> bool:
+    """Whether antigens.tsv carries the density columns (bead-calibrated runs)."""
+    return any("abc_median" in row or "low_density" in row for row in files.antigens)
+
+
+def _has_interval(files: SampleFiles) -> bool:
+    """Whether antigens.tsv carries the confidence interval of % positive."""
+    return any("pct_ci_low" in row for row in files.antigens)
+
+
+#: Plain-language names of the settings profile.json records, by dotted key (a leading
+#: ``positivity.`` is ignored for the lookup); unknown keys are shown as is.
 SETTING_LABELS = {
     "percentile": "Positivity threshold: percentile of the reference population",
     "call_limits": "Call limits (% positive blasts)",
     "floors": "Blast event floors",
     "internal_negative": "Internal negative reference per antigen (without a control tube)",
+    "min_reference_events": "Fewest reference events for a threshold",
+    "intensity.bright_rmfi": (
+        "Intensity: bright when the positive blasts' median is at least this many times the "
+        "reference median (else dim)"
+    ),
+    "confidence": "Confidence level of the intervals",
     "logicle": "Logicle display transform",
+    "qc.min_events": "Fewest events for an analysis (in the tube and after QC)",
+    "qc.max_saturated_fraction": "Saturated events per channel: warning above this share",
+    "qc.missing_spillover": "Tube without a spillover matrix",
+    "qc.time.bin_seconds": "Time bin width (s)",
+    "qc.time.min_events_per_bin": "Fewest mean events per time bin (bins widened until)",
+    "qc.time.max_bins": "Most time bins",
+    "qc.time.min_bins": "Fewest time bins to check stability",
+    "qc.time.min_rate_fraction": "Clog: flow rate below this share of the run's level",
+    "qc.time.max_rate_factor": "Burst: flow rate above this multiple of the run's level",
+    "qc.time.max_gap_seconds": "Gap: longest time without an event (s)",
+    "qc.time.max_signal_shift": "Signal shift: largest departure of a bin's mean (decades)",
+    "qc.time.max_dropped_fraction": "Fail when more than this share of events is dropped",
+    "qc.time.min_stable_fraction": "Fail when less than this share of time is stable",
+    "qc.compensation.negative_sd": "Compensation check: SDs of the negatives below zero",
+    "qc.compensation.max_negative_fraction": (
+        "Compensation check: warning above this share of events that far below zero"
+    ),
+    "qc.gating.max_debris_fraction": "Debris share (1 - cells / QC-kept events): warning above",
+    "qc.gating.max_doublet_fraction": "Doublet share (1 - singlets / cells): warning above",
+    "trial.max_products": "Most CAR-T products given together",
+    "trial.min_coverage_pct": "A combination must cover at least this % of blasts",
+    "trial.confidence": "Confidence level of the coverage intervals",
 }
+#: Settings that read best as one row (a small mapping); other mappings are listed key by key.
+COMPACT_SETTINGS = frozenset({"call_limits", "floors", "internal_negative", "logicle"})
+#: Positivity settings the report prints from the configuration when profile.json does not
+#: record them, marked as such: the dim/bright words and the no_reference calls depend on them.
+CONFIG_FALLBACK = ("min_reference_events", "intensity")
+FALLBACK_NOTE = "(from the configuration given to the report; profile.json does not record it)"
 
 
 def _setting_text(key: str, value: Any) -> str:
     """A setting's value, with the call limits spelled out as the categories they define."""
+    key = key.rsplit(".", 1)[-1]
     if (
         key == "call_limits"
         and isinstance(value, Mapping)
@@ -350,12 +536,45 @@ def _setting_text(key: str, value: Any) -> str:
     return fmt_value(value)
 
 
-def _settings_rows(
-    profile: Mapping[str, Any], config: Mapping[str, Any]
-) -> tuple[list[dict[str, str]], bool]:
-    """Settings to print, from profile.json (what the run used) or, failing that, the config.
+def _setting_label(key: str) -> str:
+    """The plain-language name of a dotted setting key, or the key itself."""
+    bare = key.removeprefix("positivity.")
+    return SETTING_LABELS.get(key) or SETTING_LABELS.get(bare) or key
 
-    Returns the rows and whether they came from the run itself.
+
+def _flatten_settings(prefix: str, value: Any) -> list[tuple[str, Any]]:
+    """(dotted key, value) pairs: nested mappings are listed leaf by leaf, except the compact
+    ones, which stay one row."""
+    name = prefix.rsplit(".", 1)[-1]
+    if isinstance(value, Mapping) and value and name not in COMPACT_SETTINGS:
+        pairs: list[tuple[str, Any]] = []
+        for key, child in value.items():
+            pairs += _flatten_settings(f"{prefix}.{key}" if prefix else str(key), child)
+        return pairs
+    return [(prefix, value)]
+
+
+def _setting_row(key: str, value: Any, note: str = "") -> dict[str, str]:
+    """One row of a settings table."""
+    text = _setting_text(key, value)
+    return {"key": key, "label": _setting_label(key), "value": f"{text} {note}".strip()}
+
+
+def _ordered(settings: Mapping[str, Any]) -> list[str]:
+    """Top-level settings keys: the known ones in a reading order, then the rest as written."""
+    order = ["percentile", "call_limits", "floors", "internal_negative"]
+    keys = [str(k) for k in settings]
+    return [k for k in order if k in settings] + [k for k in keys if k not in order]
+
+
+def _settings_groups(
+    profile: Mapping[str, Any], config: Mapping[str, Any], decision: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], bool]:
+    """Settings to print, grouped: positivity and floors, acquisition QC limits, trial.
+
+    Everything profile.json records under ``settings`` is printed (or, when it records none,
+    the configuration's, marked as such), and the trial's combination limits from
+    decision.json. Returns the groups and whether the settings came from the run itself.
     """
     settings = profile.get("settings")
     recorded = isinstance(settings, Mapping) and bool(settings)
@@ -365,15 +584,43 @@ def _settings_rows(
             "percentile": positivity.get("percentile"),
             "call_limits": positivity.get("call_limits"),
             "floors": config.get("floors"),
+            "min_reference_events": positivity.get("min_reference_events"),
+            "intensity": positivity.get("intensity"),
             "logicle": config.get("logicle"),
+            "qc": config.get("qc"),
         }
-    known = [k for k in SETTING_LABELS if k in settings]
-    ordered = known + [str(k) for k in settings if k not in SETTING_LABELS]
-    rows = [
-        {"key": k, "label": SETTING_LABELS.get(k, k), "value": _setting_text(k, settings[k])}
-        for k in ordered
+        settings = {k: v for k, v in settings.items() if v is not None}
+    main: list[dict[str, str]] = []
+    qc: list[dict[str, str]] = []
+    for top in _ordered(settings):
+        for key, value in _flatten_settings(top, settings[top]):
+            (qc if key.startswith("qc.") or key == "qc" else main).append(_setting_row(key, value))
+    if recorded:
+        positivity = config.get("positivity") or {}
+        nested = settings.get("positivity")
+        nested = nested if isinstance(nested, Mapping) else {}
+        for key in CONFIG_FALLBACK:
+            if key in settings or key in nested or positivity.get(key) is None:
+                continue
+            for flat_key, flat_value in _flatten_settings(key, positivity[key]):
+                main.append(_setting_row(flat_key, flat_value, FALLBACK_NOTE))
+    trial = decision.get("trial") if isinstance(decision.get("trial"), Mapping) else {}
+    combination = decision.get("combination")
+    trial_rows = []
+    for name in ("max_products", "min_coverage_pct"):
+        value = trial.get(name)
+        if value is None and isinstance(combination, Mapping):
+            value = combination.get(name)
+        text = "not recorded in decision.json" if value is None else value
+        trial_rows.append(_setting_row(f"trial.{name}", text))
+    if isinstance(combination, Mapping) and combination.get("confidence") is not None:
+        trial_rows.append(_setting_row("trial.confidence", combination.get("confidence")))
+    groups = [
+        {"id": "settings-positivity", "title": "Positivity, calls and floors", "rows": main},
+        {"id": "settings-qc", "title": "Acquisition QC limits", "rows": qc},
+        {"id": "settings-trial", "title": "Trial: combinations of products", "rows": trial_rows},
     ]
-    return rows, recorded
+    return [g for g in groups if g["rows"]], recorded
 
 
 def _rule_views(decision: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -467,6 +714,266 @@ def _list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else []
 
 
+def _flag_views(profile: Mapping[str, Any]) -> tuple[list[dict[str, str]], bool]:
+    """profile.json flags as title, code, message and colour (red for the flags that change
+    what the whole report means), and whether profile.json records flags at all."""
+    raw = profile.get("flags")
+    views = []
+    for flag in _list(raw):
+        if isinstance(flag, Mapping):
+            code, message = str(flag.get("code") or ""), str(flag.get("message") or "")
+        else:
+            code, message = "", str(flag)
+        views.append(
+            {
+                "code": code or DASH,
+                "title": FLAG_TITLES.get(code, code.replace("_", " ") or "Flag"),
+                "message": message or "no message recorded",
+                "css": "bad" if code in RED_FLAGS else "warn",
+            }
+        )
+    views.sort(key=lambda view: view["css"] != "bad")  # red first, else in file order
+    return views, isinstance(raw, list | tuple)
+
+
+#: Flags saying a template gate was used as drawn rather than fitted to the sample.
+UNFITTED_FLAGS = frozenset({"no_blast_population", "gate_not_fitted"})
+
+
+def _gating_view(profile: Mapping[str, Any]) -> dict[str, Any]:
+    """profile.json ``gating``: which engine gated (our fitted template or a lab's own
+    gating), from which file, whether it was fitted to this sample, and a lab's mapping of
+    its populations onto ours. Empty rows when profile.json does not record it."""
+    gating = profile.get("gating")
+    if not isinstance(gating, Mapping):
+        return {"rows": [], "populations": [], "notes": []}
+    engine = str(gating.get("engine") or "")
+    if engine == "template":
+        engine_text = "antigen-profile Gating-ML template"
+    elif engine == "lab":
+        kind = gating.get("kind")
+        engine_text = "the lab's own gating" + (f" ({kind})" if kind else "")
+    else:
+        engine_text = engine or DASH
+    fitted = _truthy(gating.get("fitted"))
+    unfitted = [
+        f
+        for f in _list(profile.get("flags"))
+        if isinstance(f, Mapping) and f.get("code") in UNFITTED_FLAGS
+    ]
+    if fitted is True:
+        fitted_text = "yes: the template's gates are fitted to this sample's populations"
+        if unfitted:
+            fitted_text += (
+                f", except {len(unfitted)} gate(s) used as drawn because no population was "
+                "found (see Flags)"
+            )
+    elif fitted is False:
+        fitted_text = "no: the gates were applied as drawn"
+    else:
+        fitted_text = DASH
+    rows = [("Engine", engine_text), ("Gating file", str(gating.get("file") or DASH))]
+    if gating.get("sample"):
+        rows.append(("Sample in the gating file", str(gating.get("sample"))))
+    rows.append(("Fitted to this sample", fitted_text))
+    known = {"engine", "kind", "file", "sample", "fitted", "populations", "notes"}
+    rows += [(str(k), fmt_value(v)) for k, v in gating.items() if k not in known]
+    populations = gating.get("populations")
+    mapping = (
+        [(str(k), fmt_value(v)) for k, v in populations.items()]
+        if isinstance(populations, Mapping)
+        else []
+    )
+    return {"rows": rows, "populations": mapping, "notes": _as_list(gating.get("notes"))}
+
+
+def _table_note(table: Table | None, name: str, qc_failed: bool) -> str:
+    """Why an optional table shows nothing: absent, header only, or QC failed."""
+    if table is None:
+        return f"{name} not found: this results folder predates the co-expression analysis."
+    if not table.rows:
+        if qc_failed:
+            return f"{name} has no rows: QC failed, no blast was gated."
+        return f"{name} has no rows: no blasts, or no target with a threshold, to assess per cell."
+    return ""
+
+
+def _patterns_view(
+    table: Table | None, qc_failed: bool
+) -> tuple[list[str], list[dict[str, Any]], str | None, str]:
+    """coexpression.tsv as targets, pattern rows, the UpSet chart and a note.
+
+    A cell of a target column that is not a boolean makes the chart undrawable (a wrong dot
+    is worse than no chart); the table still lists the rows.
+    """
+    note = _table_note(table, "coexpression.tsv", qc_failed)
+    if table is None or not table.rows:
+        return [], [], None, note
+    targets = [c for c in table.columns if c not in COEXPRESSION_LEADING]
+    rows, drawable = [], True
+    for row in table.rows:
+        members = [_truthy(row.get(t)) for t in targets]
+        drawable = drawable and all(m is not None for m in members)
+        pattern = row.get("pattern") or ""
+        escape = pattern == ESCAPE_PATTERN
+        pct = fmt_pct2(row.get("pct_blasts"))
+        text = DASH if pct == DASH else f"{pct}%"
+        if escape:
+            text += f"\n({fmt_count(row.get('events'))} events)"
+        rows.append(
+            {
+                "label": pattern or DASH,
+                "n_targets": row.get("n_targets") or DASH,
+                "events": fmt_count(row.get("events")),
+                "pct": pct,
+                "text": text,
+                "members": [m is True for m in members],
+                "escape": escape,
+            }
+        )
+    image = None
+    if drawable and targets:
+        image = plots.upset_plot(
+            [{**r, "pct": row.get("pct_blasts")} for r, row in zip(rows, table.rows, strict=True)],
+            targets,
+            escape_label="negative for every target: escapes every product",
+        )
+    elif targets:
+        note = "coexpression.tsv has a target cell that is not true/false: no chart drawn."
+    else:
+        note = "coexpression.tsv lists no target column: no chart drawn."
+    return targets, rows, image, note
+
+
+def _coverage_view(
+    table: Table | None, eligible: Sequence[str], recommended: str, qc_failed: bool
+) -> dict[str, Any]:
+    """coverage.tsv rows for display: each combination's targets (eligible ones marked), its
+    coverage and its uncovered share with the interval, the recommended one highlighted."""
+    note = _table_note(table, "coverage.tsv", qc_failed)
+    eligible_set = {t.upper() for t in eligible}
+    rows = []
+    for row in table.rows if table is not None else []:
+        label = row.get("combination") or ""
+        targets = [t for t in label.split("+") if t]
+        n = _number(row.get("n_products"))
+        rows.append(
+            {
+                "label": label or DASH,
+                "targets": [
+                    {"name": t, "css": "pos" if t.upper() in eligible_set else "neutral"}
+                    for t in targets
+                ],
+                "n_products": DASH if n is None else f"{n:g}",
+                "short": n is not None and n <= DEFAULT_COMBINATION_SIZE,
+                "covered_pct": fmt_pct2(row.get("covered_pct")),
+                "uncovered_events": fmt_count(row.get("uncovered_events")),
+                "uncovered_pct": fmt_pct2(row.get("uncovered_pct")),
+                "uncovered_ci": fmt_interval(
+                    row.get("uncovered_ci_low"), row.get("uncovered_ci_high"), digits=2
+                ),
+                "recommended": bool(recommended) and label == recommended,
+            }
+        )
+    return {
+        "rows": rows,
+        "short": [r for r in rows if r["short"]],
+        "hidden": sum(not r["short"] for r in rows),
+        "note": note,
+        "blasts": fmt_count(table.rows[0].get("blasts")) if table and table.rows else DASH,
+    }
+
+
+def _combination_view(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """decision.json ``combination``: the recommended products with their coverage and escape
+    interval, or why none was named (none qualifies; not assessed; not recorded)."""
+    if "combination" not in decision:
+        return {
+            "status": "not_recorded",
+            "note": "decision.json records no combination: it predates the coverage analysis.",
+        }
+    combination = decision.get("combination")
+    if not isinstance(combination, Mapping):
+        status = decision.get("antigen_status") or DASH
+        eligible = _as_list(decision.get("eligible_targets"), ",")
+        return {
+            "status": "not_assessed",
+            "note": (
+                "No combination was assessed: that needs a usable antigen profile (antigen "
+                f"status: {status}), per-cell coverage and at least one eligible target "
+                f"(eligible: {', '.join(eligible) or 'none'})."
+            ),
+        }
+    label = str(combination.get("label") or "")
+    best = _as_list(combination.get("best_combination"))
+    view = {
+        "status": "chosen" if label else "none_qualifies",
+        "label": label or "none",
+        "targets": _as_list(combination.get("combination")) or [t for t in label.split("+") if t],
+        "n_products": fmt_value(combination.get("n_products")),
+        "coverage_pct": fmt_pct2(combination.get("coverage_pct")),
+        "uncovered_pct": fmt_pct2(combination.get("uncovered_pct")),
+        "uncovered_ci": fmt_interval(
+            combination.get("uncovered_ci_low"), combination.get("uncovered_ci_high"), digits=2
+        ),
+        "confidence": fmt_confidence(combination.get("confidence")),
+        "reason": str(combination.get("reason") or "no reason recorded"),
+        "best": "+".join(best),
+        "best_coverage_pct": fmt_pct2(combination.get("best_coverage_pct")),
+        "max_products": fmt_value(combination.get("max_products")),
+        "min_coverage_pct": fmt_value(combination.get("min_coverage_pct")),
+        "note": "",
+    }
+    view["best_differs"] = bool(view["best"]) and view["best"] != label
+    return view
+
+
+def fmt_confidence(value: Any) -> str:
+    """A confidence level (0.95) as "95%", or "95%" when it is not recorded (the default)."""
+    number = _number(value)
+    if number is None or not 0 < number < 1:
+        return "95%"
+    return f"{100 * number:g}%"
+
+
+def _interval_confidence(profile: Mapping[str, Any], decision: Mapping[str, Any]) -> str:
+    """The confidence level of antigens.tsv's interval, for its column header: the recorded
+    setting when profile.json has one, else the level decision.json gives the coverage
+    intervals (the profile stage uses one level for both), else the 95% default."""
+    settings = profile.get("settings") if isinstance(profile.get("settings"), Mapping) else {}
+    positivity = settings.get("positivity")
+    positivity = positivity if isinstance(positivity, Mapping) else {}
+    combination = decision.get("combination")
+    for value in (
+        settings.get("confidence"),
+        positivity.get("confidence"),
+        combination.get("confidence") if isinstance(combination, Mapping) else None,
+    ):
+        if _number(value) is not None:
+            return fmt_confidence(value)
+    return fmt_confidence(None)
+
+
+def _escape_view(files: SampleFiles, eligible: Sequence[str], qc_failed: bool) -> dict[str, Any]:
+    """Everything the "Co-expression and escape" section shows."""
+    combination = _combination_view(files.decision)
+    recommended = combination.get("label", "") if combination["status"] == "chosen" else ""
+    targets, patterns, image, pattern_note = _patterns_view(files.coexpression, qc_failed)
+    trial = files.decision.get("trial")
+    trial_targets = _as_list(trial.get("targets")) if isinstance(trial, Mapping) else []
+    escape = next((p for p in patterns if p["escape"]), None)
+    return {
+        "targets": targets,
+        "not_assessable": [t for t in trial_targets if targets and t not in targets],
+        "patterns": patterns,
+        "image": image,
+        "pattern_note": pattern_note,
+        "escape": escape,
+        "coverage": _coverage_view(files.coverage, eligible, recommended, qc_failed),
+        "combination": combination,
+    }
+
+
 def sample_context(files: SampleFiles, config: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the sample template shows, already formatted for display."""
     qc, profile, decision = files.qc, files.profile, files.decision
@@ -478,7 +985,11 @@ def sample_context(files: SampleFiles, config: Mapping[str, Any]) -> dict[str, A
     defined_by = _as_list(profile.get("blast_defined_by"))
     quantified_upper = {m.upper() for m in quantified}
     circular = [m for m in defined_by if m.upper() in quantified_upper]
-    settings, settings_recorded = _settings_rows(profile, config)
+    settings, settings_recorded = _settings_groups(profile, config, decision)
+    flags, flags_recorded = _flag_views(profile)
+    eligible = _as_list(decision.get("eligible_targets"), ",")
+    escape = _escape_view(files, eligible, qc_failed)
+    combination = escape["combination"]
     ids = _unique(
         str(i)
         for i in [
@@ -503,7 +1014,14 @@ def sample_context(files: SampleFiles, config: Mapping[str, Any]) -> dict[str, A
         "decision": decision_value or "not recorded",
         "decision_class": _css(DECISION_CLASS, decision_value),
         "decision_reasons": _as_list(decision.get("decision_reasons")),
-        "eligible_targets": _as_list(decision.get("eligible_targets"), ","),
+        "eligible_targets": eligible,
+        "off_tumour": [{"target": t, "note": off_tumour_note(t)} for t in eligible],
+        "flags": flags,
+        "flags_recorded": flags_recorded,
+        "red_flags": sum(f["css"] == "bad" for f in flags),
+        "combination": combination,
+        "escape": escape,
+        "gating_engine": _gating_view(profile),
         "blast_events": fmt_count(decision.get("blast_events")),
         "blast_pct": fmt_pct(decision.get("blast_pct_leukocytes")),
         "cd19_status": decision.get("cd19_status") or DASH,
@@ -538,6 +1056,9 @@ def sample_context(files: SampleFiles, config: Mapping[str, Any]) -> dict[str, A
         "circular": circular,
         "quantified": quantified,
         "antigens": _antigen_views(files, circular),
+        "has_density": _has_density(files),
+        "has_interval": _has_interval(files),
+        "confidence": _interval_confidence(profile, decision),
         "rules": _rule_views(decision),
         "settings": settings,
         "settings_recorded": settings_recorded,
@@ -582,6 +1103,19 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _sample_json(results_dir: Path, sample_id: str, name: str) -> dict[str, Any] | None:
+    """``{results_dir}/{sample_id}/{name}`` as a JSON object, or None when it is missing,
+    unreadable, not an object, or would lie outside the results folder (a sample id from a
+    file is not trusted as a path)."""
+    if not sample_id or sample_id in {".", ".."} or "/" in sample_id or "\\" in sample_id:
+        return None
+    try:
+        data = _read_json(results_dir / sample_id / name)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _trials(results_dir: Path, sample_ids: Sequence[str]) -> list[str]:
     """Distinct "name version" of the trial rules the samples were decided against.
 
@@ -590,15 +1124,27 @@ def _trials(results_dir: Path, sample_ids: Sequence[str]) -> list[str]:
     """
     seen: list[str] = []
     for sample_id in sample_ids:
-        path = results_dir / sample_id / "decision.json"
-        try:
-            trial = _read_json(path).get("trial") or {}
-        except (OSError, ValueError, AttributeError):
+        decision = _sample_json(results_dir, sample_id, "decision.json")
+        if decision is None:
             continue
+        trial = decision.get("trial") if isinstance(decision.get("trial"), Mapping) else {}
         label = f"{trial.get('name', '?')} {trial.get('version', '')}".strip()
         if label not in seen:
             seen.append(label)
     return seen
+
+
+def _flag_count(results_dir: Path, sample_id: str) -> tuple[str, str]:
+    """Number of flags in a sample's profile.json and its CSS class (red when one of them is
+    a red flag); a dash when profile.json is missing or records no flags."""
+    profile = _sample_json(results_dir, sample_id, "profile.json")
+    flags = None if profile is None else profile.get("flags")
+    if not isinstance(flags, list):
+        return DASH, "neutral"
+    if not flags:
+        return "0", "good"
+    red = any(isinstance(f, Mapping) and f.get("code") in RED_FLAGS for f in flags)
+    return str(len(flags)), "bad" if red else "warn"
 
 
 def cohort_context(results_dir: Path, recommendations: pd.DataFrame) -> dict[str, Any]:
@@ -612,6 +1158,7 @@ def cohort_context(results_dir: Path, recommendations: pd.DataFrame) -> dict[str
         decision = _cell(record.get("decision"))
         antigen_status = _cell(record.get("antigen_status"))
         clinical_status = _cell(record.get("clinical_status"))
+        flags, flags_class = _flag_count(Path(results_dir), sample_id)
         rows.append(
             {
                 "sample_id": sample_id,
@@ -628,6 +1175,10 @@ def cohort_context(results_dir: Path, recommendations: pd.DataFrame) -> dict[str
                 "clinical_status": clinical_status or DASH,
                 "clinical_status_class": _css(STATUS_CLASS, clinical_status),
                 "clinical_reasons": _as_list(_cell(record.get("clinical_reasons")), ";"),
+                "combination": _cell(record.get("recommended_combination")) or DASH,
+                "combination_pct": fmt_pct2(record.get("combination_coverage_pct")),
+                "flags": flags,
+                "flags_class": flags_class,
             }
         )
     tally: dict[str, int] = {name: 0 for name in DECISION_ORDER}
