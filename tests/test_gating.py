@@ -144,6 +144,8 @@ def test_template_parses_with_the_expected_hierarchy(template: GatingTemplate) -
         ("leukocytes", "singlets"),
         ("blasts", "leukocytes"),
         ("lymphocytes", "leukocytes"),
+        ("monocytes", "leukocytes"),
+        ("granulocytes", "leukocytes"),
     ]
 
 
@@ -216,6 +218,8 @@ def test_gates_json_structure(populations: Populations) -> None:
         "leukocytes",
         "blasts",
         "lymphocytes",
+        "monocytes",
+        "granulocytes",
     ]
     table = populations.counts().set_index("population")
     for entry in entries:

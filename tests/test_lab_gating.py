@@ -226,9 +226,11 @@ def test_template_workspace_matches_our_pipeline(
         "Cells/Single Cells/CD45+",
         "Cells/Single Cells/CD45+/Blasts",
         "Cells/Single Cells/CD45+/Lymphs",
+        "Cells/Single Cells/CD45+/monocytes",  # template gates not mapped keep their names
+        "Cells/Single Cells/CD45+/granulocytes",
     ]
     gates = {g["id"]: g for g in result.gates}
-    assert [g["id"] for g in result.gates] == list(result.masks)
+    assert [g["id"] for g in result.gates] == [*result.masks, "monocytes", "granulocytes"]
     assert gates["blasts"]["parent"] == "leukocytes"
     assert gates["blasts"]["name"] == "Blasts"
     assert gates["blasts"]["x"] == {

@@ -258,3 +258,18 @@ def test_density_from_calibration_beads(
     assert curve["ok"] and curve["r2"] > 0.99
     flags = json.loads((tmp_path / "out" / "profile.json").read_text())["flags"]
     assert [f["code"] for f in flags] == ["low_density"]
+
+
+def test_internal_positive_controls(profiled: Path) -> None:
+    """Normal carriers of a target, measured with the blasts' threshold: the generator makes
+    85% of T/NK lymphocytes CD38-positive and 90% of neutrophils CD10-positive."""
+    table = pd.read_csv(profiled / "P01-R1" / "positive_controls.tsv", sep="\t")
+    rows = table.set_index("target")
+    antigens = _antigens(profiled, "P01-R1")
+    assert rows.loc["CD38", "population"] == "lymphocytes"
+    assert rows.loc["CD38", "pct_positive"] == pytest.approx(85, abs=3)
+    assert rows.loc["CD10", "population"] == "granulocytes"
+    assert rows.loc["CD10", "pct_positive"] == pytest.approx(90, abs=3)
+    assert rows.loc["CD38", "threshold"] == antigens.loc["CD38", "threshold"]
+    assert pd.isna(rows.loc["CD22", "pct_positive"])
+    assert "no gated normal population" in rows.loc["CD22", "note"]

@@ -9,6 +9,7 @@ as failed with the reason, so the rest of a cohort is never held up by one bad f
 from __future__ import annotations
 
 import datetime as dt
+import json
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,11 +57,13 @@ from antigen_profile.quantify import (
     ANTIGEN_COLUMNS,
     DENSITY_COLUMNS,
     MEASURED_CALLS,
+    POSITIVE_CONTROL_COLUMNS,
     PositivitySettings,
     Reference,
     antigen_table,
     lineage_flags,
     mixture_reference,
+    positive_controls,
 )
 from antigen_profile.recommend import load_trial
 from antigen_profile.transforms import logicle
@@ -196,6 +199,10 @@ def profile_sample(
     positive = positive_matrix(blasts, thresholds, load_trial(resolve(config["trial"])).targets)
     write_tsv(out / "coverage.tsv", coverage_table(positive, sample_id, positivity.confidence))
     write_tsv(out / "coexpression.tsv", upset_data(positive))
+    write_tsv(
+        out / "positive_controls.tsv",
+        positive_controls(data, gated.masks, thresholds, config["positive_controls"]),
+    )
 
     write_tsv(out / "populations.tsv", gated.table)
     write_tsv(out / "antigens.tsv", table)
@@ -569,7 +576,27 @@ def _profile_doc(
         },
         "software": software_versions(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        # Audit (issue 7): the file's own identity as written by the cytometer, every stain
+        # name, the host, and the resolved configuration whose canonical JSON the "config"
+        # input's SHA-256 is taken over (so a reviewer can check it).
+        "fcs_keywords": _audit_keywords(tube),
+        "stains": dict(zip(tube.channels, tube.labels, strict=True)) if tube else {},
+        "host": platform.node(),
+        "config": json.loads(json.dumps(config, sort_keys=True, default=str)),
     }
+
+
+#: FCS TEXT keywords that identify a tube and its acquisition, copied into profile.json.
+AUDIT_KEYWORDS = (
+    "$FIL", "$CYT", "$CYTSN", "$INST", "$OP", "$SRC", "$SMNO", "$PROJ", "$DATE", "$BTIM", "$ETIM",
+)  # fmt: skip
+
+
+def _audit_keywords(tube: Tube | None) -> dict[str, str]:
+    """The identifying TEXT keywords of the tube as written (absent ones left out)."""
+    if tube is None:
+        return {}
+    return {k: str(tube.keywords[k]) for k in AUDIT_KEYWORDS if k in tube.keywords}
 
 
 def _write_failed(
@@ -587,6 +614,7 @@ def _write_failed(
     write_tsv(out / "coverage.tsv", pd.DataFrame(columns=COVERAGE_COLUMNS))
     write_tsv(out / "coexpression.tsv", pd.DataFrame(columns=UPSET_COLUMNS))
     write_json(out / "calibration.json", {})
+    write_tsv(out / "positive_controls.tsv", pd.DataFrame(columns=POSITIVE_CONTROL_COLUMNS))
     write_json(out / "qc.json", qc.to_json(sample_id, str(fcs)))
     write_json(out / "gates.json", [])
     write_text(out / "gates.xml", "")
@@ -662,12 +690,17 @@ def write_cohort_table(
     return paths
 
 
-def write_sample_report(sample_dir: str | Path, config: Mapping[str, Any]) -> Path:
-    """``report.html`` for one sample, from its outputs only."""
+def write_sample_report(
+    sample_dir: str | Path,
+    config: Mapping[str, Any],
+    patient_samples: Sequence[Mapping[str, str]] | None = None,
+) -> Path:
+    """``report.html`` for one sample, from its outputs only; ``patient_samples`` (the sheet's
+    ``sample_id``/``timepoint`` of every sample of the same patient) adds links to the others."""
     from antigen_profile.report import render_sample_report, write_html
 
     path = Path(sample_dir) / "report.html"
-    write_html(render_sample_report(Path(sample_dir), config), path)
+    write_html(render_sample_report(Path(sample_dir), config, patient_samples), path)
     return path
 
 

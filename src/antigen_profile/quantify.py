@@ -276,3 +276,64 @@ def lineage_flags(table: pd.DataFrame, b_lineage: Sequence[str]) -> list[dict[st
             "consider a lineage switch and review the myeloid markers",
         }
     ]
+
+
+POSITIVE_CONTROL_COLUMNS = [
+    "target",
+    "population",
+    "expected",
+    "events",
+    "positive_events",
+    "pct_positive",
+    "threshold",
+    "note",
+]
+
+
+def positive_controls(
+    data: Mapping[str, np.ndarray],
+    masks: Mapping[str, np.ndarray],
+    thresholds: Mapping[str, float | None],
+    carriers: Mapping[str, Mapping[str, str | None]],
+) -> pd.DataFrame:
+    """Normal populations known to carry a target, measured with the blasts' own threshold:
+    if T/NK cells are not CD38-positive above it, or neutrophils not CD10-positive, the stain
+    or the threshold is suspect, whatever the blasts show. ``carriers`` maps a target to
+    ``{population, expected}`` (config ``positive_controls``)."""
+    rows = []
+    for target, spec in carriers.items():
+        population = spec.get("population")
+        row: dict[str, object] = {
+            "target": target,
+            "population": population or "",
+            "expected": spec.get("expected", ""),
+            "events": None,
+            "positive_events": None,
+            "pct_positive": None,
+            "threshold": None,
+            "note": "",
+        }
+        threshold = thresholds.get(target)
+        if threshold is not None:
+            row["threshold"] = round(float(threshold), 2)
+        if not population or population not in masks:
+            row["note"] = "no gated normal population carries this target in this panel"
+        elif target not in data:
+            row["note"] = f"{target} is not in this tube's panel"
+        elif threshold is None:
+            row["note"] = f"no threshold for {target}, so nothing to check"
+        else:
+            values = data[target][masks[population]]
+            positive = int(np.count_nonzero(values > threshold))
+            row.update(
+                events=int(values.size),
+                positive_events=positive,
+                pct_positive=round(100.0 * positive / values.size, 2) if values.size else None,
+            )
+            if not values.size:
+                row["note"] = f"no {population} events"
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=POSITIVE_CONTROL_COLUMNS)
+    for column in ("events", "positive_events"):
+        table[column] = table[column].astype("Int64")
+    return table

@@ -15,6 +15,7 @@ rule profile:
         plotdata=f"{RESULTS}/{{sample}}/plotdata.npz",
         profile=f"{RESULTS}/{{sample}}/profile.json",
         calibration=f"{RESULTS}/{{sample}}/calibration.json",
+        positive_controls=f"{RESULTS}/{{sample}}/positive_controls.tsv",
     log:
         f"{RESULTS}/logs/profile/{{sample}}.log",
     benchmark:
