@@ -1,0 +1,1460 @@
+"""Per-sample analysis benchmark: our pipeline against a FlowKit reference and the read floor.
+
+One command generates synthetic tubes of the demo panel (``P01-R1`` scaled to each size, FCS
+3.1, float32, 12 channels, ``$SPILLOVER``), and on the same files measures
+
+* the **read floor**: ``np.fromfile`` of the DATA segment, nothing else;
+* **ours**: :func:`antigen_profile.pipeline.profile_sample` with the default config and
+  ``report.max_plot_events`` = 2000, i.e. ingest, QC, compensation, transforms, fitted gating,
+  quantification, coverage and every per-sample output file except the HTML report;
+* the **FlowKit reference** (``benchmarks/flowkit_reference.py``): FlowKit's public API gating
+  the file with the sample's own exported ``gates.xml`` (the same fitted gates,
+  ``compensation-ref="FCS"``) and computing the same counts, medians and positives.
+
+Every run is a fresh subprocess (``--repeats`` of each, interleaved, median reported). A run's
+time covers the analysis only (imports are timed separately: a fixed cost per job); its memory
+is the process's peak resident set (``VmHWM``, the same figure as ``ru_maxrss`` but never
+inherited from the parent), also given above the baseline measured after the imports. At the
+largest size (or ``--profile-size``) one instrumented run attributes time and memory to the
+pipeline's stages, one run under cProfile lists the hottest functions, and alternatives to
+the costly steps are timed in isolation on that size's arrays (``--no-profile`` skips all
+three).
+
+Usage::
+
+    python benchmarks/bench_sample.py --sizes 1e5 1e6 5e6 --repeats 3 --out benchmarks/RESULTS.md
+
+The files are written to a temporary folder and deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import functools
+import importlib
+import itertools
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # run as a script: flowkit_reference sits beside this file
+    sys.path.insert(0, str(HERE))
+
+#: Demo tube whose populations and panel are scaled to each size.
+DEMO_TUBE = "P01-R1"
+SAMPLE_ID = "BENCH"
+#: Events drawn per plot: small, so plot data costs little (the report itself is not run).
+PLOT_EVENTS = 2000
+SECTION = "## Per-sample analysis"
+RESULT_TAG = "RESULT "
+MIB = 1024.0 * 1024.0
+
+#: Targets of issue 9, checked at the largest size.
+FLOOR_FACTOR = 10.0
+SPEEDUP = 25.0
+MEMORY_FACTOR = 2.0
+#: Cost grows linearly: time per event may rise by at most this factor from one size to the
+#: next (a log-log slope of about 1.1 over a fivefold step).
+LINEAR_TOLERANCE = 1.2
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory and machine
+# ---------------------------------------------------------------------------------------------
+
+
+def _status_mib(field: str) -> float:
+    """A ``/proc/self/status`` memory field in MiB (``ru_maxrss`` where there is no /proc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def rss_mib() -> float:
+    """Current resident set size of this process, MiB."""
+    return _status_mib("VmRSS")
+
+
+def peak_mib() -> float:
+    """Peak resident set size of this process so far (``VmHWM``), MiB."""
+    return _status_mib("VmHWM")
+
+
+def machine() -> dict[str, str]:
+    """CPU, cores, RAM, OS and the versions that shape the numbers."""
+    from importlib import metadata
+
+    cpu = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    ram = "unknown"
+    with contextlib.suppress(OSError), open("/proc/meminfo", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("MemTotal:"):
+                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    versions = {}
+    for package in ("numpy", "flowkit", "flowio", "flowutils", "scikit-learn", "pandas"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    blas = "unknown"
+    with contextlib.suppress(Exception):
+        deps = np.__config__.CONFIG["Build Dependencies"]["blas"]  # type: ignore[attr-defined]
+        blas = f"{deps['name']} {deps['version']}"
+    return {
+        "cpu": cpu,
+        "cores": str(cores),
+        "ram": ram,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "blas": blas,
+        **versions,
+    }
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages: the machine may be shared while the benchmark runs."""
+    try:
+        return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------------------------
+# Test files
+# ---------------------------------------------------------------------------------------------
+
+
+def panel_detectors() -> dict[str, str]:
+    """Marker -> ``$PnN`` detector of the demo panel, from the panel description itself."""
+    from antigen_profile.simulate import DEMO_PANEL
+
+    return {c.marker: c.name for c in DEMO_PANEL if c.marker}
+
+
+def generate_tube(n_events: int, path: str | Path, name: str = DEMO_TUBE) -> dict[str, Any]:
+    """Write a demo tube scaled to ``n_events`` (same populations, panel and spillover as
+    ``name``, seeded from the name and size). Returns the file's size and shape."""
+    import zlib
+
+    from antigen_profile.simulate import demo_tube_spec, simulate_events, write_fcs
+
+    spec, _ = demo_tube_spec(name)
+    rng = np.random.default_rng([zlib.crc32(name.encode("utf-8")), n_events])
+    events, _truth = simulate_events(spec, n_events, rng)
+    del _truth
+    write_fcs(
+        path,
+        events,
+        [c.name for c in spec.channels],
+        [c.label for c in spec.channels],
+        spec.keywords(),
+    )
+    return {
+        "events": n_events,
+        "channels": len(spec.channels),
+        "bytes": Path(path).stat().st_size,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Read floor
+# ---------------------------------------------------------------------------------------------
+
+
+def data_segment(path: str | Path) -> tuple[int, np.dtype, int, int]:
+    """Where the DATA segment starts, its dtype, events and channels (uniform-width files).
+
+    Only what the floor needs: HEADER offsets (or ``$BEGINDATA`` for large files), ``$TOT``,
+    ``$PAR``, ``$DATATYPE``, ``$BYTEORD`` and ``$P1B``.
+    """
+    with open(path, "rb") as handle:
+        header = handle.read(58)
+        text_begin, text_end = int(header[10:18]), int(header[18:26])
+        data_begin = int(header[26:34].strip() or 0)
+        handle.seek(text_begin)
+        text = handle.read(text_end - text_begin + 1).decode("latin-1")
+    delimiter = text[0]
+    items = text[1:].split(delimiter)
+    keys = {items[i].upper(): items[i + 1] for i in range(0, len(items) - 1, 2)}
+    if data_begin == 0:
+        data_begin = int(keys["$BEGINDATA"])
+    order = "<" if keys["$BYTEORD"].strip().startswith("1") else ">"
+    kind = keys["$DATATYPE"].strip().upper()
+    bits = int(keys["$P1B"])
+    code = {"F": "f4", "D": "f8"}.get(kind, f"u{bits // 8}")
+    return data_begin, np.dtype(order + code), int(keys["$TOT"]), int(keys["$PAR"])
+
+
+def read_floor(path: str | Path) -> np.ndarray:
+    """The events as stored: one ``np.fromfile`` of the DATA segment (the floor)."""
+    offset, dtype, n_events, n_channels = data_segment(path)
+    data = np.fromfile(path, dtype=dtype, count=n_events * n_channels, offset=offset)
+    return data.reshape(n_events, n_channels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Our analysis
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_config(max_plot_events: int = PLOT_EVENTS) -> dict[str, Any]:
+    """The default configuration with small plot subsamples (the report is not benchmarked)."""
+    from antigen_profile.config import load_config
+
+    config = load_config()
+    config["report"] = {**config["report"], "max_plot_events": int(max_plot_events)}
+    return config
+
+
+@contextlib.contextmanager
+def _spy(module: Any, name: str, record: Callable[..., None]) -> Iterator[None]:
+    """Call ``record(result, *args)`` after every call of ``module.name``; restore on exit."""
+    original = getattr(module, name)
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        record(result, *args, **kwargs)
+        return result
+
+    setattr(module, name, wrapper)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+def run_ours(
+    fcs: str | Path,
+    out_dir: str | Path,
+    config: Mapping[str, Any] | None = None,
+    exact: bool = False,
+) -> dict[str, Any]:
+    """Run :func:`profile_sample` on ``fcs`` and collect what the reference must reproduce.
+
+    The per-antigen thresholds are recorded unrounded as the pipeline applies them (a spy on
+    ``thresholds_from_references``, which only records its result), with the ones that come
+    from a model (``model_thresholds``) for the reference to reuse. With ``exact`` the
+    unrounded blast medians and positive counts are also recorded (a spy on ``antigen_table``
+    keeps the blast arrays until the run ends, so this is off when memory is measured).
+    Returns ``seconds`` (``profile_sample`` alone) and the results.
+    """
+    from antigen_profile import pipeline
+
+    config = dict(config or bench_config())
+    seen: dict[str, Any] = {}
+
+    def on_thresholds(result: Any, table: Any, references: Any, *rest: Any, **kw: Any) -> None:
+        seen["thresholds"] = {m: None if t is None else float(t) for m, t in result.items()}
+        seen["model_thresholds"] = {
+            m: float(r.threshold)
+            for m, r in references.items()
+            if r is not None and r.threshold is not None and result.get(m) is not None
+        }
+        seen["sources"] = {m: None if r is None else r.source for m, r in references.items()}
+
+    def on_table(result: Any, sample_id: Any, blasts: Any, *rest: Any, **kw: Any) -> None:
+        seen["blasts"] = dict(blasts)
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_spy(pipeline, "thresholds_from_references", on_thresholds))
+        if exact:
+            stack.enter_context(_spy(pipeline, "antigen_table", on_table))
+        start, cpu = time.perf_counter(), time.process_time()
+        result = pipeline.profile_sample(SAMPLE_ID, fcs, out_dir, config)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    out = Path(out_dir)
+    ours: dict[str, Any] = {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "qc_status": result.qc_status,
+        "reasons": list(result.reasons),
+        **read_outputs(out),
+        "thresholds": seen.get("thresholds", {}),
+        "model_thresholds": seen.get("model_thresholds", {}),
+        "sources": seen.get("sources", {}),
+        "gates_xml": str(out / "gates.xml"),
+    }
+    if exact and "blasts" in seen:
+        thresholds = ours["thresholds"]
+        exact_stats = {}
+        for marker, values in seen.pop("blasts").items():
+            threshold = thresholds.get(marker)
+            exact_stats[marker] = {
+                "median": float(np.median(values)) if values.size else float("nan"),
+                "positive_events": None
+                if threshold is None
+                else int(np.count_nonzero(values > threshold)),
+            }
+        ours["exact"] = exact_stats
+    return ours
+
+
+def read_outputs(out: Path) -> dict[str, Any]:
+    """Counts, antigen rows and the all-targets escape from one sample's output folder."""
+    import pandas as pd
+
+    populations = pd.read_csv(out / "populations.tsv", sep="\t")
+    antigens = pd.read_csv(out / "antigens.tsv", sep="\t")
+    coverage = pd.read_csv(out / "coverage.tsv", sep="\t")
+    qc = json.loads((out / "qc.json").read_text())
+    markers = {}
+    for row in antigens.to_dict("records"):
+        markers[str(row["marker"])] = {
+            key: (None if isinstance(row[key], float) and math.isnan(row[key]) else row[key])
+            for key in ("events", "positive_events", "pct_positive", "median", "threshold")
+        }
+    uncovered = None
+    targets: list[str] = []
+    if len(coverage):
+        widest = coverage[coverage["n_products"] == coverage["n_products"].max()].iloc[0]
+        uncovered = int(widest["uncovered_events"])
+        targets = str(widest["combination"]).split("+")
+    return {
+        "counts": {
+            str(p): int(e)
+            for p, e in zip(populations["population"], populations["events"], strict=True)
+        },
+        "markers": markers,
+        "uncovered_all": uncovered,
+        "assessed_targets": targets,
+        "events_total": int(qc["events_total"]),
+        "events_kept": int(qc["events_kept"]),
+    }
+
+
+def run_reference(
+    fcs: str | Path,
+    gates_xml: str | Path,
+    model_thresholds: Mapping[str, float],
+    config: Mapping[str, Any] | None = None,
+) -> Any:
+    """The FlowKit reference on ``fcs`` with the settings of ``config``."""
+    from flowkit_reference import reference_profile
+
+    from antigen_profile.config import resolve
+    from antigen_profile.recommend import load_trial
+
+    config = config or bench_config()
+    return reference_profile(
+        fcs,
+        gates_xml,
+        panel_detectors(),
+        list(config["quantified"]),
+        dict(config["positivity"]["internal_negative"]),
+        float(config["positivity"]["percentile"]),
+        model_thresholds,
+        load_trial(resolve(config["trial"])).targets,
+    )
+
+
+def compare(ours: Mapping[str, Any], reference: Any, rel: float = 1e-9) -> list[str]:
+    """Where ``ours`` (from :func:`run_ours`) and the reference differ; empty when they agree.
+
+    Counts, positives and the escape count must be equal; thresholds and medians equal within
+    ``rel`` (the two compensate with different but exact linear algebra); ``antigens.tsv``'s
+    rounded median and % positive must equal the reference's rounded the same way.
+    """
+    problems = []
+    if ours["events_kept"] != ours["events_total"]:
+        problems.append(
+            f"QC dropped {ours['events_total'] - ours['events_kept']} events; the reference "
+            "gates them all"
+        )
+    if ours["counts"] != reference.counts:
+        problems.append(
+            f"population counts differ: ours {ours['counts']}, FlowKit {reference.counts}"
+        )
+    for marker, stats in reference.markers.items():
+        mine = ours["markers"].get(marker)
+        if mine is None:
+            problems.append(f"{marker}: not quantified by ours")
+            continue
+        if mine["events"] != stats.events:
+            problems.append(f"{marker}: {mine['events']} blast events vs {stats.events}")
+        threshold = ours["thresholds"].get(marker)
+        if (threshold is None) != (stats.threshold is None) or (
+            threshold is not None and not math.isclose(threshold, stats.threshold, rel_tol=rel)
+        ):
+            problems.append(f"{marker}: threshold {threshold!r} vs {stats.threshold!r}")
+        if mine["positive_events"] != stats.positive_events:
+            problems.append(
+                f"{marker}: {mine['positive_events']} positive blasts vs {stats.positive_events}"
+            )
+        if stats.pct_positive is not None and mine["pct_positive"] != round(stats.pct_positive, 2):
+            problems.append(f"{marker}: {mine['pct_positive']}% positive vs {stats.pct_positive}")
+        if mine["median"] != round(stats.median, 2):
+            problems.append(f"{marker}: median {mine['median']} vs {stats.median}")
+        exact = ours.get("exact", {}).get(marker)
+        if exact is not None:
+            if not math.isclose(exact["median"], stats.median, rel_tol=rel):
+                problems.append(
+                    f"{marker}: unrounded median {exact['median']!r} vs {stats.median!r}"
+                )
+            if exact["positive_events"] != stats.positive_events:
+                problems.append(f"{marker}: unrounded positives differ")
+    if ours["uncovered_all"] != reference.uncovered_all:
+        problems.append(
+            f"blasts negative for every target: {ours['uncovered_all']} vs "
+            f"{reference.uncovered_all}"
+        )
+    if sorted(ours["assessed_targets"]) != sorted(reference.assessed_targets):
+        problems.append(f"targets {ours['assessed_targets']} vs {reference.assessed_targets}")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers: each measurement runs in a fresh interpreter
+# ---------------------------------------------------------------------------------------------
+
+
+def _import_heavy() -> float:
+    """Import everything the analysis imports lazily; returns the seconds it took."""
+    start = time.perf_counter()
+    for module in (
+        "pandas",
+        "antigen_profile.pipeline",
+        "flowkit",
+        "sklearn.mixture",
+        "scipy.stats",
+        "matplotlib.path",
+        "lxml.etree",
+    ):
+        importlib.import_module(module)
+    return time.perf_counter() - start
+
+
+def _worker_generate(job: Mapping[str, Any]) -> dict[str, Any]:
+    start = time.perf_counter()
+    info = generate_tube(int(job["n"]), job["path"])
+    return {**info, "seconds": time.perf_counter() - start}
+
+
+def _worker_floor(job: Mapping[str, Any]) -> dict[str, Any]:
+    baseline = rss_mib()
+    start, cpu = time.perf_counter(), time.process_time()
+    data = read_floor(job["path"])
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "shape": list(data.shape),
+        "baseline_mib": baseline,
+        "peak_mib": peak_mib(),
+    }
+
+
+def _worker_ours(job: Mapping[str, Any]) -> dict[str, Any]:
+    imports = _import_heavy()
+    config = bench_config()
+    baseline = rss_mib()
+    ours = run_ours(job["path"], job["out"], config, exact=bool(job.get("exact")))
+    return {**ours, "imports": imports, "baseline_mib": baseline, "peak_mib": peak_mib()}
+
+
+def _worker_reference(job: Mapping[str, Any]) -> dict[str, Any]:
+    start = time.perf_counter()
+    importlib.import_module("flowkit")
+    imports = time.perf_counter() - start
+    config = bench_config()
+    baseline = rss_mib()
+    start, cpu = time.perf_counter(), time.process_time()
+    result = run_reference(job["path"], job["gates"], job["model_thresholds"], config)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "imports": imports,
+        "baseline_mib": baseline,
+        "peak_mib": peak_mib(),
+        "result": result.to_json(),
+    }
+
+
+#: (module or class path, attribute, label, depth): the stages of profile_sample in call order;
+#: depth 1 marks a step inside the stage above it (or, for logicle and membership, calls made
+#: from several stages).
+STAGES: list[tuple[str, str, str, int]] = [
+    ("antigen_profile.pipeline", "_input", "audit trail: sha256 of the inputs", 0),
+    ("antigen_profile.pipeline", "read_tube", "ingest: read_tube", 0),
+    ("antigen_profile.ingest", "read_fcs", "FCS parse + decode to float64", 1),
+    ("antigen_profile.ingest", "sha256_file", "sha256 of the file (second time)", 1),
+    ("antigen_profile.pipeline", "check_acquisition", "QC: acquisition + time stability", 0),
+    ("antigen_profile.pipeline", "compensate", "compensation (all 12 channels, float64)", 0),
+    ("antigen_profile.pipeline", "negative_pileups", "QC: negative pile-ups", 0),
+    ("antigen_profile.pipeline:Gater", "gate", "gating (all of it)", 0),
+    ("antigen_profile.gating:GatingTemplate", "fit", "fit gates to the sample", 1),
+    ("antigen_profile.gatefit", "fit_clusters", "GMM clusters (5k events)", 1),
+    ("antigen_profile.gating:GatingTemplate", "inside", "our membership (matplotlib)", 1),
+    ("antigen_profile.gating:GatingTemplate", "transform", "logicle (FlowKit), all calls", 1),
+    ("flowkit:Sample", "__init__", "FlowKit Sample(DataFrame)", 1),
+    ("flowkit:GatingStrategy", "gate_sample", "FlowKit gate_sample", 1),
+    ("antigen_profile.pipeline", "export_gatingml", "export gates.xml", 1),
+    ("antigen_profile.pipeline", "gate_to_json", "gates.json entries", 1),
+    ("antigen_profile.pipeline", "_references", "quantify: negative references", 0),
+    ("antigen_profile.pipeline", "mixture_reference", "mixture reference (CD38)", 1),
+    ("antigen_profile.pipeline", "antigen_table", "quantify: antigens.tsv", 0),
+    ("antigen_profile.pipeline", "_add_density", "quantify: bead density (none here)", 0),
+    ("antigen_profile.pipeline", "thresholds_from_references", "coverage: thresholds", 0),
+    ("antigen_profile.pipeline", "positive_matrix", "coverage: positive matrix", 0),
+    ("antigen_profile.pipeline", "coverage_table", "coverage: coverage.tsv", 0),
+    ("antigen_profile.pipeline", "upset_data", "coverage: coexpression.tsv", 0),
+    ("antigen_profile.pipeline", "positive_controls", "quantify: positive_controls.tsv", 0),
+    ("antigen_profile.pipeline", "_antigen_plot_data", "plot data: antigen intensities", 0),
+    ("antigen_profile.pipeline", "write_tsv", "write outputs", 0),
+    ("antigen_profile.pipeline", "write_json", "write outputs", 0),
+    ("antigen_profile.pipeline", "write_npz", "write outputs", 0),
+    ("antigen_profile.pipeline", "write_text", "write outputs", 0),
+]
+
+
+class StageRecorder:
+    """Wraps the functions of :data:`STAGES` to time them and follow memory.
+
+    Per label, in order of first call: calls, inclusive seconds (an inner call of the same
+    label is not counted twice), the largest growth of the resident set over one call, the
+    peak (``VmHWM``) after the last call, and how many calls got an array of every event.
+    """
+
+    def __init__(self, n_events: int) -> None:
+        self.n_events = n_events
+        self.stats: dict[str, dict[str, float]] = {}
+        self.order: list[str] = []
+        self.active: dict[str, int] = {}
+        self.missing: list[str] = []
+        self.depth: dict[str, int] = {}
+        self._restore: list[tuple[Any, str, Any]] = []
+
+    def install(self) -> None:
+        for where, attr, label, depth in STAGES:
+            self.depth[label] = depth
+            module_name, _, class_name = where.partition(":")
+            try:
+                owner: Any = importlib.import_module(module_name)
+                if class_name:
+                    owner = getattr(owner, class_name)
+                original = getattr(owner, attr)
+            except (ImportError, AttributeError):
+                self.missing.append(f"{where}.{attr}")
+                continue
+            self._restore.append((owner, attr, original))
+            setattr(owner, attr, self._wrap(original, label))
+
+    def uninstall(self) -> None:
+        for owner, attr, original in reversed(self._restore):
+            setattr(owner, attr, original)
+        self._restore.clear()
+
+    def _wrap(self, original: Callable[..., Any], label: str) -> Callable[..., Any]:
+        recorder = self
+
+        @functools.wraps(original)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            outer = recorder.active.get(label, 0) == 0
+            recorder.active[label] = recorder.active.get(label, 0) + 1
+            if label not in recorder.order:
+                recorder.order.append(label)
+            before = rss_mib()
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                seconds = time.perf_counter() - start
+                recorder.active[label] -= 1
+                if outer:
+                    entry = recorder.stats.setdefault(
+                        label,
+                        {"calls": 0, "seconds": 0.0, "rise_mib": 0.0, "full_calls": 0},
+                    )
+                    entry["calls"] += 1
+                    entry["seconds"] += seconds
+                    entry["rise_mib"] = max(entry["rise_mib"], rss_mib() - before)
+                    entry["peak_after_mib"] = peak_mib()
+                    sizes = [a.shape[0] for a in args if getattr(a, "ndim", 0) > 0]
+                    if sizes and max(sizes) >= recorder.n_events:
+                        entry["full_calls"] += 1
+
+        return wrapper
+
+
+def _worker_stages(job: Mapping[str, Any]) -> dict[str, Any]:
+    imports = _import_heavy()
+    from antigen_profile.pipeline import profile_sample
+
+    config = bench_config()
+    baseline = rss_mib()
+    recorder = StageRecorder(int(job["n"]))
+    recorder.install()
+    try:
+        start = time.perf_counter()
+        profile_sample(SAMPLE_ID, job["path"], job["out"], config)
+        total = time.perf_counter() - start
+    finally:
+        recorder.uninstall()
+    stages = [
+        {"label": label, "depth": recorder.depth[label], **recorder.stats[label]}
+        for label in recorder.order
+    ]
+    return {
+        "seconds": total,
+        "imports": imports,
+        "baseline_mib": baseline,
+        "peak_mib": peak_mib(),
+        "stages": stages,
+        "missing": recorder.missing,
+    }
+
+
+def _worker_cprofile(job: Mapping[str, Any]) -> dict[str, Any]:
+    import cProfile
+    import pstats
+
+    _import_heavy()
+    from antigen_profile.pipeline import profile_sample
+
+    config = bench_config()
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    profile_sample(SAMPLE_ID, job["path"], job["out"], config)
+    profiler.disable()
+    total = time.perf_counter() - start
+    stats = pstats.Stats(profiler)
+    rows = []
+    for (filename, line, name), (_cc, calls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        short = filename.split("site-packages/")[-1].split("/src/")[-1]
+        rows.append(
+            {
+                "function": f"{short}:{line}({name})",
+                "calls": calls,
+                "tottime": tottime,
+                "cumtime": cumtime,
+            }
+        )
+    rows.sort(key=lambda r: -r["tottime"])
+    return {"seconds": total, "top": rows[: int(job.get("top", 20))]}
+
+
+def _best(function: Callable[[], Any], repeats: int = 3) -> float:
+    """Fastest of ``repeats`` timed calls (isolated timings: the minimum is the least noisy)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# ---------------------------------------------------------------------------------------------
+# Candidate implementations, timed against the current code by the "micro" worker
+# ---------------------------------------------------------------------------------------------
+
+
+def logicle_table(
+    params: Mapping[str, float], knots: int = 1 << 16
+) -> tuple[float, float, float, float, np.ndarray]:
+    """The logicle on a grid uniform in ``asinh(x / s)`` over ``[-T, T]``.
+
+    ``asinh`` is linear near zero and logarithmic far from it, like the logicle, so a
+    uniform grid in it follows the curve everywhere and a value's cell is found by one
+    multiplication (no search). Returns ``(s, u0, du, top, table)``.
+    """
+    from antigen_profile.transforms import logicle
+
+    top = float(params["T"])
+    scale = top * 10.0 ** -(float(params["M"]) - float(params["W"]))
+    u = np.linspace(-math.asinh(top / scale), math.asinh(top / scale), knots)
+    return scale, float(u[0]), float(u[1] - u[0]), top, logicle(scale * np.sinh(u), params)
+
+
+def logicle_lookup(
+    values: np.ndarray,
+    table: tuple[float, float, float, float, np.ndarray],
+    params: Mapping[str, float],
+) -> np.ndarray:
+    """Logicle of ``values`` by linear interpolation in :func:`logicle_table` (FlowKit's exact
+    transform for the rare values outside ``[-T, T]``)."""
+    from antigen_profile.transforms import logicle
+
+    scale, u0, du, top, y = table
+    position = (np.arcsinh(values / scale) - u0) / du
+    cell = np.clip(position.astype(np.int64), 0, y.size - 2)
+    out = y[cell] + (y[cell + 1] - y[cell]) * (position - cell)
+    outside = np.flatnonzero(np.abs(values) > top)
+    if outside.size:
+        out[outside] = logicle(values[outside], params)
+    return out
+
+
+def polygon_masks(
+    gates: Sequence[Any], columns: Mapping[tuple[str, str | None], np.ndarray], n: int
+) -> dict[str, np.ndarray]:
+    """Every gate's membership with FlowKit's own point-in-polygon test (flowutils), each gate
+    tested on its parent's events only; ``columns`` holds each (dimension, transform) once."""
+    from flowutils import gating as fu_gating
+
+    masks: dict[str, np.ndarray] = {}
+    for gate in gates:
+        x = columns[(gate.x.dimension, gate.x.transform)]
+        y = columns[(gate.y.dimension, gate.y.transform)]
+        vertices = np.asarray(gate.vertices, dtype=np.float64)
+        mask = np.zeros(n, dtype=bool)
+        if gate.parent is None:
+            mask[:] = fu_gating.points_in_polygon(vertices, np.column_stack([x, y]))
+        else:
+            index = np.flatnonzero(masks[gate.parent])
+            points = np.column_stack([x[index], y[index]])
+            mask[index] = fu_gating.points_in_polygon(vertices, points)
+        masks[gate.id] = mask
+    return masks
+
+
+def mixture_labels(values: np.ndarray, model: Any, params: Mapping[str, float]) -> np.ndarray:
+    """``model.predict(logicle(values))`` without transforming or scoring every event.
+
+    A 1-D mixture of two Gaussians changes label only where the weighted densities are equal:
+    at most two points (a quadratic). Those points are found once on the logicle scale, moved
+    to the linear scale, and every event is placed between them by comparison.
+    """
+    from antigen_profile.transforms import logicle_inverse
+
+    mean = model.means_.ravel()
+    var = model.covariances_.ravel()
+    weight = model.weights_
+    a = 0.5 / var[1] - 0.5 / var[0]
+    b = mean[0] / var[0] - mean[1] / var[1]
+    c = (
+        0.5 * mean[1] ** 2 / var[1]
+        - 0.5 * mean[0] ** 2 / var[0]
+        + math.log(weight[0] / math.sqrt(var[0]))
+        - math.log(weight[1] / math.sqrt(var[1]))
+    )
+    roots = np.roots([a, b, c]) if abs(a) > 1e-300 else np.array([-c / b])
+    roots = np.sort(roots[np.isreal(roots)].real)
+    if roots.size:
+        probes = np.concatenate([roots[:1] - 1.0, (roots[:-1] + roots[1:]) / 2, roots[-1:] + 1.0])
+    else:
+        probes = np.zeros(1)
+    labels = model.predict(probes.reshape(-1, 1))  # one label per interval between roots
+    edges = logicle_inverse(roots, params)
+    return labels[np.searchsorted(edges, values, side="right")]
+
+
+def _worker_micro(job: Mapping[str, Any]) -> dict[str, Any]:
+    """Time the costly steps and alternatives to them in isolation on one file's arrays."""
+    import io
+    import warnings
+
+    offset, dtype, n_events, n_channels = data_segment(job["path"])
+    start = time.perf_counter()
+    np.ones((n_events, n_channels))  # memory this process has never used: every page faults
+    first_touch = time.perf_counter() - start
+    reused = _best(lambda: np.ones((n_events, n_channels)), 2)
+
+    _import_heavy()
+    import flowkit as fk
+    import pandas as pd
+    from flowutils import gating as fu_gating
+    from matplotlib.path import Path as PolygonPath
+    from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_limits
+
+    from antigen_profile import gatefit
+    from antigen_profile.compensate import compensate
+    from antigen_profile.config import resolve
+    from antigen_profile.fcs import read_fcs
+    from antigen_profile.gating import GatingTemplate
+    from antigen_profile.ingest import read_tube, sha256_file
+    from antigen_profile.pipeline import _marker_data
+    from antigen_profile.qc import QCSettings, check_acquisition
+    from antigen_profile.quantify import PositivitySettings, mixture_reference
+    from antigen_profile.transforms import logicle
+
+    path = job["path"]
+    config = bench_config()
+    params = config["logicle"]
+    rows: list[dict[str, Any]] = []
+
+    def add(step: str, now: float, alternative: float | None, how: str, note: str = "") -> None:
+        rows.append(
+            {"step": step, "now": now, "alternative": alternative, "how": how, "note": note}
+        )
+
+    matrix_mib = n_events * n_channels * 8 / MIB
+    add(
+        "new memory: fill one float64 event matrix, first time in the process",
+        first_touch,
+        reused,
+        "memory the process has used before",
+        f"{matrix_mib:.0f} MiB: a new high-water mark cost "
+        f"{first_touch / (matrix_mib / 1024):.1f} s/GiB of page faults here (varies with what "
+        "the VM's memory did before)",
+    )
+
+    # Reading
+    add(
+        "read DATA to float64 (fcs.read_fcs)",
+        _best(lambda: read_fcs(path)),
+        _best(lambda: read_floor(path).astype(np.float64)),
+        "np.fromfile/memmap of DATA, one astype(float64)",
+        f"floor without the conversion: {_best(lambda: read_floor(path)):.3f} s",
+    )
+    add(
+        "sha256 of the FCS file (done twice)",
+        2 * _best(lambda: sha256_file(path), 2),
+        _best(lambda: sha256_file(path), 2),
+        "hash once, pass the checksum on",
+    )
+    tube = read_tube(path, config["markers"], config["scatter"])
+    events = tube.events
+    n = events.shape[0]
+    keep = np.ones(n, dtype=bool)
+    add(
+        "tube.events[qc.keep] (twice, all kept)",
+        2 * _best(lambda: events[keep], 2),
+        0.0,
+        "no copy when QC keeps every event; one copy otherwise",
+        f"{events.nbytes / MIB:.0f} MiB per copy",
+    )
+    add(
+        "np.isfinite check of the whole matrix",
+        _best(lambda: np.all(np.isfinite(events)), 2),
+        None,
+        "",
+    )
+    qc_settings = QCSettings.from_config(config)
+    add("QC check_acquisition", _best(lambda: check_acquisition(tube, qc_settings), 2), None, "")
+
+    # Compensation
+    spill = tube.spillover
+    assert spill is not None
+    columns = [tube.channels.index(str(d)) for d in spill.columns]
+    inverse = np.linalg.inv(spill.to_numpy(dtype=np.float64))
+    mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(n_events, n_channels))
+
+    def compensate_mapped() -> np.ndarray:
+        fluorescence = np.empty((n, len(columns)))
+        for j, column in enumerate(columns):
+            fluorescence[:, j] = mapped[:, column]
+        return fluorescence @ inverse
+
+    comp = compensate(events, tube.channels, spill)
+    same = np.array_equal(compensate_mapped(), comp[:, columns])
+    raw32 = read_floor(path)
+    add(
+        "compensate (copy all 12 channels, float64)",
+        _best(lambda: compensate(events, tube.channels, spill), 2),
+        _best(compensate_mapped, 2),
+        "the 8 fluorescence columns from the memory-mapped DATA, one float64 product",
+        f"identical values: {same}; in float32: "
+        f"{_best(lambda: raw32[:, columns] @ inverse.astype(np.float32), 2):.3f} s",
+    )
+    data = _marker_data(tube, comp)
+
+    # Logicle
+    cd45 = np.ascontiguousarray(data["CD45"])
+    exact = logicle(cd45, params)
+    table = logicle_table(params)
+    error = float(np.max(np.abs(logicle_lookup(cd45, table, params) - exact)))
+    add(
+        "logicle of one channel (FlowKit, 1 call)",
+        _best(lambda: logicle(cd45, params), 2),
+        _best(lambda: logicle_lookup(cd45, table, params), 2),
+        "65,536-knot table uniform in asinh(x/s), one multiply per event (no search)",
+        f"max error {error:.1e} logicle units; table built in "
+        f"{_best(lambda: logicle_table(params), 2) * 1000:.0f} ms",
+    )
+
+    # Gating
+    template = GatingTemplate(resolve(config["gating_template"]))
+    frame = pd.DataFrame({d: np.asarray(data[d], dtype=np.float64) for d in template.dimensions})
+    fit_seconds = _best(lambda: template.fit(frame), 1)
+    gates, _notes = template.fit(frame)
+    xml = template.to_gatingml(gates)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        strategy = fk.parse_gating_xml(io.BytesIO(xml.encode("utf-8")))
+        start = time.perf_counter()
+        sample = fk.Sample(frame, sample_id="micro")
+        sample_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        results = strategy.gate_sample(sample)
+        gate_seconds = time.perf_counter() - start
+    flowkit_masks = {g.id: np.asarray(results.get_gate_membership(g.id)) for g in gates}
+    axes = {(a.dimension, a.transform) for g in gates for a in (g.x, g.y) if a is not None}
+
+    def own_gating(lookup: bool) -> dict[str, np.ndarray]:
+        columns_once = {}
+        for dimension, transform in axes:
+            values = frame[dimension].to_numpy()
+            if transform is not None:
+                values = (
+                    logicle_lookup(values, table, params) if lookup else logicle(values, params)
+                )
+            columns_once[(dimension, transform)] = values
+        return polygon_masks(gates, columns_once, n)
+
+    flowkit_logicle, with_table = own_gating(False), own_gating(True)
+    same_exact = all(np.array_equal(flowkit_logicle[g], flowkit_masks[g]) for g in flowkit_masks)
+    same_table = all(np.array_equal(with_table[g], flowkit_masks[g]) for g in flowkit_masks)
+    add(
+        f"FlowKit Sample(DataFrame) + gate_sample ({len(gates)} gates)",
+        sample_seconds + gate_seconds,
+        _best(lambda: own_gating(True), 2),
+        "flowutils points_in_polygon on each parent's events; CD45 logicle once, by table",
+        f"Sample {sample_seconds:.2f} s + gate_sample {gate_seconds:.2f} s; masks identical to "
+        f"FlowKit's: {same_table} (with FlowKit's logicle once: {same_exact}, "
+        f"{_best(lambda: own_gating(False), 1):.2f} s)",
+    )
+    blasts_gate = next(g for g in gates if g.id == "blasts")
+    points = np.column_stack([exact, frame["SSC-A"].to_numpy()])
+    vertices = np.asarray(blasts_gate.vertices)
+    add(
+        "one polygon, all events: matplotlib contains_points (fitting)",
+        _best(lambda: PolygonPath(vertices).contains_points(points), 2),
+        _best(lambda: fu_gating.points_in_polygon(vertices, points), 2),
+        "flowutils points_in_polygon, FlowKit's own test",
+        f"{len(vertices)} vertices; the two disagree on points on an edge, FlowKit decides",
+    )
+    sub = np.sort(np.random.default_rng(0).choice(n, PLOT_EVENTS, replace=False))
+    add(
+        "plot data: logicle of all events, then subsample (per axis)",
+        _best(lambda: template.display(blasts_gate.x, frame), 2),
+        _best(lambda: logicle(cd45[sub], params), 2),
+        "subsample first, transform the plotted events only",
+    )
+    add(
+        "gate fitting (valley, ratio, GMM on 5k)",
+        fit_seconds,
+        None,
+        "with flowutils' test its masks are the final ones: no second gating pass",
+    )
+    singlets = flowkit_masks["singlets"]
+    fit_points = np.column_stack(
+        [exact[singlets], np.log10(np.clip(frame["SSC-A"].to_numpy()[singlets], 1, None))]
+    )
+    targets = {
+        "blasts": gatefit.ClusterTarget((0.42, math.log10(30000)), (0.18, math.log10(1.6))),
+        "lymphocytes": gatefit.ClusterTarget((0.77, math.log10(20000)), (0.18, math.log10(1.6))),
+    }
+
+    def fit_one_thread() -> None:
+        with threadpool_limits(1):
+            gatefit.fit_clusters(fit_points, targets)
+
+    add(
+        "GMM fit_clusters (BLAS threads: default)",
+        _best(lambda: gatefit.fit_clusters(fit_points, targets), 2),
+        _best(fit_one_thread, 2),
+        "threadpoolctl.threadpool_limits(1) around the fit",
+        "matters when other processes compete for the 2 cores",
+    )
+
+    # Quantification
+    blasts = flowkit_masks["blasts"]
+    blast_values = {m: data[m][blasts] for m in config["quantified"] if m in data}
+    add(
+        f"{len(blast_values)} blast medians (np.median)",
+        _best(lambda: [np.median(v) for v in blast_values.values()], 2),
+        _best(
+            lambda: [np.partition(v, v.size // 2)[v.size // 2] for v in blast_values.values()], 2
+        ),
+        "np.partition (the middle rank only; np.median already partitions)",
+    )
+    lymph = data["CD22"][flowkit_masks["lymphocytes"]]
+    k = math.floor(0.995 * (lymph.size - 1))
+
+    def partition_pct() -> float:
+        part = np.partition(lymph, [k, k + 1])
+        frac = 0.995 * (lymph.size - 1) - k
+        return float(part[k] + frac * (part[k + 1] - part[k]))
+
+    add(
+        "99.5th percentile of one reference (np.percentile)",
+        _best(lambda: np.percentile(lymph, 99.5), 3),
+        _best(partition_pct, 3),
+        "np.partition at the two neighbouring ranks",
+        f"same value: {math.isclose(partition_pct(), float(np.percentile(lymph, 99.5)))}",
+    )
+    positivity = PositivitySettings.from_config(config)
+    cd38 = data["CD38"][blasts]
+    x38 = logicle(cd38, params)
+    pick = np.random.default_rng(20240611).choice(x38.size, min(x38.size, 20_000), replace=False)
+    model = GaussianMixture(2, random_state=0).fit(x38[pick].reshape(-1, 1))
+    predicted = model.predict(x38.reshape(-1, 1))
+    differ = int(np.count_nonzero(mixture_labels(cd38, model, params) != predicted))
+    add(
+        "mixture reference for CD38, all of it",
+        _best(lambda: mixture_reference(cd38, params, positivity), 1),
+        None,
+        "",
+        f"{cd38.size:,} blasts",
+    )
+    add(
+        "mixture reference: logicle + predict on every blast",
+        _best(lambda: model.predict(logicle(cd38, params).reshape(-1, 1)), 1),
+        _best(lambda: mixture_labels(cd38, model, params), 3),
+        "solve for the (at most two) label boundaries once, compare on the linear scale",
+        f"labels differing from predict: {differ}",
+    )
+    return {"rows": rows, "n": n}
+
+
+WORKERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "generate": _worker_generate,
+    "floor": _worker_floor,
+    "ours": _worker_ours,
+    "reference": _worker_reference,
+    "stages": _worker_stages,
+    "cprofile": _worker_cprofile,
+    "micro": _worker_micro,
+}
+
+
+def run_worker(kind: str, job: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter; ``{"error": ...}`` when it fails."""
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        kind,
+        "--job",
+        json.dumps(job),
+    ]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    wall = time.perf_counter() - started
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith(RESULT_TAG):
+            return {**json.loads(line[len(RESULT_TAG) :]), "wall": wall, "load": load}
+    tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+    return {"error": f"exit {done.returncode}: " + " | ".join(tail)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+# ---------------------------------------------------------------------------------------------
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def bench_size(n: int, folder: Path, repeats: int, timeout: float, profile: bool) -> dict[str, Any]:
+    """Every measurement at one size; the file is deleted at the end."""
+    path = folder / f"bench_{n}.fcs"
+    _log(f"[{n:,}] generating {path.name}")
+    info = run_worker("generate", {"n": n, "path": str(path)}, timeout)
+    if "error" in info:
+        return {"n": n, "error": f"generation failed: {info['error']}"}
+    runs: dict[str, list[dict[str, Any]]] = {"floor": [], "ours": [], "reference": []}
+    first: dict[str, Any] | None = None
+    for r in range(repeats):
+        floor = run_worker("floor", {"path": str(path)}, timeout)
+        runs["floor"].append(floor)
+        out = folder / f"ours_{n}_{r}"
+        ours = run_worker("ours", {"path": str(path), "out": str(out)}, timeout)
+        runs["ours"].append(ours)
+        if first is None and "error" not in ours:
+            first = ours
+        if r > 0:
+            shutil.rmtree(out, ignore_errors=True)
+        if first is not None:
+            job = {
+                "path": str(path),
+                "gates": first["gates_xml"],
+                "model_thresholds": first["model_thresholds"],
+            }
+            runs["reference"].append(run_worker("reference", job, timeout))
+        _log(
+            f"[{n:,}] repeat {r + 1}/{repeats}: floor {floor.get('seconds', float('nan')):.3f} s, "
+            f"ours {ours.get('seconds', float('nan')):.2f} s, reference "
+            f"{(runs['reference'] or [{}])[-1].get('seconds', float('nan')):.2f} s"
+        )
+    result: dict[str, Any] = {"n": n, "file": info, "runs": runs}
+    if first is not None and runs["reference"] and "result" in runs["reference"][0]:
+        from flowkit_reference import ReferenceResult
+
+        reference = ReferenceResult.from_json(runs["reference"][0]["result"])
+        result["agreement"] = compare(first, reference)
+        result["counts"] = first["counts"]
+    if profile and first is not None:
+        _log(f"[{n:,}] instrumented run (stages)")
+        result["stages"] = run_worker(
+            "stages", {"path": str(path), "out": str(folder / f"stages_{n}"), "n": n}, timeout
+        )
+        _log(f"[{n:,}] cProfile run")
+        result["cprofile"] = run_worker(
+            "cprofile",
+            {"path": str(path), "out": str(folder / f"cprofile_{n}"), "top": 20},
+            timeout,
+        )
+        _log(f"[{n:,}] alternatives in isolation")
+        result["micro"] = run_worker("micro", {"path": str(path)}, timeout)
+    for leftover in folder.glob(f"*_{n}*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+    path.unlink(missing_ok=True)
+    return result
+
+
+def summarise(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Medians over the repeats of one size, and the derived ratios."""
+    n = int(result["n"])
+    info = result["file"]
+    matrix = n * int(info["channels"]) * 8 / MIB
+
+    def ok(kind: str) -> list[dict[str, Any]]:
+        return [r for r in result["runs"][kind] if "error" not in r]
+
+    floor, ours, ref = ok("floor"), ok("ours"), ok("reference")
+    row: dict[str, Any] = {"n": n, "file_mib": info["bytes"] / MIB, "matrix_mib": matrix}
+    for name, runs in (("floor", floor), ("ours", ours), ("ref", ref)):
+        row[f"{name}_s"] = _median([r["seconds"] for r in runs])
+        row[f"{name}_cpu"] = _median([r.get("cpu_seconds", float("nan")) for r in runs])
+        row[f"{name}_peak"] = _median([r["peak_mib"] for r in runs])
+        row[f"{name}_above"] = _median([r["peak_mib"] - r["baseline_mib"] for r in runs])
+        row[f"{name}_imports"] = _median([r.get("imports", 0.0) for r in runs])
+        row[f"{name}_runs"] = len(runs)
+    row["load"] = _median([r["load"] for k in (floor, ours, ref) for r in k if "load" in r])
+    row["errors"] = [r["error"] for kind in result["runs"].values() for r in kind if "error" in r]
+    row["agreement"] = result.get("agreement")
+    return row
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
+
+
+def _events(n: int) -> str:
+    return f"{n:,}"
+
+
+def render(
+    results: Sequence[Mapping[str, Any]],
+    command: str,
+    info: Mapping[str, str],
+    load: tuple[str, str],
+    started: str,
+    minutes: float,
+) -> str:
+    """The ``## Per-sample analysis`` section of RESULTS.md."""
+    rows = [summarise(r) for r in results if "error" not in r]
+    lines = [SECTION, ""]
+    lines += [
+        f"Run on {started} with `{command}` ({minutes:.1f} min in all).",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM, {info['os']}; "
+        f"Python {info['python']}, NumPy {info['numpy']} ({info['blas']}), FlowKit "
+        f"{info['flowkit']}, FlowIO {info['flowio']}, flowutils {info['flowutils']}, "
+        f"scikit-learn {info['scikit-learn']}, pandas {info['pandas']}. Load average (1/5/15 min) "
+        f"at the start {load[0]}, at the end {load[1]}: the machine is shared, so a load above "
+        "zero means other jobs ran at the same time and the times are upper bounds.",
+        "",
+        "Files: the demo tube P01-R1 scaled to each size (same populations, 12 channels "
+        "stored as float32, `$SPILLOVER`), generated in a temporary folder, read from the page "
+        "cache, deleted afterwards. **Ours** = `profile_sample` (ingest, QC, compensation, "
+        f"logicle, fitted gating, quantification, coverage, every output file except the HTML "
+        f"report; `report.max_plot_events` = {PLOT_EVENTS}, no control tube: thresholds from "
+        "the lymphocytes, CD38 from the blasts' mixture model). **FlowKit** = "
+        "`benchmarks/flowkit_reference.py`: `Sample(path)`, `gate_sample` with the sample's "
+        'exported `gates.xml` (`compensation-ref="FCS"`), `apply_compensation`, then counts, '
+        "medians, 99.5th-percentile thresholds (CD38's model threshold handed over) and "
+        "positives. **Floor** = `np.fromfile` of the DATA segment. Each run is a fresh process; "
+        "seconds are the median of the repeats and cover the analysis only (imports are a "
+        "fixed cost per job, listed below); peak memory is the process's VmHWM "
+        "(= `ru_maxrss`), and *above baseline* subtracts the resident set after the imports. "
+        "*load* is the median 1-minute load average when the runs started (2 cores: above 2, "
+        "other jobs competed for the CPU); *CPU s* is the process's user + system time over "
+        "the same span (all threads), less sensitive to competing jobs than wall time.",
+        "",
+        "| events | FCS file (MiB) | floor (s) | ours (s) | ours (events/s) | ours / floor "
+        "| FlowKit (s) | FlowKit / ours | same results | load | CPU s: ours, FlowKit |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|:---|---:|---:|",
+    ]
+    for row in rows:
+        agreement = row["agreement"]
+        same = "n/a" if agreement is None else ("yes" if not agreement else "**no**")
+        lines.append(
+            f"| {_events(row['n'])} | {_fmt(row['file_mib'], 0)} | {_fmt(row['floor_s'], 3)} "
+            f"| {_fmt(row['ours_s'])} | {_fmt(row['n'] / row['ours_s'], 0)} "
+            f"| {_fmt(row['ours_s'] / row['floor_s'], 0)} | {_fmt(row['ref_s'])} "
+            f"| {_fmt(row['ref_s'] / row['ours_s'])} | {same} | {_fmt(row['load'], 1)} "
+            f"| {_fmt(row['ours_cpu'])}, {_fmt(row['ref_cpu'])} |"
+        )
+    lines += [
+        "",
+        "| events | float64 matrix (MiB) | ours peak (MiB) | ours above baseline | "
+        "ours above baseline / matrix | FlowKit peak | FlowKit above baseline | floor peak |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {_events(row['n'])} | {_fmt(row['matrix_mib'], 0)} | {_fmt(row['ours_peak'], 0)} "
+            f"| {_fmt(row['ours_above'], 0)} | {_fmt(row['ours_above'] / row['matrix_mib'])} "
+            f"| {_fmt(row['ref_peak'], 0)} | {_fmt(row['ref_above'], 0)} "
+            f"| {_fmt(row['floor_peak'], 0)} |"
+        )
+    if rows:
+        last = rows[-1]
+        lines += [
+            "",
+            f"Imports per job (not in the times above): ours {_fmt(last['ours_imports'])} s, "
+            f"FlowKit {_fmt(last['ref_imports'])} s.",
+        ]
+    for row in rows:
+        if row["errors"]:
+            lines.append(f"Failed runs at {_events(row['n'])}: " + "; ".join(row["errors"]))
+        if row["agreement"]:
+            lines.append(f"Disagreements at {_events(row['n'])}: " + "; ".join(row["agreement"]))
+    lines += ["", *render_targets(rows)]
+    profiled = next((r for r in reversed(results) if "stages" in r), None)
+    if profiled is not None:
+        lines += ["", *render_profile(profiled)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_targets(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Issue 9's targets at the largest size, and the scaling between sizes."""
+    if not rows:
+        return ["No size completed."]
+    last = rows[-1]
+    floor_ratio = last["ours_s"] / last["floor_s"]
+    speedup = last["ref_s"] / last["ours_s"]
+    memory = last["ours_above"] / last["matrix_mib"]
+    memory_abs = last["ours_peak"] / last["matrix_mib"]
+    per_event = [(r["n"], r["ours_s"] / r["n"] * 1e6) for r in rows]
+    steps = [(a[0], b[0], b[1] / a[1]) for a, b in itertools.pairwise(per_event)]
+    slopes = [
+        (a["n"], b["n"], math.log(b["ours_s"] / a["ours_s"]) / math.log(b["n"] / a["n"]))
+        for a, b in itertools.pairwise(rows)
+    ]
+    linear = all(step <= LINEAR_TOLERANCE for _, _, step in steps) if steps else None
+
+    def met(flag: bool | None) -> str:
+        return "n/a" if flag is None else ("**met**" if flag else "**not met**")
+
+    lines = [
+        f"### Targets at {_events(last['n'])} events",
+        "",
+        "| target | measured | |",
+        "|:---|:---|:---|",
+        f"| ours within {FLOOR_FACTOR:g}x the read floor | {_fmt(floor_ratio, 0)}x "
+        f"({_fmt(last['ours_s'])} s vs {_fmt(last['floor_s'], 3)} s) "
+        f"| {met(floor_ratio <= FLOOR_FACTOR)} |",
+        f"| ours at least {SPEEDUP:g}x faster than FlowKit | {_fmt(speedup)}x "
+        f"({_fmt(last['ref_s'])} s vs {_fmt(last['ours_s'])} s) | {met(speedup >= SPEEDUP)} |",
+        f"| peak memory at most {MEMORY_FACTOR:g}x the float64 matrix "
+        f"({_fmt(last['matrix_mib'], 0)} MiB) | {_fmt(memory)}x above baseline "
+        f"({_fmt(last['ours_above'], 0)} MiB); {_fmt(memory_abs)}x counting the interpreter "
+        f"({_fmt(last['ours_peak'], 0)} MiB) | {met(memory <= MEMORY_FACTOR)} |",
+        "| cost grows linearly with events | time per event "
+        + ", ".join(f"{_fmt(us, 1)} us at {_events(n)}" for n, us in per_event)
+        + "; log-log slopes "
+        + ", ".join(f"{_fmt(s)} ({_events(a)}->{_events(b)})" for a, b, s in slopes)
+        + f" | {met(linear)} |",
+        "",
+        f"Linear means the time per event grows by at most {LINEAR_TOLERANCE:g}x from one size "
+        "to the next (fixed costs such as the GMM fits make small files dearer per event, which "
+        "is not a failure).",
+    ]
+    return lines
+
+
+def render_profile(result: Mapping[str, Any]) -> list[str]:
+    """Stage breakdown, cProfile's hottest functions and the alternatives timed alone."""
+    n = int(result["n"])
+    stages = result.get("stages", {})
+    lines = [f"### Where the time and memory go ({_events(n)} events, one instrumented run)", ""]
+    if "error" in stages:
+        lines.append(f"Instrumented run failed: {stages['error']}")
+    else:
+        total = stages["seconds"]
+        lines += [
+            f"`profile_sample` took {_fmt(total)} s in this run (imports before it: "
+            f"{_fmt(stages['imports'])} s, resident set after them "
+            f"{_fmt(stages['baseline_mib'], 0)} MiB, peak {_fmt(stages['peak_mib'], 0)} MiB). "
+            "Stages are listed in order of first call; seconds are inclusive: an indented "
+            "stage is part of the unindented one above it (the logicle and membership rows "
+            "gather their calls wherever they were made). *RSS rise* is how much the resident "
+            "set grew over one call (the largest over calls); *peak after* is the process's "
+            "high-water mark when the stage last returned: where it jumps, the peak was reached.",
+            "",
+            "| stage (in call order) | calls | on all events | s | % of total | RSS rise "
+            "(MiB) | peak after (MiB) |",
+            "|:---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for stage in stages["stages"]:
+            indent = "&nbsp;&nbsp;&nbsp;&nbsp;" * int(stage["depth"])
+            lines.append(
+                f"| {indent}{stage['label']} | {int(stage['calls'])} | {int(stage['full_calls'])} "
+                f"| {_fmt(stage['seconds'])} | {_fmt(100 * stage['seconds'] / total, 1)} "
+                f"| {_fmt(stage['rise_mib'], 0)} | {_fmt(stage.get('peak_after_mib', 0), 0)} |"
+            )
+        rest = total - sum(s["seconds"] for s in stages["stages"] if s["depth"] == 0)
+        lines.append(
+            f"| (not in a stage: `tube.events[qc.keep]` twice, `_marker_data`, profile.json, "
+            f"...) | | | {_fmt(rest)} | {_fmt(100 * rest / total, 1)} | | |"
+        )
+        if stages.get("missing"):
+            lines.append("")
+            lines.append("Not instrumented (not found): " + ", ".join(stages["missing"]))
+    cprofile = result.get("cprofile", {})
+    if "top" in cprofile:
+        lines += [
+            "",
+            f"cProfile, the 20 functions with the most own time ({_fmt(cprofile['seconds'])} s "
+            "under the profiler):",
+            "",
+            "| function | calls | own s | cumulative s |",
+            "|:---|---:|---:|---:|",
+        ]
+        for row in cprofile["top"]:
+            name = row["function"].replace("|", "\\|")
+            lines.append(
+                f"| `{name}` | {row['calls']} | {_fmt(row['tottime'])} | {_fmt(row['cumtime'])} |"
+            )
+    micro = result.get("micro", {})
+    if "rows" in micro:
+        lines += [
+            "",
+            f"Steps and alternatives timed alone on the {_events(n)}-event arrays (best of 2-3, "
+            "so on memory the process has already touched: in the pipeline each new peak also "
+            "pays the page faults of the first row):",
+            "",
+            "| step | now (s) | alternative (s) | saves (s) | alternative | note |",
+            "|:---|---:|---:|---:|:---|:---|",
+        ]
+        for row in micro["rows"]:
+            alt = row["alternative"]
+            alt_text = "" if alt is None else _fmt(alt, 3)
+            saves = "" if alt is None else _fmt(row["now"] - alt, 3)
+            lines.append(
+                f"| {row['step']} | {_fmt(row['now'], 3)} | {alt_text} | {saves} "
+                f"| {row['how']} | {row['note']} |"
+            )
+    elif "error" in micro:
+        lines += ["", f"Alternatives not timed: {micro['error']}"]
+    return lines
+
+
+def write_section(path: Path, section: str) -> None:
+    """Put ``section`` into ``path``: create the file if missing, replace an earlier
+    ``## Per-sample analysis`` section, else append; every other section is kept as it is."""
+    header = "# Benchmarks\n\n"
+    try:
+        with open(path, "x", encoding="utf-8") as handle:
+            handle.write(header + section)
+        return
+    except FileExistsError:
+        pass
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
+    if start is None:
+        path.write_text(text.rstrip("\n") + "\n\n" + section, encoding="utf-8")
+        return
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = "".join(lines[end:])
+    new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+    path.write_text(new, encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        type=float,
+        default=[1e5, 1e6, 5e6],
+        help="events per file (default: 1e5 1e6 5e6)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each (default 3)")
+    parser.add_argument("--out", type=Path, help="RESULTS.md to write the section into")
+    parser.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds allowed per run (default 1800)"
+    )
+    parser.add_argument(
+        "--profile-size", type=float, help="profile at this size (default: the largest)"
+    )
+    parser.add_argument("--no-profile", action="store_true", help="skip the profile runs")
+    parser.add_argument("--json", type=Path, help="also write every raw measurement here")
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        import resource
+
+        result = WORKERS[args.worker](json.loads(args.job))
+        result["ru_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        print(RESULT_TAG + json.dumps(result), flush=True)
+        return 0
+
+    sizes = sorted({int(s) for s in args.sizes})
+    profile_at = None if args.no_profile else int(args.profile_size or sizes[-1])
+    command = "python benchmarks/bench_sample.py " + " ".join(
+        sys.argv[1:] if argv is None else list(argv)
+    )
+    info = machine()
+    load_start = load_average()
+    started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    clock = time.perf_counter()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="antigen-profile-bench-") as folder:
+        for n in sizes:
+            result = bench_size(n, Path(folder), args.repeats, args.timeout, n == profile_at)
+            results.append(result)
+            if "error" in result:
+                _log(f"[{n:,}] {result['error']}")
+    minutes = (time.perf_counter() - clock) / 60
+    section = render(results, command, info, (load_start, load_average()), started, minutes)
+    print(section)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "results": results}, indent=1))
+    if args.out:
+        write_section(args.out, section)
+        _log(f"wrote the {SECTION!r} section of {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
