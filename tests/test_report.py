@@ -594,15 +594,18 @@ def png_images(html: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
 
 
-def assert_no_external_urls(html: str) -> None:
-    """No src/href may point outside the file (reports are read offline)."""
+def assert_no_external_urls(html: str, scripts: int = 0) -> None:
+    """No src/href may point outside the file (reports are read offline), and no script but
+    ``scripts`` inline ones (the cohort index's sorting and filtering) without a src."""
     targets = re.findall(r"""(?:src|href)\s*=\s*["']?([^"'\s>]*)""", html, flags=re.I)
     assert targets, "expected some links or images"
     for target in targets:
         assert not re.match(r"(?:[a-z][a-z0-9+.-]*:)?//", target, flags=re.I), target
         assert not target.lower().startswith(("http:", "https:", "javascript:")), target
     assert "http://" not in html and "https://" not in html
-    assert "<script" not in html.lower()
+    tags = re.findall(r"<script\b[^>]*>", html, flags=re.I)
+    assert tags == ["<script>"] * scripts, tags
+    assert "Content-Security-Policy" in html and "default-src 'none'" in html_lib.unescape(html)
 
 
 # --------------------------------------------------------------------------- sample report
@@ -981,7 +984,8 @@ def test_coverage_tables(sample_html: str) -> None:
 def test_recommended_combination(sample_html: str) -> None:
     box = _between(sample_html, 'id="combination-box"', "</div>\n\n")
     reason = (
-        "CD22+CD10 (2 products) covers 98.26% of blasts, at least 95% with 95% confidence (uncovered 1.74%, "
+        "CD22+CD10 (2 products) covers 98.26% of blasts, at least 95% with 95% confidence "
+        "(uncovered 1.74%, "
         "95% CI 1.58-1.91%); no single eligible product does (best CD22, 91%)"
     )
     assert reason in box
@@ -1465,16 +1469,19 @@ def test_cohort_report_links_and_counts(tmp_path: Path) -> None:
     assert by_id["P01-R1"][3] == "CD10 CD22"
     assert by_id["P02-R1"][4] == DASH and by_id["P02-R1"][7] == "qc_failed"
     assert "hiv" in by_id["P04-R1"][8] and "kps" in by_id["P04-R1"][8]
-    assert table[0][9:] == ["Recommended combination", "Combination coverage %", "Flags"]
-    assert by_id["P01-R1"][9:] == ["CD22+CD10", "98.26", "1"]
-    assert by_id["P04-R1"][9:] == [DASH, DASH, "2"]
+    assert table[0][9:] == ["Recommended combination", "Combination coverage %", "Flags", "QC"]
+    assert by_id["P01-R1"][9:] == ["CD22+CD10", "98.26", "1", "warn 1 warning"]
+    assert by_id["P04-R1"][9:] == [DASH, DASH, "2", "warn 1 warning"]
     assert by_id["P03 R1"][11] == DASH and by_id["P02-R1"][11] == DASH  # not recorded / no file
-    flag_cells = re.findall(r'<td class="num"><span class="badge (\w+)">(\d+)</span></td>', html)
+    assert by_id["P02-R1"][12] == DASH  # no qc.json
+    flag_cells = re.findall(
+        r'<td class="num" data-sort="\d*"><span class="badge (\w+)">(\d+)</span></td>', html
+    )
     assert flag_cells == [("warn", "1"), ("bad", "2")]
     assert "4SCAR 1.0" in html
     assert HOSTILE not in html and ESCAPED in html
     assert "Decision support, not a diagnosis" in html
-    assert_no_external_urls(html)
+    assert_no_external_urls(html, scripts=1)
 
 
 def test_cohort_report_from_an_older_recommendations_table(tmp_path: Path) -> None:
@@ -1482,7 +1489,7 @@ def test_cohort_report_from_an_older_recommendations_table(tmp_path: Path) -> No
     frame = pd.DataFrame({"sample_id": ["P01-R1"], "decision": ["candidate"]})
     html = render_cohort_report(tmp_path, frame, CONFIG)
     row = table_starting_with(html, "Sample", "Patient")[1]
-    assert row[0] == "P01-R1" and row[9:] == [DASH, DASH, DASH]
+    assert row[0] == "P01-R1" and row[9:] == [DASH, DASH, DASH, DASH]
 
 
 def test_cohort_report_requires_contract_columns(tmp_path: Path) -> None:
@@ -1499,3 +1506,314 @@ def test_write_html_is_atomic_and_utf8(tmp_path: Path) -> None:
     write_html("<p>CD22 \u2265 20 % \u00b5</p>", target)
     assert target.read_bytes().decode("utf-8") == "<p>CD22 \u2265 20 % \u00b5</p>"
     assert [p.name for p in target.parent.iterdir()] == ["report.html"]
+
+
+# --------------------------------------------------------------------------- issue 7 and 6
+
+#: Every hostile string the reports must show as text (issue 7).
+HOSTILE_STRINGS = (
+    HOSTILE,
+    '"><img src=x onerror=alert(1)>',
+    "it's \"quoted\" & 'x'",
+    "\u00dcn\u00efc\u00f8d\u00e9 \u6297\u539f",
+)
+POSITIVE_CONTROL_COLUMNS = [
+    "target",
+    "population",
+    "expected",
+    "events",
+    "positive_events",
+    "pct_positive",
+    "threshold",
+    "note",
+]
+
+
+def _text(html: str) -> str:
+    """What a reader sees of an HTML fragment: tags dropped, entities decoded, spaces joined."""
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+def _positive_controls(sample_dir: Path) -> None:
+    """positive_controls.tsv: CD10 on granulocytes fine, CD38 on lymphocytes far too low
+    (a failed stain), CD22 with no gated normal carrier."""
+    _write_tsv(
+        sample_dir / "positive_controls.tsv",
+        POSITIVE_CONTROL_COLUMNS,
+        [
+            {"target": "CD38", "population": "lymphocytes", "expected": "T and NK carry CD38",
+             "events": 7900, "positive_events": 395, "pct_positive": 5.0, "threshold": 476.4},
+            {"target": "CD10", "population": "granulocytes", "expected": "neutrophils carry CD10",
+             "events": 7584, "positive_events": 6825, "pct_positive": 89.99, "threshold": 456.3},
+            {"target": "CD22", "population": "", "expected": HOSTILE, "threshold": 495.8,
+             "note": "no gated normal population carries this target in this panel"},
+        ],
+    )  # fmt: skip
+
+
+def test_positive_controls_next_to_each_eligible_target(tmp_path: Path, fast_plots: None) -> None:
+    sample_dir = make_sample(tmp_path)  # eligible: CD10, CD22
+    _positive_controls(sample_dir)
+    html = render_sample_report(sample_dir, CONFIG)
+    summary = _text(_summary(html))
+    assert "CD10 off-tumour" in summary
+    control = "internal positive control: granulocytes 90.0% above threshold of 7,584 events"
+    assert control in summary
+    assert "internal positive control: no gated normal population carries this target" in summary
+    assert "CD38" not in summary.split("Eligible targets", 1)[1].split("Why", 1)[0]
+    table = _table_by_id(html, "positive-controls-table")
+    assert table[0][:3] == ["Target", "Normal carrier", "Expected"]
+    rows = {row[0]: row for row in table[1:]}
+    assert rows["CD38"][5] == "5.0% below 20%: check the stain"  # a failed stain shows here
+    assert rows["CD10"][5] == "90.0%" and rows["CD10"][3] == "7,584"
+    assert rows["CD22"][1] == "none gated" and rows["CD22"][5] == DASH
+    assert HOSTILE not in html and ESCAPED in html
+    assert 'id="positive-controls-note"' not in html
+
+
+def test_absent_positive_controls_are_said(tmp_path: Path, fast_plots: None) -> None:
+    html = render_sample_report(make_sample(tmp_path), CONFIG)
+    assert "positive_controls.tsv not found" in html
+    assert "internal positive control: not recorded (no positive_controls.tsv)" in html
+
+
+def test_patient_samples_are_linked_in_the_given_order(tmp_path: Path, fast_plots: None) -> None:
+    sample_dir = make_sample(tmp_path, "P01-R1")
+    html = render_sample_report(sample_dir, CONFIG, ["P01-D", "P01-R1", "P01 F", ".."])
+    cell = html.split('id="patient-samples">', 1)[1].split("</td>", 1)[0]
+    assert re.findall(r'href="([^"]+)"', cell) == ["../P01-D/report.html", "../P01%20F/report.html"]
+    assert cell.index("P01-D") < cell.index("<b>P01-R1</b> ") < cell.index("P01 F")
+    assert "→ ..<br>" in cell  # ".." is listed, never linked
+    alone = render_sample_report(sample_dir, CONFIG, ["P01-R1"])
+    assert 'id="patient-samples"' not in alone
+    assert 'id="patient-samples"' not in render_sample_report(sample_dir, CONFIG)
+
+
+def _audit_profile(sample_dir: Path, tamper: bool = False) -> dict[str, Any]:
+    """Add issue 7's audit fields to profile.json: the resolved config with its hash among
+    the inputs, the host, hostile FCS keywords and stain names."""
+    from antigen_profile.report.render import canonical_sha256
+
+    path = sample_dir / "profile.json"
+    profile = json.loads(path.read_text(encoding="utf-8"))
+    config = {**CONFIG, "results": "/data/results", "note": HOSTILE_STRINGS[3]}
+    digest = canonical_sha256(config)
+    profile["inputs"] = [i for i in profile["inputs"] if i["role"] != "config"] + [
+        {"role": "config", "path": "(resolved configuration)", "sha256": digest}
+    ]
+    profile["config"] = {**config, "floors": {"detect": 1, "quantify": 2}} if tamper else config
+    profile["host"] = "node-17.cluster"
+    profile["fcs_keywords"] = {"$FIL": HOSTILE_STRINGS[0], "$CYT": HOSTILE_STRINGS[1]}
+    profile["stains"] = {
+        "PE-A": f"CD22 PE {HOSTILE_STRINGS[2]}",
+        "FITC-A": f"CD20 {HOSTILE_STRINGS[3]}",
+        "Time": "",
+    }
+    profile["markers"] = {"CD22": "PE-A", "CD20": "FITC-A", "CD45": "KrO-A"}
+    path.write_text(json.dumps(profile), encoding="utf-8")
+    return profile
+
+
+def test_audit_trail_shows_config_host_keywords_and_stains(
+    tmp_path: Path, fast_plots: None
+) -> None:
+    sample_dir = make_sample(tmp_path)
+    profile = _audit_profile(sample_dir)
+    html = render_sample_report(sample_dir, CONFIG)
+    audit = html.split('id="audit"', 1)[1]
+    assert "node-17.cluster" in audit
+    keywords = dict(_table_by_id(html, "audit-keywords"))
+    assert keywords == {"$FIL": HOSTILE_STRINGS[0], "$CYT": HOSTILE_STRINGS[1]}
+    stains = _table_by_id(html, "audit-stains")
+    assert stains[1:] == [
+        ["PE-A", f"CD22 PE {HOSTILE_STRINGS[2]}", "CD22"],
+        ["FITC-A", f"CD20 {HOSTILE_STRINGS[3]}", "CD20"],
+        ["Time", "", DASH],
+        ["KrO-A", "", "CD45"],  # a marker on a channel without a recorded stain
+    ]
+    config_text = html.split('<pre class="config">', 1)[1].split("</pre>", 1)[0]
+    assert json.loads(html_lib.unescape(config_text)) == profile["config"]
+    assert 'class="badge good">matches the config input&#39;s SHA-256' in audit
+    assert '<details id="audit-config">' in audit  # folded away by default
+    for text in HOSTILE_STRINGS[:3]:
+        assert text not in html
+    assert HOSTILE_STRINGS[3] in html  # non-ASCII is written as UTF-8, not mangled
+    assert "matplotlib" in audit and "jinja2" in audit
+
+
+def test_a_printed_config_that_was_not_the_run_one_is_red(tmp_path: Path, fast_plots: None) -> None:
+    sample_dir = make_sample(tmp_path)
+    _audit_profile(sample_dir, tamper=True)
+    html = render_sample_report(sample_dir, CONFIG)
+    assert 'class="badge bad">differs from the config input&#39;s SHA-256' in html
+    html = render_sample_report(make_sample(tmp_path / "old"), CONFIG)
+    assert "does not record the resolved configuration" in html
+
+
+def _patient_files(root: Path, patient: str = "P01") -> None:
+    """patients.tsv and patient_timeline.tsv: ``patient`` with two samples and a CD22 loss."""
+    from antigen_profile.cohort import PATIENT_COLUMNS, TIMELINE_COLUMNS
+
+    _write_tsv(
+        root / "patients.tsv",
+        PATIENT_COLUMNS,
+        [
+            {"patient_id": patient, "samples": "P01-D,P01-R1", "timepoints": f"diagnosis,{HOSTILE}",
+             "latest_sample_id": "P01-R1", "latest_timepoint": HOSTILE, "decision": "candidate",
+             "eligible_targets": "CD10", "recommended_combination": "CD10",
+             "antigen_loss": "CD22 fell 60 points to 31% (P01-R1, relapse)",
+             "review_reasons": "a; b"},
+            {"patient_id": "P02", "samples": "P02-R1", "timepoints": "", "latest_sample_id":
+             "P02-R1", "decision": "needs_review"},
+        ],
+    )  # fmt: skip
+    rows = []
+    for order, (sample_id, timepoint, cd22, loss) in enumerate(
+        [("P01-D", "diagnosis", 91.0, False), ("P01-R1", HOSTILE, 31.0, True)], start=1
+    ):
+        for marker, pct in (("CD22", cd22), ("CD10", 47.0), ("CD19", None)):
+            rows.append(
+                {"patient_id": patient, "sample_id": sample_id, "timepoint": timepoint,
+                 "order": order, "marker": marker, "pct_positive": pct,
+                 "call": "positive" if pct else "insufficient_events",
+                 "abc_median": 4000.0 if marker == "CD22" else None,
+                 "change_points": -60.0 if loss and marker == "CD22" else None,
+                 "loss": loss and marker == "CD22"}
+            )  # fmt: skip
+    _write_tsv(root / "patient_timeline.tsv", TIMELINE_COLUMNS, rows)
+
+
+def _cohort_rows() -> pd.DataFrame:
+    base = {"blast_events": 24800, "cd19_status": "negative", "antigen_status": "ok",
+            "clinical_status": "eligible", "clinical_reasons": ""}  # fmt: skip
+    return _recommendations(
+        [
+            {**base, "sample_id": "P01-D", "patient_id": "P01", "decision": "candidate",
+             "blast_pct_leukocytes": 62.0, "eligible_targets": "CD10,CD22"},
+            {**base, "sample_id": "P01-R1", "patient_id": "P01", "decision": "candidate",
+             "blast_pct_leukocytes": 8.5, "eligible_targets": "CD10"},
+            {**base, "sample_id": "P02-R1", "patient_id": "P02", "decision": "needs_review",
+             "blast_pct_leukocytes": None, "eligible_targets": ""},
+        ]
+    )  # fmt: skip
+
+
+def test_cohort_heatmap_reads_each_antigens_tsv(tmp_path: Path) -> None:
+    make_sample(tmp_path, "P01-D", n_events=50)
+    make_sample(tmp_path, "P01-R1", n_events=50)
+    make_failed_sample(tmp_path, "P02-R1")
+    html = render_cohort_report(tmp_path, _cohort_rows(), CONFIG)
+    figure = html.split('<figure id="cohort-heatmap"', 1)[1].split("</figure>", 1)[0]
+    (png,) = png_images(figure)
+    assert png.startswith(PNG_SIGNATURE)
+    values = html.split('<details id="heatmap-values">', 1)[1].split("</details>", 1)[0]
+    table = tables(values)[0]
+    assert table[0] == ["Sample", *CONFIG["quantified"]]
+    rows = {row[0]: row[1:] for row in table[1:]}
+    # CD38 has no reference and CD20 too few events: no number, never a zero
+    assert rows["P01-D"] == [
+        "2.0 negative", "91.0 positive", "5.0 negative", f"{DASH} no_reference", "47.0 partial",
+        f"{DASH} insufficient_events",
+    ]  # fmt: skip
+    assert rows["P02-R1"] == [DASH] * 6  # QC failed: header-only antigens.tsv
+
+
+def test_cohort_table_carries_sort_keys_and_qc(tmp_path: Path, fast_plots: None) -> None:
+    make_sample(tmp_path, "P01-D", n_events=50)
+    make_failed_sample(tmp_path, "P02-R1")
+    html = render_cohort_report(tmp_path, _cohort_rows(), CONFIG)
+    body = html.split('<table id="samples-table"', 1)[1].split("</table>", 1)[0]
+    assert re.findall(r'<tr data-decision="(\w*)">', body) == [
+        "candidate", "candidate", "needs_review",
+    ]  # fmt: skip
+    assert re.findall(r'<td class="num" data-sort="([^"]*)">[\d.,\u2014]+</td><td>', body) == [
+        "62.0", "8.5", "",
+    ]  # fmt: skip
+    assert body.count('data-type="num"') == 4
+    qc = [row[-1] for row in table_starting_with(html, "Sample", "Patient")[1:]]
+    assert qc == ["warn 1 warning", DASH, "fail"]
+    assert '<select id="decision-filter">' in html and 'id="sample-filter"' in html
+
+
+def test_cohort_script_is_allowed_by_its_hash_only(tmp_path: Path) -> None:
+    import hashlib
+
+    html = render_cohort_report(tmp_path, _cohort_rows(), CONFIG)
+    (script,) = re.findall(r"<script>(.*?)</script>", html, flags=re.S)
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+    csp = html_lib.unescape(re.search(r'Content-Security-Policy" content="([^"]+)"', html)[1])
+    assert f"script-src 'sha256-{digest}'" in csp
+    assert "default-src 'none'" in csp and "img-src data:" in csp
+    assert "unsafe-inline" not in csp.split("script-src", 1)[1].split(";", 1)[0]
+    assert "fetch(" not in script and "XMLHttpRequest" not in script and "innerHTML" not in script
+    assert_no_external_urls(html, scripts=1)
+
+
+def test_cohort_patients_section_flags_loss_in_red(tmp_path: Path) -> None:
+    make_sample(tmp_path, "P01-D", n_events=50)
+    _patient_files(tmp_path, patient=HOSTILE)
+    html = render_cohort_report(tmp_path, _cohort_rows(), CONFIG)
+    patients = _table_by_id(html, "patients-table")
+    assert patients[0][:3] == ["Patient", "Samples", "Timepoints"]
+    assert patients[1][0] == HOSTILE and patients[1][2] == f"diagnosis, {HOSTILE}"
+    assert patients[1][6] == "CD22 fell 60 points to 31% (P01-R1, relapse)"
+    assert patients[1][7] == "a; b"  # a reason holding the separator is not cut in two
+    assert patients[2][6] == "none" and patients[2][2] == DASH
+    assert re.search(r'<tr class="loss"><td>[^<]*</td>', html)
+    assert '<ul class="plain lossnote">' in html
+    section = html.split('id="patients"', 1)[1]
+    assert re.findall(r'href="([^"]+)"', section.split("</table>", 1)[0]) == [
+        "P01-D/report.html", "P01-R1/report.html", "P02-R1/report.html",
+    ]  # fmt: skip
+    figure = section.split('<figure id="timeline-1">', 1)[1].split("</figure>", 1)[0]
+    assert png_images(figure)[0].startswith(PNG_SIGNATURE)
+    assert "Loss: CD22 at P01-R1." in figure
+    assert 'id="timeline-2"' not in html  # P02 has one sample only
+    assert HOSTILE not in html and ESCAPED in html
+    assert_no_external_urls(html, scripts=1)
+
+
+def test_cohort_without_patient_files_says_so(tmp_path: Path, fast_plots: None) -> None:
+    html = render_cohort_report(tmp_path, _cohort_rows(), CONFIG)
+    assert "patients.tsv not found" in html and "patient_timeline.tsv not found" in html
+    assert 'id="heatmap-note"' in html  # no antigens.tsv anywhere: nothing to draw
+
+
+def test_cohort_heatmap_figure_greys_missing_numbers() -> None:
+    values = np.array([[2.0, np.nan], [95.0, 40.0]])
+    fig = plots.cohort_heatmap_figure(["S1", "$S_2$"], ["CD19", "CD22"], values)
+    assert fig is not None
+    ax = fig.axes[0]
+    image = ax.get_images()[0].get_array()
+    assert np.ma.getmaskarray(image).tolist() == [[False, True], [False, False]]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["2", DASH, "95", "40"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["S1", "$S_2$"]
+    assert plots.cohort_heatmap_figure([], ["CD19"], np.empty((0, 1))) is None
+    assert plots.cohort_heatmap_plot(["S1"], ["CD19"], np.array([[50.0]])).startswith(
+        "data:image/png;base64,"
+    )
+
+
+def test_patient_timeline_figure_draws_losses_red() -> None:
+    fig = plots.patient_timeline_figure(
+        "P01",
+        ["P01-D\ndiagnosis", "P01-R1\nrelapse", "P01-F"],
+        {"CD22": [91.0, 31.0, None], "CD10": [47.0, None, 50.0]},
+        losses={"CD22": [False, True, False], "CD10": [False, False, False]},
+        density={"CD22": [4000.0, 900.0, None], "CD10": [None, None, None]},
+    )
+    assert fig is not None and len(fig.axes) == 2  # % positive and density panels
+    red = [
+        line
+        for line in fig.axes[0].get_lines()
+        if to_rgba(line.get_color()) == to_rgba(plots.LOSS_COLOUR)
+    ]
+    assert red, "the fall must be drawn in red"
+    assert any(t.get_text() == "CD22 loss" for t in fig.axes[0].texts)
+    # CD10 is connected across the unmeasured sample: two points, one line
+    cd10 = next(line for line in fig.axes[0].get_lines() if line.get_label() == "CD10")
+    assert list(cd10.get_xdata()) == [0, 2]
+    assert plots.patient_timeline_figure("P01", ["one"], {"CD22": [1.0]}) is None
+    no_density = plots.patient_timeline_figure("P01", ["a", "b"], {"CD22": [1.0, 2.0]})
+    assert no_density is not None and len(no_density.axes) == 1

@@ -693,10 +693,10 @@ def write_cohort_table(
 def write_sample_report(
     sample_dir: str | Path,
     config: Mapping[str, Any],
-    patient_samples: Sequence[Mapping[str, str]] | None = None,
+    patient_samples: Sequence[str] | None = None,
 ) -> Path:
-    """``report.html`` for one sample, from its outputs only; ``patient_samples`` (the sheet's
-    ``sample_id``/``timepoint`` of every sample of the same patient) adds links to the others."""
+    """``report.html`` for one sample, from its outputs only; ``patient_samples`` (the ids of
+    every sample of the same patient, in timepoint order) adds links to the others."""
     from antigen_profile.report import render_sample_report, write_html
 
     path = Path(sample_dir) / "report.html"

@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from antigen_profile import simulate
+from antigen_profile.cohort import timepoint_rank
 from antigen_profile.config import ConfigError, resolve_paths, validate_config
 from antigen_profile.sheets import (
     SheetError,
@@ -69,3 +70,18 @@ def sample_inputs(wildcards):
     if beads:
         inputs["beads"] = beads
     return inputs
+
+
+def patient_samples(wildcards):
+    """The sample ids of this sample's patient in timepoint order (config timepoints.order,
+    others after in sheet order), so the report can link to the others; a params value, so a
+    changed sheet reruns the report. Ids only: they are validated, and params are printed in
+    Snakemake's own report, which does not escape free text."""
+    patient = SAMPLES.loc[wildcards.sample, "patient_id"]
+    rows = SAMPLES[SAMPLES["patient_id"] == patient]
+    order = config["timepoints"]["order"]
+    ranked = sorted(
+        enumerate(zip(rows["sample_id"], rows["timepoint"])),
+        key=lambda item: timepoint_rank(item[1][1] or "", order, item[0]),
+    )
+    return [str(sample_id) for _, (sample_id, _) in ranked]

@@ -7,7 +7,13 @@ rule profile:
     output:
         qc=f"{RESULTS}/{{sample}}/qc.json",
         populations=f"{RESULTS}/{{sample}}/populations.tsv",
-        antigens=f"{RESULTS}/{{sample}}/antigens.tsv",
+        antigens=report(
+            f"{RESULTS}/{{sample}}/antigens.tsv",
+            caption="../report/antigens.rst",
+            category="Samples",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "file": "antigens.tsv"},
+        ),
         coverage=f"{RESULTS}/{{sample}}/coverage.tsv",
         coexpression=f"{RESULTS}/{{sample}}/coexpression.tsv",
         gates=f"{RESULTS}/{{sample}}/gates.json",

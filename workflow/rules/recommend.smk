@@ -36,10 +36,25 @@ rule recommendations:
         decisions=expand(f"{RESULTS}/{{sample}}/decision.json", sample=SAMPLE_IDS),
         antigens=expand(f"{RESULTS}/{{sample}}/antigens.tsv", sample=SAMPLE_IDS),
     output:
-        recommendations=f"{RESULTS}/recommendations.tsv",
+        recommendations=report(
+            f"{RESULTS}/recommendations.tsv",
+            caption="../report/recommendations.rst",
+            category="Cohort",
+            labels={"file": "recommendations.tsv"},
+        ),
         decisions=f"{RESULTS}/decisions.json",
-        patients=f"{RESULTS}/patients.tsv",
-        timeline=f"{RESULTS}/patient_timeline.tsv",
+        patients=report(
+            f"{RESULTS}/patients.tsv",
+            caption="../report/patients.rst",
+            category="Cohort",
+            labels={"file": "patients.tsv"},
+        ),
+        timeline=report(
+            f"{RESULTS}/patient_timeline.tsv",
+            caption="../report/patient_timeline.rst",
+            category="Cohort",
+            labels={"file": "patient_timeline.tsv"},
+        ),
     log:
         f"{RESULTS}/logs/recommendations.log",
     benchmark:

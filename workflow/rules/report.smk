@@ -1,4 +1,6 @@
 # Reports: one self-contained HTML per sample, and the cohort index linking them.
+# Outputs wrapped in report(...) also go into Snakemake's own report
+# (`snakemake --report report.zip`), with the captions in workflow/report/.
 
 
 rule sample_report:
@@ -12,8 +14,17 @@ rule sample_report:
         plotdata=f"{RESULTS}/{{sample}}/plotdata.npz",
         profile=f"{RESULTS}/{{sample}}/profile.json",
         decision=f"{RESULTS}/{{sample}}/decision.json",
+        positive_controls=f"{RESULTS}/{{sample}}/positive_controls.tsv",
     output:
-        f"{RESULTS}/{{sample}}/report.html",
+        report(
+            f"{RESULTS}/{{sample}}/report.html",
+            caption="../report/sample_report.rst",
+            category="Samples",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "file": "report.html"},
+        ),
+    params:
+        patient_samples=patient_samples,
     log:
         f"{RESULTS}/logs/sample_report/{{sample}}.log",
     benchmark:
@@ -32,9 +43,16 @@ rule sample_report:
 rule cohort_report:
     input:
         recommendations=f"{RESULTS}/recommendations.tsv",
+        patients=f"{RESULTS}/patients.tsv",
+        timeline=f"{RESULTS}/patient_timeline.tsv",
         reports=expand(f"{RESULTS}/{{sample}}/report.html", sample=SAMPLE_IDS),
     output:
-        f"{RESULTS}/report.html",
+        report(
+            f"{RESULTS}/report.html",
+            caption="../report/cohort_report.rst",
+            category="Cohort",
+            labels={"file": "report.html"},
+        ),
     log:
         f"{RESULTS}/logs/cohort_report.log",
     benchmark:

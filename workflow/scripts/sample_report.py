@@ -7,4 +7,4 @@ from antigen_profile.pipeline import write_sample_report
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 with job_log(sm.log[0]):
-    write_sample_report(Path(sm.output[0]).parent, sm.config)
+    write_sample_report(Path(sm.output[0]).parent, sm.config, sm.params.patient_samples)

@@ -8,10 +8,12 @@ string that comes from a file is escaped by Jinja2's autoescaping; nothing is ma
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -64,7 +66,16 @@ SAMPLE_FILES = (
 )
 #: Written by later versions of the profile stage: a results folder without them still renders,
 #: with a note where their section would be.
-OPTIONAL_FILES = ("coverage.tsv", "coexpression.tsv")
+OPTIONAL_FILES = ("coverage.tsv", "coexpression.tsv", "positive_controls.tsv")
+
+#: Content-Security-Policy of the sample report: nothing may load or run except the inline
+#: styles and the data: images the report itself carries. A string that escaped escaping could
+#: still neither run a script nor fetch anything, and a report opened from an e-mail makes no
+#: network request.
+SAMPLE_CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'none'; "
+    "base-uri 'none'; form-action 'none'"
+)
 
 #: profile.json flags (``code``) in plain words; an unknown code is shown as written.
 FLAG_TITLES = {
@@ -235,7 +246,8 @@ class Table:
 class SampleFiles:
     """Everything the profile and decide stages wrote for one sample.
 
-    ``coverage`` and ``coexpression`` are None when the folder predates them.
+    ``coverage``, ``coexpression`` and ``positive_controls`` are None when the folder
+    predates them.
     """
 
     qc: dict[str, Any]
@@ -247,6 +259,7 @@ class SampleFiles:
     decision: dict[str, Any]
     coverage: Table | None = None
     coexpression: Table | None = None
+    positive_controls: Table | None = None
 
 
 def _read_json(path: Path) -> Any:
@@ -974,8 +987,151 @@ def _escape_view(files: SampleFiles, eligible: Sequence[str], qc_failed: bool) -
     }
 
 
-def sample_context(files: SampleFiles, config: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything the sample template shows, already formatted for display."""
+# --------------------------------------------------------------------------- audit, patient
+
+
+#: Packages that draw and write the report itself (not the numbers: those are in profile.json).
+RENDER_SOFTWARE = ("matplotlib", "jinja2")
+
+
+def render_software() -> list[tuple[str, str]]:
+    """Versions of the packages rendering this report, for the audit trail."""
+    versions = [("antigen-profile (report)", __version__)]
+    for package in RENDER_SOFTWARE:
+        try:
+            versions.append((package, metadata.version(package)))
+        except metadata.PackageNotFoundError:
+            versions.append((package, "not installed"))
+    return versions
+
+
+def canonical_sha256(data: Any) -> str:
+    """SHA-256 of the canonical JSON of ``data``: the form the profile stage hashes the resolved
+    configuration in (sorted keys, no spaces), so the report can check the config it prints."""
+    text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _config_view(profile: Mapping[str, Any]) -> dict[str, Any]:
+    """profile.json ``config`` as indented JSON, with whether its canonical SHA-256 equals the
+    ``config`` input's (a printed configuration that was not the one run would be worse than
+    none)."""
+    config = profile.get("config")
+    if not isinstance(config, Mapping):
+        return {"text": "", "sha256": "", "check": "not_recorded", "check_class": "neutral"}
+    digest = canonical_sha256(config)
+    recorded = [
+        str(i.get("sha256") or "")
+        for i in _list(profile.get("inputs"))
+        if isinstance(i, Mapping) and i.get("role") == "config"
+    ]
+    if not recorded:
+        check, css = "no config input recorded to compare with", "warn"
+    elif digest in recorded:
+        check, css = "matches the config input's SHA-256", "good"
+    else:
+        check, css = "differs from the config input's SHA-256", "bad"
+    text = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return {"text": text, "sha256": digest, "check": check, "check_class": css}
+
+
+def _stain_views(profile: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Every detector with its stain name ($PnS) as the file wrote it and the marker or
+    scatter name found there, so a reviewer sees how each marker was recognised."""
+    stains = profile.get("stains")
+    markers = profile.get("markers") if isinstance(profile.get("markers"), Mapping) else {}
+    found: dict[str, list[str]] = {}
+    for marker, channel in markers.items():
+        found.setdefault(str(channel), []).append(str(marker))
+    rows = []
+    if isinstance(stains, Mapping):
+        for channel, stain in stains.items():
+            rows.append(
+                {
+                    "channel": str(channel),
+                    "stain": str(stain or ""),
+                    "marker": ", ".join(found.pop(str(channel), [])),
+                }
+            )
+    for channel, names in found.items():  # markers on channels profile.json lists no stain for
+        rows.append({"channel": channel, "stain": "", "marker": ", ".join(names)})
+    return rows
+
+
+def _patient_views(sample_id: str, patient_samples: Sequence[str] | None) -> list[dict[str, Any]]:
+    """The patient's samples (ids in timepoint order, as the workflow passes them), each
+    linking to its report in the sibling folder; empty when the patient has this sample only
+    or the caller gave none. Ids that could leave the results folder are shown unlinked."""
+    samples = list(dict.fromkeys(str(s) for s in patient_samples or [] if str(s).strip()))
+    if len(samples) < 2:
+        return []
+    return [
+        {
+            "sample_id": s,
+            "href": f"../{quote(s, safe='')}/report.html" if s not in {".", ".."} else "",
+            "current": s == sample_id,
+        }
+        for s in samples
+    ]
+
+
+def _positive_control_views(
+    table: Table | None, settings: Mapping[str, Any] | None
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], str]:
+    """positive_controls.tsv by target and as rows, and a note when the file is absent.
+
+    A carrier population mostly below the blasts' threshold (fewer than the configured
+    ``partial`` share of its events above it) is marked for checking: the stain or the
+    threshold is then suspect, whatever the blasts show. No other judgement is made here.
+    """
+    if table is None:
+        return (
+            {},
+            [],
+            (
+                "positive_controls.tsv not found: this results folder predates the internal "
+                "positive controls."
+            ),
+        )
+    limits = (settings or {}).get("call_limits") if isinstance(settings, Mapping) else None
+    low = _number(limits.get("partial")) if isinstance(limits, Mapping) else None
+    low = 20.0 if low is None else low
+    by_target: dict[str, dict[str, Any]] = {}
+    rows = []
+    for row in table.rows:
+        pct = _number(row.get("pct_positive"))
+        population = (row.get("population") or "").strip()
+        check = pct is not None and pct < low
+        view = {
+            "target": row.get("target") or DASH,
+            "population": population,
+            "expected": row.get("expected") or "",
+            "events": fmt_count(row.get("events")),
+            "positive_events": fmt_count(row.get("positive_events")),
+            "pct": DASH if pct is None else f"{pct:.1f}%",
+            "threshold": fmt_num(row.get("threshold")),
+            "note": row.get("note") or "",
+            "measured": pct is not None,
+            "check": check,
+            "css": "warn" if check else ("good" if pct is not None else "neutral"),
+            "low_limit": f"{low:g}",
+        }
+        rows.append(view)
+        by_target.setdefault(str(row.get("target") or "").upper(), view)
+    note = "" if rows else "positive_controls.tsv has no rows: QC failed or no target configured."
+    return by_target, rows, note
+
+
+def sample_context(
+    files: SampleFiles,
+    config: Mapping[str, Any],
+    patient_samples: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Everything the sample template shows, already formatted for display.
+
+    ``patient_samples``: the ids of the patient's samples in timepoint order, listed with
+    links when there is more than this one.
+    """
     qc, profile, decision = files.qc, files.profile, files.decision
     sample_id = decision.get("sample_id") or qc.get("sample_id") or profile.get("sample_id") or "?"
     qc_status = qc.get("status", "")
@@ -1004,6 +1160,10 @@ def sample_context(files: SampleFiles, config: Mapping[str, Any]) -> dict[str, A
     decision_value = decision.get("decision", "")
     saturated = (qc.get("metrics") or {}).get("saturated_fraction") or {}
     warnings = _unique(_as_list(qc.get("warnings")) + _as_list(profile.get("warnings")))
+    controls_by_target, control_rows, controls_note = _positive_control_views(
+        files.positive_controls,
+        profile.get("settings") if isinstance(profile.get("settings"), Mapping) else None,
+    )
     return {
         "version": __version__,
         "sample_id": sample_id,
@@ -1015,7 +1175,19 @@ def sample_context(files: SampleFiles, config: Mapping[str, Any]) -> dict[str, A
         "decision_class": _css(DECISION_CLASS, decision_value),
         "decision_reasons": _as_list(decision.get("decision_reasons")),
         "eligible_targets": eligible,
-        "off_tumour": [{"target": t, "note": off_tumour_note(t)} for t in eligible],
+        "off_tumour": [
+            {
+                "target": t,
+                "note": off_tumour_note(t),
+                "control": controls_by_target.get(t.upper()),
+            }
+            for t in eligible
+        ],
+        "positive_controls": control_rows,
+        "positive_controls_note": controls_note,
+        "positive_controls_recorded": files.positive_controls is not None,
+        "patient_samples": _patient_views(str(sample_id), patient_samples),
+        "csp": SAMPLE_CSP,
         "flags": flags,
         "flags_recorded": flags_recorded,
         "red_flags": sum(f["css"] == "bad" for f in flags),
@@ -1074,11 +1246,27 @@ def sample_context(files: SampleFiles, config: Mapping[str, Any]) -> dict[str, A
         "control_markers": _as_list(profile.get("control_markers")),
         "control_note": profile.get("control_note") or "",
         "software": [(str(k), str(v)) for k, v in (profile.get("software") or {}).items()],
+        "render_software": render_software(),
         "created": profile.get("created") or DASH,
+        "host": profile.get("host") or DASH,
+        "fcs_keywords": [
+            (str(k), fmt_value(v)) for k, v in _mapping(profile.get("fcs_keywords")).items()
+        ],
+        "stains": _stain_views(profile),
+        "config_view": _config_view(profile),
     }
 
 
-def render_sample_report(sample_dir: Path, config: Mapping[str, Any]) -> str:
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A JSON object, or an empty one for anything else."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def render_sample_report(
+    sample_dir: Path,
+    config: Mapping[str, Any],
+    patient_samples: Sequence[str] | None = None,
+) -> str:
     """Return the self-contained HTML report of one sample.
 
     Parameters
@@ -1088,9 +1276,13 @@ def render_sample_report(sample_dir: Path, config: Mapping[str, Any]) -> str:
     config
         The workflow configuration; only used to label plots and, when profile.json records
         no settings, to print the configured ones (marked as such).
+    patient_samples
+        The ids of every sample of this sample's patient, in timepoint order; with more than
+        one, the report lists them with links to their reports (``../{id}/report.html``).
     """
     files = read_sample(Path(sample_dir))
-    return environment().get_template("sample.html").render(**sample_context(files, config))
+    context = sample_context(files, config, patient_samples)
+    return environment().get_template("sample.html").render(**context)
 
 
 # --------------------------------------------------------------------------- cohort report
@@ -1103,14 +1295,22 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _sample_json(results_dir: Path, sample_id: str, name: str) -> dict[str, Any] | None:
-    """``{results_dir}/{sample_id}/{name}`` as a JSON object, or None when it is missing,
-    unreadable, not an object, or would lie outside the results folder (a sample id from a
-    file is not trusted as a path)."""
+def _sample_file(results_dir: Path, sample_id: str, name: str) -> Path | None:
+    """``{results_dir}/{sample_id}/{name}``, or None when the sample id could point outside
+    the results folder (an id from a file is not trusted as a path)."""
     if not sample_id or sample_id in {".", ".."} or "/" in sample_id or "\\" in sample_id:
         return None
+    return Path(results_dir) / sample_id / name
+
+
+def _sample_json(results_dir: Path, sample_id: str, name: str) -> dict[str, Any] | None:
+    """``{results_dir}/{sample_id}/{name}`` as a JSON object, or None when it is missing,
+    unreadable, not an object, or would lie outside the results folder."""
+    path = _sample_file(results_dir, sample_id, name)
+    if path is None:
+        return None
     try:
-        data = _read_json(results_dir / sample_id / name)
+        data = _read_json(path)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -1147,28 +1347,218 @@ def _flag_count(results_dir: Path, sample_id: str) -> tuple[str, str]:
     return str(len(flags)), "bad" if red else "warn"
 
 
-def cohort_context(results_dir: Path, recommendations: pd.DataFrame) -> dict[str, Any]:
-    """Rows, counts by decision and trial versions for the cohort index."""
+def _sort_number(value: Any) -> str:
+    """A cell's numeric sort key for the table script ("" when there is no number)."""
+    number = _number(value)
+    return "" if number is None else repr(number)
+
+
+#: Content-Security-Policy of the cohort index: as the sample report's, plus the one inline
+#: script (sorting and filtering), allowed by its hash.
+COHORT_CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src '{script}'; "
+    "base-uri 'none'; form-action 'none'"
+)
+COHORT_SCRIPT = "_cohort.js"
+
+
+def _script_hash(name: str) -> str:
+    """CSP source of an inline script template: ``sha256-<base64>`` of its rendered text,
+    exactly as ``{% include %}`` puts it between the script tags."""
+    import base64
+
+    text = environment().get_template(name).render()
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return "sha256-" + base64.b64encode(digest).decode("ascii")
+
+
+def _read_optional_tsv(path: Path | None) -> Table | None:
+    """A TSV as text rows, or None when absent or unreadable (the cohort index says so)."""
+    if path is None:
+        return None
+    try:
+        return _read_table(path)
+    except (OSError, ValueError, csv.Error):
+        return None
+
+
+def _markers(config: Mapping[str, Any], tables: Iterable[Table | None]) -> list[str]:
+    """Antigens for the heat map: the configured ``quantified`` order, then any other marker
+    the samples' antigens.tsv list, in first-seen order."""
+    markers = [str(m) for m in _list(config.get("quantified"))]
+    for table in tables:
+        for row in table.rows if table is not None else []:
+            marker = row.get("marker") or ""
+            if marker and marker not in markers:
+                markers.append(marker)
+    return markers
+
+
+def _heatmap_view(
+    results_dir: Path, sample_ids: Sequence[str], config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """% positive blasts per antigen and sample, from each sample's antigens.tsv: the heat map
+    and its numbers. Calls without a trustworthy number (too few events, no reference) and
+    samples without antigens.tsv rows are grey, never zero."""
+    tables = {
+        sid: _read_optional_tsv(_sample_file(results_dir, sid, "antigens.tsv"))
+        for sid in sample_ids
+    }
+    markers = _markers(config, tables.values())
+    values = np.full((len(sample_ids), len(markers)), np.nan)
+    rows = []
+    for i, sid in enumerate(sample_ids):
+        table = tables[sid]
+        by_marker = {r.get("marker", ""): r for r in (table.rows if table else [])}
+        cells = []
+        for j, marker in enumerate(markers):
+            row = by_marker.get(marker)
+            call = (row or {}).get("call", "")
+            pct = None if row is None or call in NOT_CALLED else _number(row.get("pct_positive"))
+            if pct is not None:
+                values[i, j] = pct
+            cells.append(
+                {
+                    "text": DASH if pct is None else f"{pct:.1f}",
+                    "call": call or ("not in antigens.tsv" if table and table.rows else DASH),
+                    "css": _css(CALL_CLASS, call),
+                }
+            )
+        rows.append({"sample_id": sid, "cells": cells, "missing": table is None})
+    image = None
+    if sample_ids and markers and np.isfinite(values).any():
+        image = plots.cohort_heatmap_plot(list(sample_ids), markers, values)
+    return {"image": image, "markers": markers, "rows": rows}
+
+
+def _loss_rows(timeline: Table | None) -> dict[str, list[dict[str, str]]]:
+    """patient_timeline.tsv rows flagged ``loss``, by patient."""
+    losses: dict[str, list[dict[str, str]]] = {}
+    for row in timeline.rows if timeline else []:
+        if _truthy(row.get("loss")) is True:
+            losses.setdefault(row.get("patient_id", ""), []).append(row)
+    return losses
+
+
+def _timeline_plots(timeline: Table | None) -> list[dict[str, Any]]:
+    """One multi-line plot per patient with more than one sample: each antigen's % positive
+    (and ABC median when calibrated) over the samples in the timeline's order, losses red."""
+    if timeline is None:
+        return []
+    patients: dict[str, list[dict[str, str]]] = {}
+    for row in timeline.rows:
+        patients.setdefault(row.get("patient_id", ""), []).append(row)
+    views = []
+    for patient_id, rows in patients.items():
+        samples: list[str] = []
+        timepoints: dict[str, str] = {}
+        for row in sorted(rows, key=lambda r: _number(r.get("order")) or 0):
+            sid = row.get("sample_id", "")
+            if sid not in timepoints:
+                samples.append(sid)
+                timepoints[sid] = row.get("timepoint") or ""
+        if len(samples) < 2:
+            continue
+        markers = list(dict.fromkeys(r.get("marker", "") for r in rows))
+        cell = {(r.get("sample_id", ""), r.get("marker", "")): r for r in rows}
+        series = {m: [_number((cell.get((s, m)) or {}).get("pct_positive")) for s in samples]
+                  for m in markers}  # fmt: skip
+        losses = {m: [_truthy((cell.get((s, m)) or {}).get("loss")) is True for s in samples]
+                  for m in markers}  # fmt: skip
+        density = {m: [_number((cell.get((s, m)) or {}).get("abc_median")) for s in samples]
+                   for m in markers}  # fmt: skip
+        labels = [f"{s}\n{timepoints[s]}" if timepoints[s] else s for s in samples]
+        views.append(
+            {
+                "patient_id": patient_id,
+                "samples": [{"sample_id": s, "timepoint": timepoints[s] or DASH} for s in samples],
+                "image": plots.patient_timeline_plot(patient_id, labels, series, losses, density),
+                "losses": [
+                    f"{m} at {s}"
+                    for m in markers
+                    for s, lost in zip(samples, losses[m], strict=True)
+                    if lost
+                ],
+            }
+        )
+    return views
+
+
+def _patients_view(results_dir: Path) -> dict[str, Any]:
+    """The Patients section: patients.tsv (antigen loss in red) and the timeline plots, or a
+    note when the files are absent (a results folder older than the timeline)."""
+    patients = _read_optional_tsv(Path(results_dir) / "patients.tsv")
+    timeline = _read_optional_tsv(Path(results_dir) / "patient_timeline.tsv")
+    rows = []
+    for row in patients.rows if patients else []:
+        decision = row.get("decision") or ""
+        rows.append(
+            {
+                "patient_id": row.get("patient_id") or DASH,
+                "samples": [
+                    {"sample_id": sid, "href": f"{quote(sid, safe='')}/report.html"}
+                    for sid in _as_list(row.get("samples"), ",")
+                ],
+                "timepoints": ", ".join(t or DASH for t in (row.get("timepoints") or "").split(","))
+                or DASH,
+                "latest": row.get("latest_sample_id") or DASH,
+                "decision": decision or DASH,
+                "decision_class": _css(DECISION_CLASS, decision),
+                "eligible_targets": _as_list(row.get("eligible_targets"), ","),
+                "combination": row.get("recommended_combination") or DASH,
+                "antigen_loss": _as_list(row.get("antigen_loss"), ";"),
+                # one text: a reason may itself hold "; " (the separator of the column)
+                "review_reasons": _as_list(row.get("review_reasons")),
+            }
+        )
+    notes = []
+    if patients is None:
+        notes.append("patients.tsv not found: this results folder predates the patient table.")
+    if timeline is None:
+        notes.append(
+            "patient_timeline.tsv not found: antigens over each patient's samples cannot be shown."
+        )
+    plots_ = _timeline_plots(timeline)
+    return {
+        "rows": rows,
+        "plots": plots_,
+        "notes": notes,
+        "losses": sum(bool(r["antigen_loss"]) for r in rows),
+        "multi": len(plots_),
+    }
+
+
+def cohort_context(
+    results_dir: Path, recommendations: pd.DataFrame, config: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Rows, counts by decision, trial versions, the % positive heat map and the patients'
+    timelines for the cohort index."""
     missing = {"sample_id", "decision"} - set(recommendations.columns)
     if missing:
         raise KeyError(f"recommendations lack column(s) {', '.join(sorted(missing))}")
+    results_dir = Path(results_dir)
     rows = []
     for record in recommendations.to_dict(orient="records"):
         sample_id = _cell(record.get("sample_id"))
         decision = _cell(record.get("decision"))
         antigen_status = _cell(record.get("antigen_status"))
         clinical_status = _cell(record.get("clinical_status"))
-        flags, flags_class = _flag_count(Path(results_dir), sample_id)
+        flags, flags_class = _flag_count(results_dir, sample_id)
+        qc = _sample_json(results_dir, sample_id, "qc.json") or {}
+        qc_status = str(qc.get("status") or "")
         rows.append(
             {
                 "sample_id": sample_id,
                 "href": f"{quote(sample_id, safe='')}/report.html",
                 "patient_id": _cell(record.get("patient_id")) or DASH,
                 "decision": decision or DASH,
+                "decision_key": decision,
                 "decision_class": _css(DECISION_CLASS, decision),
                 "eligible_targets": _as_list(_cell(record.get("eligible_targets")), ","),
                 "blast_events": fmt_count(record.get("blast_events")),
+                "blast_events_sort": _sort_number(record.get("blast_events")),
                 "blast_pct": fmt_pct(record.get("blast_pct_leukocytes")),
+                "blast_pct_sort": _sort_number(record.get("blast_pct_leukocytes")),
                 "cd19_status": _cell(record.get("cd19_status")) or DASH,
                 "antigen_status": antigen_status or DASH,
                 "antigen_status_class": _css(STATUS_CLASS, antigen_status),
@@ -1177,8 +1567,13 @@ def cohort_context(results_dir: Path, recommendations: pd.DataFrame) -> dict[str
                 "clinical_reasons": _as_list(_cell(record.get("clinical_reasons")), ";"),
                 "combination": _cell(record.get("recommended_combination")) or DASH,
                 "combination_pct": fmt_pct2(record.get("combination_coverage_pct")),
+                "combination_pct_sort": _sort_number(record.get("combination_coverage_pct")),
                 "flags": flags,
+                "flags_sort": "" if flags == DASH else flags,
                 "flags_class": flags_class,
+                "qc_status": qc_status or DASH,
+                "qc_class": _css(QC_CLASS, qc_status),
+                "qc_warnings": len(_as_list(qc.get("warnings"))),
             }
         )
     tally: dict[str, int] = {name: 0 for name in DECISION_ORDER}
@@ -1186,12 +1581,18 @@ def cohort_context(results_dir: Path, recommendations: pd.DataFrame) -> dict[str
         key = row["decision"] if row["decision"] != DASH else "not recorded"
         tally[key] = tally.get(key, 0) + 1
     counts = [{"decision": k, "count": n, "css": _css(DECISION_CLASS, k)} for k, n in tally.items()]
+    sample_ids = [r["sample_id"] for r in rows if r["sample_id"]]
     return {
         "version": __version__,
         "rows": rows,
         "counts": counts,
+        "decisions": [c["decision"] for c in counts if c["decision"] != "not recorded"],
         "total": len(rows),
-        "trials": _trials(Path(results_dir), [r["sample_id"] for r in rows if r["sample_id"]]),
+        "trials": _trials(results_dir, sample_ids),
+        "heatmap": _heatmap_view(results_dir, sample_ids, config or {}),
+        "patients": _patients_view(results_dir),
+        "csp": COHORT_CSP.format(script=_script_hash(COHORT_SCRIPT)),
+        "script": COHORT_SCRIPT,
     }
 
 
@@ -1203,15 +1604,16 @@ def render_cohort_report(
     Parameters
     ----------
     results_dir
-        The results folder; each sample's report is ``{sample_id}/report.html`` below it, and
-        its decision.json names the trial version the sample was decided against.
+        The results folder; each sample's report is ``{sample_id}/report.html`` below it, its
+        decision.json names the trial version, its antigens.tsv feeds the heat map and its
+        qc.json the QC column; patients.tsv and patient_timeline.tsv feed the Patients section.
     recommendations
         recommendations.tsv as a DataFrame (one row per sample, contract columns).
     config
-        The workflow configuration (accepted for a uniform API; nothing is recomputed from it).
+        The workflow configuration: only the order of the antigens (``quantified``) is used;
+        nothing is recomputed from it.
     """
-    del config  # the cohort index shows results only
-    context = cohort_context(Path(results_dir), recommendations)
+    context = cohort_context(Path(results_dir), recommendations, config)
     return environment().get_template("cohort.html").render(**context)
 
 
