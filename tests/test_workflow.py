@@ -173,7 +173,16 @@ def test_default_run_is_the_demo_cohort(tmp_path: Path) -> None:
         assert row.antigen_status == expected["antigen_status"], row.sample_id
         assert row.clinical_status == expected["clinical_status"], row.sample_id
         assert row.decision == expected["decision"], row.sample_id
+        if row.decision == "needs_review":
+            assert row.review_reasons, f"{row.sample_id}: needs_review must say why"
     assert (results / "report.html").exists()
+    decisions = json.loads((results / "decisions.json").read_text())
+    assert [d["sample_id"] for d in decisions] == sorted(truth)
+    assert all(
+        rule["outcome"] in {"pass", "fail", "unknown"} for d in decisions for rule in d["rules"]
+    )
+    patients = pd.read_csv(results / "patients.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert sorted(patients["patient_id"]) == sorted({t["patient_id"] for t in truth.values()})
 
 
 def test_a_labs_flowjo_workspace_drives_the_workflow(

@@ -143,7 +143,8 @@ class Trial:
     target_rules: tuple[TargetRule, ...]
     max_products: int
     clinical_rules: tuple[ClinicalRule, ...]
-    min_coverage_pct: float = 95.0
+    #: Share of blasts a recommended combination must cover (the trial file's number).
+    min_coverage_pct: float | None = None
     registry_url: str | None = None
     description: str | None = None
     path: str | None = None
@@ -288,7 +289,7 @@ def load_trial(path: str | Path) -> Trial:
         target_rules=tuple(target_rules),
         max_products=int(data["max_products"]),
         clinical_rules=tuple(clinical),
-        min_coverage_pct=float(data.get("min_coverage_pct", 95)),
+        min_coverage_pct=(float(data["min_coverage_pct"]) if "min_coverage_pct" in data else None),
         registry_url=data.get("registry_url"),
         description=data.get("description"),
         path=str(path),
@@ -759,7 +760,7 @@ def decide(
     whatever the antigens; an unusable profile (QC failed, too few blasts) or an unknown
     target cannot give a "no target" verdict; a clinical unknown cannot give a "candidate".
     """
-    floor = int(floors.get("quantify", 50))
+    floor = int(floors["quantify"])
     qc_status = _str_or_none(qc.get("status")) if qc else None
     blast_events, blast_pct = _blast_counts(populations)
 
@@ -869,7 +870,14 @@ def decide(
         review_reasons = []
 
     choice = None
-    if antigen_status == "ok" and coverage is not None and not coverage.empty and eligible:
+    combinations_rule = trial.min_coverage_pct is not None
+    if (
+        combinations_rule
+        and antigen_status == "ok"
+        and coverage is not None
+        and not coverage.empty
+        and eligible
+    ):
         choice = recommend_combination(
             coverage, trial.max_products, trial.min_coverage_pct, allowed=eligible
         )
