@@ -29,7 +29,7 @@ from antigen_profile.coverage import (
 from antigen_profile.gating import POPULATION_COLUMNS
 from antigen_profile.ingest import Tube
 from antigen_profile.qc import QCSettings, check_acquisition
-from antigen_profile.quantify import ANTIGEN_COLUMNS
+from antigen_profile.quantify import ANTIGEN_COLUMNS, POSITIVE_CONTROL_COLUMNS
 from antigen_profile.recommend import RECOMMENDATION_COLUMNS
 from antigen_profile.report import plots, render_cohort_report, render_sample_report, write_html
 from antigen_profile.report.offtumour import NO_NOTE, OFF_TUMOUR_NOTES, off_tumour_note
@@ -1517,16 +1517,6 @@ HOSTILE_STRINGS = (
     "it's \"quoted\" & 'x'",
     "\u00dcn\u00efc\u00f8d\u00e9 \u6297\u539f",
 )
-POSITIVE_CONTROL_COLUMNS = [
-    "target",
-    "population",
-    "expected",
-    "events",
-    "positive_events",
-    "pct_positive",
-    "threshold",
-    "note",
-]
 
 
 def _text(html: str) -> str:

@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -30,8 +27,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from markupsafe import escape
+from test_workflow import snakemake  # the workflow run the README way, shared
 
-from antigen_profile.paths import REPO_ROOT
 from antigen_profile.simulate import Lognormal, demo_tube_events, demo_tube_spec, write_fcs
 
 pytestmark = pytest.mark.workflow
@@ -53,21 +50,6 @@ SAMPLES = (
 )
 #: The files a run writes that must repeat byte for byte (profile.json: all but ``created``).
 TABLE_SUFFIXES = (".tsv", ".json", ".xml")
-
-
-def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    """The repository's workflow, run from the repository as the README does."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
 
 
 def _hostile_labels(labels: list[str]) -> list[str]:
