@@ -273,3 +273,30 @@ def test_internal_positive_controls(profiled: Path) -> None:
     assert rows.loc["CD38", "threshold"] == antigens.loc["CD38", "threshold"]
     assert pd.isna(rows.loc["CD22", "pct_positive"])
     assert "no gated normal population" in rows.loc["CD22", "note"]
+
+
+def test_each_input_file_is_hashed_once(
+    demo_cohort: Path, config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashing reads the whole file; the audit entry's checksum is reused by ingest."""
+    import collections
+
+    from antigen_profile import ingest, pipeline
+
+    calls: collections.Counter[str] = collections.Counter()
+    real = ingest.sha256_file
+
+    def counting(path: str | Path) -> str:
+        calls[Path(path).name] += 1
+        return real(path)
+
+    monkeypatch.setattr(ingest, "sha256_file", counting)
+    monkeypatch.setattr(pipeline, "sha256_file", counting)
+    fcs = demo_cohort / "fcs"
+    profile_sample(
+        "P01-R1", fcs / "P01-R1.fcs", tmp_path, config, control=fcs / "P01-R1_control.fcs"
+    )
+    assert calls["P01-R1.fcs"] == 1 and calls["P01-R1_control.fcs"] == 1
+    profile = json.loads((tmp_path / "profile.json").read_text())
+    sample = next(i for i in profile["inputs"] if i["role"] == "sample")
+    assert sample["sha256"] == real(fcs / "P01-R1.fcs")

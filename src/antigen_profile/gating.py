@@ -551,9 +551,10 @@ def gate_to_json(gate: GateShape, populations: Populations) -> dict[str, Any]:
         entry["vertices"] = [list(v) for v in gate.vertices]
     else:
         entry["bounds"] = {k: list(v) for k, v in gate.bounds.items()}
-    row = populations.counts().set_index("population").loc[gate.id]
-    entry["events"] = int(row["events"])
-    entry["pct_parent"] = float(row["pct_parent"])
+    events = populations.count(gate.id)
+    parent_events = populations.count(gate.parent) if gate.parent else populations.n_total
+    entry["events"] = events
+    entry["pct_parent"] = _pct(events, parent_events)
     return entry
 
 

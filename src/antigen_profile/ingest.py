@@ -199,6 +199,7 @@ def read_tube(
     scatter_aliases: Mapping[str, Sequence[str]],
     required: Sequence[str] = (),
     spillover_csv: str | Path | None = None,
+    sha256: str | None = None,
 ) -> Tube:
     """Read one FCS file into a :class:`Tube`.
 
@@ -213,6 +214,8 @@ def read_tube(
         naming the file and the marker.
     spillover_csv : path, optional
         A spillover matrix that overrides the file's own.
+    sha256 : str, optional
+        The file's checksum when the caller already took it (files are hashed once).
     """
     path = Path(path)
     if not path.is_file():
@@ -221,7 +224,7 @@ def read_tube(
         data = read_fcs(path)
     except FCSError as exc:
         raise IngestError(str(exc)) from None
-    checksum = sha256_file(path)
+    checksum = sha256 or sha256_file(path)
     notes = list(data.warnings)
     events = data.events
     channels = list(data.channels)

@@ -137,7 +137,7 @@ def profile_sample(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    gater = Gater.from_config(config)
+    gater = Gater(config)
     positivity = PositivitySettings.from_config(config)
     quantified = list(config["quantified"])
     inputs = [_input("sample", fcs), _input(gater.role, gater.path)]
@@ -151,7 +151,10 @@ def profile_sample(
     spill_csv = resolve(spill_csv) if spill_csv else None
 
     try:
-        tube = read_tube(fcs, config["markers"], config["scatter"], gater.required, spill_csv)
+        tube = read_tube(
+            fcs, config["markers"], config["scatter"], gater.required, spill_csv,
+            sha256=inputs[0]["sha256"],
+        )  # fmt: skip
     except IngestError as exc:
         return _write_failed(sample_id, fcs, out, failed_qc(str(exc)), inputs, config)
     qc_settings = QCSettings.from_config(config)
@@ -183,7 +186,8 @@ def profile_sample(
     for key, path in [(ANY_MARKER, control), *(marker_controls or {}).items()]:
         if not path:
             continue
-        blasts_of_control, note = _control_blasts(path, tube, gater, sample_id)
+        checksum = next((i["sha256"] for i in inputs if i["path"] == str(path)), None)
+        blasts_of_control, note = _control_blasts(path, tube, gater, sample_id, checksum)
         if blasts_of_control is not None:
             controls[key] = blasts_of_control
         if note:
@@ -254,10 +258,6 @@ class Gater:
             self.role = "gating_template"
             self.template = GatingTemplate(self.path)
             self.required = self.template.dimensions
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Gater:
-        return cls(config)
 
     def gate(
         self, tube: Tube, raw: np.ndarray, data: Mapping[str, np.ndarray], sample_id: str
@@ -458,14 +458,18 @@ def _backbone(config: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _control_blasts(
-    control: str | Path | None, tube: Tube, gater: Gater, sample_id: str
+    control: str | Path | None,
+    tube: Tube,
+    gater: Gater,
+    sample_id: str,
+    sha256: str | None = None,
 ) -> tuple[dict[str, np.ndarray] | None, str | None]:
     """The control tube's blasts (same gating, markers mapped through the stained tube's
     detectors), or ``None`` with the reason the internal reference is used instead."""
     if not control:
         return None, None
     try:
-        ctube = map_control(read_tube(control, {}, {}, ()), tube)
+        ctube = map_control(read_tube(control, {}, {}, (), sha256=sha256), tube)
         spill = ctube.spillover if ctube.spillover is not None else tube.spillover
         ctube.spillover = spill
         cevents = compensate(ctube.events, ctube.channels, spill)

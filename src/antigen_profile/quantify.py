@@ -114,7 +114,8 @@ def quantify_marker(
             f"{settings.quantify_floor}"
         )
         return row
-    row["median"] = round(float(np.median(values)), 2)
+    median = float(np.median(values))
+    row["median"] = round(median, 2)
     if reference is None:
         row["call"] = "no_reference"
         row["note"] = "no control tube and no valid internal negative population for this antigen"
@@ -143,7 +144,7 @@ def quantify_marker(
         pct_ci_high=round(high, 2),
     )
     if ref_median > 0:
-        rmfi = float(np.median(values)) / ref_median
+        rmfi = median / ref_median
         row["rmfi"] = round(rmfi, 2)
         if call != "negative":
             # The positive blasts' own median against the reference says how much antigen
