@@ -151,6 +151,42 @@ def test_density_valley() -> None:
     assert gatefit.density_valley(one, (15_000, 60_000)) is None
 
 
+def test_fitting_only_the_sampled_rows_gives_the_same_clusters() -> None:
+    """Gating builds just the rows a mixture is fitted on (``fit_rows``), not every event's
+    point; the fit must be the one from all points, NaN rows included."""
+    rng = np.random.default_rng(4)
+    points = np.concatenate(
+        [
+            rng.normal((0.4, 4.5), (0.03, 0.1), (30_000, 2)),
+            rng.normal((0.8, 4.3), 0.03, (20_000, 2)),
+        ]
+    )
+    points[::997, 1] = np.nan
+    targets = {"a": gatefit.ClusterTarget((0.4, 4.5), (0.1, 0.3))}
+    whole = gatefit.fit_clusters(points, targets)
+    rows = gatefit.fit_rows(np.all(np.isfinite(points), axis=1))
+    assert rows.size == gatefit.MAX_FIT_EVENTS
+    part = gatefit.fit_clusters(points[rows], targets)
+    assert whole["a"].polygon is not None and part["a"].polygon is not None
+    np.testing.assert_array_equal(whole["a"].polygon, part["a"].polygon)
+    assert whole["a"].components == part["a"].components
+
+
+def test_density_valley_counts_as_a_histogram_of_the_window_edges() -> None:
+    """Counting by range (no sort) puts every value in the bin the explicit edges give."""
+    rng = np.random.default_rng(5)
+    values = np.concatenate([rng.normal(0.2, 0.05, 50_000), rng.normal(0.7, 0.05, 50_000)])
+    lo, hi, bins = 0.25, 0.75, 200
+    span = hi - lo
+    edges = np.linspace(lo - span, hi + span, 3 * bins + 1)
+    values = np.concatenate([values, edges, np.nextafter(edges, 1), np.nextafter(edges, -1)])
+    by_edges, _ = np.histogram(values, edges)
+    by_range, _ = np.histogram(values, 3 * bins, (edges[0], edges[-1]))
+    np.testing.assert_array_equal(by_edges, by_range)
+    valley = gatefit.density_valley(values, (lo, hi), bins)
+    assert valley is not None and 0.35 < valley < 0.55
+
+
 def test_lineage_switch_is_flagged_on_the_demo(
     demo_cohort: Path, config: dict[str, Any], tmp_path: Path
 ) -> None:

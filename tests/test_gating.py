@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.path import Path as MplPath
 
 from antigen_profile.compensate import compensate
 from antigen_profile.config import load_config
-from antigen_profile.gating import GatingError, GatingTemplate, Populations, gate_to_json
+from antigen_profile.gating import (
+    Axis,
+    GateShape,
+    GatingError,
+    GatingTemplate,
+    Populations,
+    gate_to_json,
+    membership,
+)
 from antigen_profile.ingest import find_markers, parse_spillover
 from antigen_profile.paths import REPO_ROOT
 from antigen_profile.simulate import Truth, demo_tube_events, demo_tube_spec
 from antigen_profile.transforms import logicle
 
 TEMPLATE = REPO_ROOT / "resources" / "gates" / "b-all-blasts.xml"
+COMPLIANCE = REPO_ROOT.parent / "shared" / "fcs-corpus" / "gatingml-compliance"
 CONFIG = load_config()
 QUANTIFIED = ("CD19", "CD22", "CD123", "CD38", "CD10", "CD20")
 
@@ -333,3 +348,285 @@ def test_invalid_template_is_a_gating_error(tmp_path: Path, text: str) -> None:
 def test_missing_template_file_is_a_gating_error(tmp_path: Path) -> None:
     with pytest.raises(GatingError):
         GatingTemplate(tmp_path / "absent.xml")
+
+
+# --------------------------------------------------------------------------------------------
+# Our gating engine and reader against FlowKit's
+# --------------------------------------------------------------------------------------------
+
+
+def _flowkit_masks(xml: str, data: dict[str, np.ndarray], gate_ids: list[str]) -> dict:
+    import flowkit as fk
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        strategy = fk.parse_gating_xml(io.BytesIO(xml.encode("utf-8")))
+        results = strategy.gate_sample(fk.Sample(pd.DataFrame(data), sample_id="s"))
+    return {g: np.asarray(results.get_gate_membership(g), dtype=bool) for g in gate_ids}
+
+
+@pytest.mark.parametrize("require", [None, {"CD34": "positive"}], ids=["template", "CD34+"])
+def test_masks_equal_flowkit_gate_sample_event_for_event(
+    template: GatingTemplate,
+    demo: tuple[dict[str, np.ndarray], Truth],
+    require: dict[str, str] | None,
+) -> None:
+    """The fitted gates (and a backbone gate) applied by FlowKit to the same events."""
+    data = demo[0]
+    pops = template.apply(data, "P01-R1", require=require)
+    fitted = {g.id: g for g in pops.gates}
+    assert fitted["blasts" if require is None else "blasts_region"] != template.gates[3]
+    if require:
+        assert [g.id for g in pops.gates][3:5] == ["blasts_region", "blasts"]
+    used = {a.dimension for g in pops.gates for a in (g.x, g.y) if a is not None}
+    theirs = _flowkit_masks(
+        template.to_gatingml(pops.gates), {d: data[d] for d in used}, list(fitted)
+    )
+    for gate_id, mask in theirs.items():
+        assert pops.masks[gate_id].dtype == bool
+        np.testing.assert_array_equal(pops.masks[gate_id], mask, err_msg=gate_id)
+
+
+def test_fitting_plots_and_final_masks_share_one_membership_test(
+    template: GatingTemplate, populations: Populations, demo: tuple[dict[str, np.ndarray], Truth]
+) -> None:
+    data = demo[0]
+    for gate in populations.gates:
+        parent = populations.masks[gate.parent] if gate.parent else None
+        np.testing.assert_array_equal(
+            template.inside(gate, data, parent), populations.masks[gate.id], err_msg=gate.id
+        )
+    index = np.arange(0, populations.n_total, 97)
+    for axis in (populations.gates[3].x, populations.gates[3].y):
+        assert axis is not None
+        np.testing.assert_array_equal(
+            template.display(axis, data, index), template.display(axis, data)[index]
+        )
+
+
+def _edge_cases(
+    vertices: Sequence[tuple[float, float]], dtype: type = np.float64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices, edge midpoints, the bounding box and one ulp (of ``dtype``) either side,
+    NaN, infinities."""
+    v = np.asarray(vertices, dtype=float)
+    ends = np.roll(v, -1, axis=0)
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    box = [(x, y) for x in (lo[0], hi[0]) for y in np.linspace(lo[1], hi[1], 7)]
+    box += [(x, y) for y in (lo[1], hi[1]) for x in np.linspace(lo[0], hi[0], 7)]
+    points = np.concatenate([v, (v + ends) / 2, np.asarray(box)]).astype(dtype)
+    down, up = dtype(-np.inf), dtype(np.inf)
+    near = [np.nextafter(points, down), np.nextafter(points, up)]
+    near += [np.column_stack([np.nextafter(points[:, 0], d), points[:, 1]]) for d in (down, up)]
+    special = [[np.nan, 5.0], [5.0, np.nan], [np.inf, 5.0], [-np.inf, 5.0], [5.0, np.inf]]
+    points = np.concatenate([points, *near, np.asarray(special, dtype=dtype)])
+    return points[:, 0].astype(np.float64), points[:, 1].astype(np.float64)
+
+
+@pytest.mark.parametrize("shape", ["concave", "traced"])
+def test_polygon_membership_is_flowutils_on_edges_and_odd_values(shape: str) -> None:
+    """Points on edges and vertices, at the bounding box and one ulp off it: our blockwise,
+    box-filtered test decides exactly as flowutils' (FlowKit's) on every one."""
+    from flowutils import gating as fu_gating
+
+    if shape == "concave":
+        vertices = [(float(x), float(y)) for x, y in CONCAVE]
+    else:
+        # like a traced cluster: 72 vertices, logicle x, linear y
+        angle = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+        radius = 0.1 + 0.03 * np.sin(5 * angle)
+        xs, ys = 0.4 + radius * np.cos(angle), 3e4 + 2e4 * radius * np.sin(angle)
+        vertices = list(zip(xs.tolist(), ys.tolist(), strict=True))
+    x, y = _edge_cases(vertices)
+    rng = np.random.default_rng(1)
+    lo, hi = np.min(vertices, axis=0), np.max(vertices, axis=0)
+    x = np.concatenate([x, rng.uniform(2 * lo[0] - hi[0], 2 * hi[0] - lo[0], 200_000)])
+    y = np.concatenate([y, rng.uniform(2 * lo[1] - hi[1], 2 * hi[1] - lo[1], 200_000)])
+    gate = GateShape("p", None, "polygon", Axis("X", None), Axis("Y", None), tuple(vertices))
+    expected = fu_gating.points_in_polygon(np.asarray(vertices), np.column_stack([x, y]))
+    assert 0 < expected.sum() < expected.size
+    np.testing.assert_array_equal(membership(gate, x, y), expected)
+    parent = rng.random(x.size) < 0.5
+    np.testing.assert_array_equal(membership(gate, x, y, parent), expected & parent)
+
+
+def test_edges_and_bounds_decided_as_flowkit_decides(tmp_path: Path) -> None:
+    """Events exactly on polygon edges and on rectangle bounds (min inside, max outside).
+
+    FlowKit's ``Sample`` keeps a DataFrame's values in float32 (as an FCS file holds them),
+    so the events here are float32 values: both engines then see the same numbers."""
+    template = _custom(tmp_path)
+    cloud = {k: v.astype(np.float32).astype(np.float64) for k, v in _cloud(5000).items()}
+    x, y = _edge_cases(CONCAVE, np.float32)
+    finite = np.isfinite(x) & np.isfinite(y)
+    x, y = x[finite], y[finite]
+    just_below = float(np.nextafter(np.float32(5.0), np.float32(0)))
+    just_above = float(np.nextafter(np.float32(0.5), np.float32(1)))
+    extra = {
+        "X": x,
+        "Y": y,
+        "Z": np.resize([5.0, just_below, 7.0], x.size),
+        "W": np.resize([0.5, just_above, 0.1], x.size),
+    }
+    data = {k: np.concatenate([cloud[k], extra[k]]) for k in cloud}
+    pops = template.apply(data)
+    theirs = _flowkit_masks(template.to_gatingml(pops.gates), data, ["shape", "bright", "other"])
+    for gate_id, mask in theirs.items():
+        np.testing.assert_array_equal(pops.masks[gate_id], mask, err_msg=gate_id)
+    tail = slice(cloud["X"].size, None)
+    shape = pops.masks["shape"][tail]
+    assert np.array_equal(pops.masks["bright"][tail], shape & (extra["Z"] >= 5.0))
+    assert np.array_equal(pops.masks["other"][tail], shape & (extra["W"] < 0.5))
+
+
+def _flowkit_view(path: Path) -> tuple[list[tuple[Any, ...]], dict[str, tuple[float, ...]]]:
+    import flowkit as fk
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        strategy = fk.parse_gating_xml(str(path))
+    gates = []
+    for name, gate_path in strategy.get_gate_ids():
+        gate = strategy.get_gate(name, gate_path=gate_path)
+        parent = gate_path[-1] if gate_path[-1] != "root" else None
+        dims = tuple((d.id, d.transformation_ref) for d in gate.dimensions)
+        if type(gate).__name__ == "PolygonGate":
+            detail: Any = tuple((float(vx), float(vy)) for vx, vy in gate.vertices)
+        else:
+            detail = tuple((d.min, d.max) for d in gate.dimensions)
+        gates.append((name, parent, type(gate).__name__, dims, detail))
+    xforms = {
+        name: (x.param_t, x.param_w, x.param_m, x.param_a)
+        for name, x in strategy.transformations.items()
+        if type(x).__name__ == "LogicleTransform"
+    }
+    return gates, xforms
+
+
+def _our_view(path: Path) -> tuple[list[tuple[Any, ...]], dict[str, tuple[float, ...]]]:
+    template = GatingTemplate(path)
+    gates = []
+    for g in template.gates:
+        axes = [g.x] if g.y is None else [g.x, g.y]
+        dims = tuple((a.dimension, a.transform) for a in axes)
+        if g.type == "polygon":
+            detail: Any = g.vertices
+        else:
+            detail = tuple(g.bounds.get(k, (None, None)) for k in ("x", "y")[: len(axes)])
+        kind = "PolygonGate" if g.type == "polygon" else "RectangleGate"
+        gates.append((g.id, g.parent, kind, dims, detail))
+    xforms = {n: (p["T"], p["W"], p["M"], p["A"]) for n, p in template.transforms.items()}
+    return gates, xforms
+
+
+def _compliance_documents() -> list[Path]:
+    return sorted((COMPLIANCE / "gml").glob("*.xml"))
+
+
+#: What makes a compliance document no template: the features our reader refuses, by name.
+REFUSED = ("Gate; templates support polygon and rectangle gates", "transform", "compensation",
+           "derived (ratio) dimension", "not a valid Gating-ML 2.0 file")  # fmt: skip
+
+
+def test_our_reader_reads_what_flowkit_reads() -> None:
+    """Gate ids, order, parents, dimensions, transforms, vertices and bounds as FlowKit parses
+    them: the shipped template and every polygon/rectangle document of the ISAC suite; every
+    other document is refused in one line naming it and what is not supported."""
+    assert _our_view(TEMPLATE) == _flowkit_view(TEMPLATE)
+    if not COMPLIANCE.is_dir():
+        pytest.skip(f"Gating-ML compliance corpus {COMPLIANCE} not available")
+    read = []
+    for path in _compliance_documents():
+        try:
+            ours = _our_view(path)
+        except GatingError as exc:
+            message = str(exc)
+            assert message.startswith(f"{path}: ") and "\n" not in message
+            assert any(reason in message for reason in REFUSED), message
+            continue
+        assert ours == _flowkit_view(path), path.name
+        read.append(path.stem.removeprefix("gml_").removesuffix("_gate"))
+    assert set(read) == {
+        "poly1", "poly2", "poly3ns", "range", "rect1", "rect2", "time_range",
+        "transform_logicle_range4", "transform_logicle_range5",
+    }  # fmt: skip
+
+
+def test_documents_we_read_match_the_isac_reference_results() -> None:
+    """Our engine on the ISAC data file, against the expected membership of every event."""
+    if not COMPLIANCE.is_dir():
+        pytest.skip(f"Gating-ML compliance corpus {COMPLIANCE} not available")
+    import flowkit as fk
+
+    sample = fk.Sample(str(COMPLIANCE / "data1.fcs"))
+    raw = sample.get_events(source="raw")  # no spillover in the file: FCS = as acquired
+    data = {name: raw[:, i] for i, name in enumerate(sample.pnn_labels)}
+    checked = 0
+    for path in _compliance_documents():
+        try:
+            template = GatingTemplate(path)
+        except GatingError:
+            continue
+        pops = template.apply(data, fit=False)
+        for gate in template.gates:
+            truth = np.loadtxt(COMPLIANCE / "truth" / f"Results_{gate.id}.txt", dtype=np.int8)
+            np.testing.assert_array_equal(pops.masks[gate.id], truth.astype(bool), gate.id)
+            checked += 1
+    assert checked == 9
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            '<gating:EllipsoidGate gating:id="E"><gating:dimension gating:compensation-ref='
+            '"uncompensated"><data-type:fcs-dimension data-type:name="X"/></gating:dimension>'
+            '<gating:dimension gating:compensation-ref="uncompensated"><data-type:fcs-dimension '
+            'data-type:name="Y"/></gating:dimension><gating:mean><gating:coordinate '
+            'data-type:value="1"/><gating:coordinate data-type:value="1"/></gating:mean>'
+            '<gating:covarianceMatrix><gating:row><gating:entry data-type:value="1"/>'
+            '<gating:entry data-type:value="0"/></gating:row><gating:row><gating:entry '
+            'data-type:value="0"/><gating:entry data-type:value="1"/></gating:row>'
+            '</gating:covarianceMatrix><gating:distanceSquare data-type:value="1"/>'
+            "</gating:EllipsoidGate>",
+            "gate E is an EllipsoidGate; templates support polygon and rectangle gates",
+        ),
+        (
+            '<transforms:transformation transforms:id="asinh"><transforms:fasinh '
+            'transforms:T="1000" transforms:M="4" transforms:A="1"/></transforms:transformation>'
+            '<gating:RectangleGate gating:id="R"><gating:dimension gating:min="0.1" '
+            'gating:transformation-ref="asinh" gating:compensation-ref="uncompensated">'
+            '<data-type:fcs-dimension data-type:name="X"/></gating:dimension>'
+            "</gating:RectangleGate>",
+            "gate R uses the fasinh transform asinh; templates support logicle",
+        ),
+        (
+            _rectangle("R", "X", 0.0, None).replace("uncompensated", "MySpill"),
+            "gate R refers to compensation MySpill",
+        ),
+        (_rectangle("R", "X", 0.0, None, parent="nowhere"), "parent nowhere is not a gate"),
+    ],
+    ids=["ellipse", "fasinh", "matrix", "orphan"],
+)
+def test_unsupported_template_content_is_a_clear_gating_error(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    path = tmp_path / "template.xml"
+    path.write_text(HEAD + body + TAIL, encoding="utf-8")
+    with pytest.raises(GatingError) as info:
+        GatingTemplate(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: ") and message in text and "\n" not in text
+
+
+def test_gating_does_not_import_flowkit() -> None:
+    """Reading and applying a template needs no FlowKit import (~2 s per Snakemake job)."""
+    code = (
+        "import sys, numpy as np\n"
+        "from antigen_profile.gating import GatingTemplate\n"
+        f"t = GatingTemplate({str(TEMPLATE)!r})\n"
+        "rng = np.random.default_rng(0)\n"
+        "t.apply({d: rng.uniform(0, 2e5, 2000) for d in t.dimensions}, fit=False)\n"
+        "assert 'flowkit' not in sys.modules, 'flowkit was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

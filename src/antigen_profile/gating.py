@@ -2,15 +2,19 @@
 
 The only module that talks Gating-ML. Templates name markers (``CD45``, ``SSC-A``), not
 detectors; the caller hands in each marker's compensated events under that name, so the same
-template serves every instrument. FlowKit evaluates the gates.
+template serves every instrument. Templates are read here (lxml, checked against the Gating-ML
+2.0 schema FlowKit ships) and gated here with FlowKit's own membership rules, so results match
+FlowKit's ``gate_sample`` without its cost: each display column is transformed once (logicle by
+table), each gate tests only its parent's events, and the masks computed while fitting are the
+final ones wherever a gate did not change afterwards.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
-from collections.abc import Mapping
+import importlib.util
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -19,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from antigen_profile import gatefit
+from antigen_profile.transforms import logicle_table
 
 POPULATION_COLUMNS = ["population", "parent", "events", "pct_parent", "pct_total"]
 
@@ -120,24 +125,277 @@ class FitSpec:
 
 GATING_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/gating"
 DATATYPE_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/datatypes"
+TRANSFORMS_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/transformations"
+PREFIXES = {GATING_NS: "gating", DATATYPE_NS: "data-type", TRANSFORMS_NS: "transforms"}
+#: Compensation references a template may use: the caller hands in events compensated with
+#: the tube's own spillover, which is what ``FCS`` asks for; a named matrix is not supported.
+COMPENSATION_REFS = {"uncompensated", "FCS"}
 
 
-def _read_fit_specs(path: Path) -> dict[str, FitSpec]:
+def _g(name: str) -> str:
+    return f"{{{GATING_NS}}}{name}"
+
+
+def _d(name: str) -> str:
+    return f"{{{DATATYPE_NS}}}{name}"
+
+
+def _t(name: str) -> str:
+    return f"{{{TRANSFORMS_NS}}}{name}"
+
+
+@cache
+def _schema() -> Any:
+    """The Gating-ML 2.0 schema from FlowKit's package data (``None`` if FlowKit is absent),
+    located without importing FlowKit, which alone costs ~2 s per job; building it ~2 ms."""
     from lxml import etree
 
-    specs: dict[str, FitSpec] = {}
-    root = etree.parse(str(path)).getroot()
-    for gate in root:
-        gate_id = gate.get(f"{{{GATING_NS}}}id")
-        for info in gate.findall(f"{{{DATATYPE_NS}}}custom_info"):
-            fit = info.find("fit")
-            if gate_id and fit is not None:
-                specs[gate_id] = FitSpec(fit.get("method", ""), dict(fit.attrib))
-    return specs
+    spec = importlib.util.find_spec("flowkit")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        xsd = Path(folder) / "_resources" / "Gating-ML.v2.0.xsd"
+        if xsd.is_file():
+            return etree.XMLSchema(etree.parse(str(xsd)))
+    return None
+
+
+def _one_line(text: str) -> str:
+    for uri, prefix in PREFIXES.items():
+        text = text.replace(f"{{{uri}}}", f"{prefix}:")
+    return " ".join(str(text).split())
+
+
+def _read_template(
+    path: Path,
+) -> tuple[list[GateShape], dict[str, dict[str, float]], dict[str, FitSpec]]:
+    """Gates (parents first), logicle transforms and ``<fit>`` specs of a template.
+
+    Reads the subset of Gating-ML 2.0 templates use (polygon and rectangle gates on
+    ``fcs-dimension``s, logicle transforms) after validating the whole document against the
+    schema, as FlowKit does; anything else is a one-line :class:`GatingError`.
+    """
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    try:
+        tree = etree.parse(str(path), parser)
+    except OSError as exc:
+        raise GatingError(f"{path}: cannot be read ({_one_line(str(exc))})") from None
+    except etree.XMLSyntaxError as exc:
+        raise GatingError(
+            f"{path}: not a valid Gating-ML 2.0 file ({_one_line(str(exc))}); "
+            "validate it against the Gating-ML 2.0 schema"
+        ) from None
+    schema = _schema()
+    if schema is None:
+        raise GatingError(f"{path}: cannot validate: the Gating-ML 2.0 schema (FlowKit) is missing")
+    if not schema.validate(tree):
+        first = schema.error_log[0]
+        raise GatingError(
+            f"{path}: not a valid Gating-ML 2.0 file (line {first.line}: "
+            f"{_one_line(first.message)}); validate it against the Gating-ML 2.0 schema"
+        )
+    root = tree.getroot()
+
+    def fail(message: str) -> GatingError:
+        return GatingError(f"{path}: {message}")
+
+    transforms: dict[str, dict[str, float]] = {}
+    other_kinds: dict[str, str] = {}
+    for element in root.iterchildren(_t("transformation")):
+        xform_id = str(element.get(_t("id")))
+        kind = next((etree.QName(c).localname for c in element if isinstance(c.tag, str)), "")
+        if kind == "logicle":
+            child = element.find(_t("logicle"))
+            transforms[xform_id] = {k: float(child.get(_t(k))) for k in ("T", "W", "M", "A")}
+        else:
+            other_kinds[xform_id] = kind
+
+    gates: dict[str, GateShape] = {}
+    fits: dict[str, FitSpec] = {}
+    for element in root:
+        if not isinstance(element.tag, str):
+            continue
+        qname = etree.QName(element)
+        if qname.namespace != GATING_NS or not qname.localname.endswith("Gate"):
+            continue
+        name = str(element.get(_g("id")))
+        if qname.localname not in ("PolygonGate", "RectangleGate"):
+            article = "an" if qname.localname[0] in "AEIOU" else "a"
+            raise fail(
+                f"gate {name} is {article} {qname.localname}; templates support polygon and "
+                "rectangle gates"
+            )
+        if name in gates:
+            raise fail(f"gate id {name} is used twice")
+        axes: list[Axis] = []
+        bounds: dict[str, tuple[float | None, float | None]] = {}
+        dims = element.findall(_g("dimension"))
+        for key, dim in zip(("x", "y", "z"), dims, strict=False):
+            fcs = dim.find(_d("fcs-dimension"))
+            if fcs is None:
+                raise fail(f"gate {name} uses a derived (ratio) dimension; templates gate markers")
+            xform = dim.get(_g("transformation-ref"))
+            if xform is not None and xform not in transforms:
+                kind = other_kinds.get(xform)
+                raise fail(
+                    f"gate {name} uses the {kind} transform {xform}; templates support logicle"
+                    if kind
+                    else f"gate {name} refers to transform {xform}, which the file does not define"
+                )
+            compensation = dim.get(_g("compensation-ref"))
+            if compensation not in COMPENSATION_REFS:
+                raise fail(
+                    f"gate {name} refers to compensation {compensation}; templates gate "
+                    "events compensated with the tube's own spillover: use "
+                    'compensation-ref="uncompensated"'
+                )
+            axes.append(Axis(str(fcs.get(_d("name"))), xform))
+            lo, hi = dim.get(_g("min")), dim.get(_g("max"))
+            bounds[key] = (None if lo is None else float(lo), None if hi is None else float(hi))
+        parent = element.get(_g("parent_id"))
+        if qname.localname == "PolygonGate":
+            if len(axes) != 2:
+                raise fail(f"gate {name} must have two dimensions")
+            vertices = []
+            for vertex in element.findall(_g("vertex")):
+                coords = [float(c.get(_d("value"))) for c in vertex.findall(_g("coordinate"))]
+                if len(coords) != 2:
+                    raise fail(f"gate {name} has a vertex without two coordinates")
+                vertices.append((coords[0], coords[1]))
+            gates[name] = GateShape(name, parent, "polygon", axes[0], axes[1], tuple(vertices))
+        else:
+            if not axes or len(axes) > 2:
+                raise fail(f"gate {name} must have one or two dimensions")
+            y = axes[1] if len(axes) > 1 else None
+            gates[name] = GateShape(name, parent, "rectangle", axes[0], y, bounds=bounds)
+        for info in element.findall(_d("custom_info")):
+            spec = info.find("fit")
+            if spec is not None:
+                fits[name] = FitSpec(spec.get("method", ""), dict(spec.attrib))
+    return _parents_first(gates, fail), transforms, fits
+
+
+def _parents_first(gates: Mapping[str, GateShape], fail: Any) -> list[GateShape]:
+    """Depth first from the roots, siblings in document order (FlowKit's order for templates
+    written parents first); a parent that is no gate, or a cycle, is an error."""
+    children: dict[str | None, list[GateShape]] = {}
+    for gate in gates.values():
+        if gate.parent is not None and gate.parent not in gates:
+            raise fail(f"gate {gate.id}'s parent {gate.parent} is not a gate in the file")
+        children.setdefault(gate.parent, []).append(gate)
+    order: list[GateShape] = []
+    stack = list(reversed(children.get(None, [])))
+    while stack:
+        gate = stack.pop()
+        order.append(gate)
+        stack.extend(reversed(children.get(gate.id, [])))
+    if len(order) != len(gates):
+        cyclic = sorted(set(gates) - {g.id for g in order})
+        raise fail(f"gates {', '.join(cyclic)} are their own ancestors")
+    return order
 
 
 def _pct(part: int, whole: int) -> float:
     return round(100.0 * part / whole, 4) if whole else float("nan")
+
+
+#: Events per block when testing polygons: bounds the index and point buffers to a few MiB.
+BLOCK = 1 << 16
+
+
+def membership(
+    gate: GateShape, x: np.ndarray, y: np.ndarray | None, parent: np.ndarray | None = None
+) -> np.ndarray:
+    """Events inside ``gate`` among ``parent``'s (all events when ``None``), by FlowKit's own
+    rules, so that fitting, the final masks and FlowKit re-gating the export agree, events on
+    an edge included: polygons by flowutils' winding-number test (FlowKit's), rectangles
+    ``min <= v < max`` (Gating-ML). ``x`` and ``y`` are display-scale columns over all events;
+    only the parent's events are tested, in blocks, so no copy of all events is made."""
+    n = x.shape[0]
+    if gate.type != "polygon":
+        keep = np.ones(n, dtype=bool) if parent is None else parent.copy()
+        for key, values in (("x", x), ("y", y)):
+            lo, hi = gate.bounds.get(key, (None, None))
+            if values is not None and lo is not None:
+                keep &= values >= lo
+            if values is not None and hi is not None:
+                keep &= values < hi
+        return keep
+    from flowutils import gating as fu_gating
+
+    assert y is not None
+    vertices = np.asarray(gate.vertices, dtype=np.float64)
+    # Outside the polygon's bounding box the winding number is exactly 0: above or below it
+    # a point crosses no edge; right of it, it is right of every edge it crosses (none
+    # counts); left of it, upward and downward crossings cancel. So only points in the box
+    # (padded far beyond rounding error in flowutils' edge test) are tested; NaN is out.
+    pad = 1e-9 * (np.ptp(vertices, axis=0) + np.abs(vertices).max(axis=0))
+    (x_lo, y_lo), (x_hi, y_hi) = vertices.min(axis=0) - pad, vertices.max(axis=0) + pad
+    out = np.zeros(n, dtype=bool)
+    for start in range(0, n, BLOCK):
+        stop = min(start + BLOCK, n)
+        if parent is None:
+            index: Any = slice(start, stop)
+        else:
+            index = np.flatnonzero(parent[start:stop])
+            index += start
+        px, py = x[index], y[index]
+        near = np.flatnonzero((px >= x_lo) & (px <= x_hi) & (py >= y_lo) & (py <= y_hi))
+        if near.size == 0:
+            continue
+        points = np.empty((near.size, 2), dtype=np.float64)
+        points[:, 0] = px[near]
+        points[:, 1] = py[near]
+        hits = np.zeros(px.size, dtype=bool)
+        hits[near] = fu_gating.points_in_polygon(vertices, points)
+        out[index] = hits
+    return out
+
+
+class _Events(Mapping[str, np.ndarray]):
+    """One tube's events by marker, remembering each (dimension, transform) display column so
+    that it is computed once however many gates and fitting steps use it."""
+
+    def __init__(self, template: GatingTemplate, data: Mapping[str, Any]) -> None:
+        self._template = template
+        self._data = data
+        self._columns: dict[tuple[str, str | None], np.ndarray] = {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return np.asarray(self._data[key], dtype=np.float64)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def n(self) -> int:
+        return len(self[self._template.dimensions[0]])
+
+    def column(self, axis: Axis, index: np.ndarray | None = None) -> np.ndarray:
+        key = (axis.dimension, axis.transform)
+        if key not in self._columns:
+            if index is not None:  # a few events: not worth transforming them all
+                return self._template.transform(axis.transform, self[axis.dimension][index])
+            self._columns[key] = self._template.transform(axis.transform, self[axis.dimension])
+        column = self._columns[key]
+        return column if index is None else column[index]
+
+
+@dataclass(frozen=True)
+class _Membership:
+    """A gate's mask and what it was computed from: the shape, and the events it was tested
+    among (its parent's mask at the time; ``None`` for all events)."""
+
+    gate: GateShape
+    mask: np.ndarray
+    among: np.ndarray | None
+
+
+#: Memberships by gate id.
+Known = dict[str, _Membership]
 
 
 class GatingTemplate:
@@ -150,20 +408,8 @@ class GatingTemplate:
     """
 
     def __init__(self, path: str | Path) -> None:
-        import flowkit as fk
-
         self.path = Path(path)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self._strategy = fk.parse_gating_xml(str(self.path))
-        except Exception as exc:
-            raise GatingError(
-                f"{self.path}: not a valid Gating-ML 2.0 file ({exc}); "
-                "validate it against the Gating-ML 2.0 schema"
-            ) from None
-        self.gates = [self._shape(name, path) for name, path in self._strategy.get_gate_ids()]
-        self.fits = _read_fit_specs(self.path)
+        self.gates, self.transforms, self.fits = _read_template(self.path)
         unknown = {f.method for f in self.fits.values()} - {"valley", "ratio", "cluster", "contain"}
         if unknown:
             raise GatingError(f"{self.path}: unknown fit method(s) {', '.join(sorted(unknown))}")
@@ -179,12 +425,12 @@ class GatingTemplate:
         return names
 
     def transform(self, name: str | None, values: np.ndarray) -> np.ndarray:
-        """Values in the template's scale for a dimension with transform ``name``."""
+        """Values in the template's scale for a dimension with transform ``name``: the logicle
+        by table (within 1e-9 of FlowKit's, see :class:`~antigen_profile.transforms.LogicleTable`),
+        the same values gating uses."""
         if name is None:
             return np.asarray(values, dtype=np.float64)
-        xform = self._strategy.transformations[name]
-        flat = np.asarray(values, dtype=np.float64).reshape(-1, 1)
-        return np.asarray(xform.apply(flat)).reshape(np.shape(values))
+        return logicle_table(self.transforms[name])(values)
 
     def apply(
         self,
@@ -197,13 +443,11 @@ class GatingTemplate:
         """Gate events given as marker -> compensated values (all the same length).
 
         With ``fit``, every gate that carries a ``<fit>`` spec is first moved to where its
-        population lies in this sample (see :class:`FitSpec`); FlowKit then gates with the
-        fitted coordinates, which are what ``gates.json`` and the plots show. ``require``
-        adds backbone markers to the definition of ``population`` (``{"CD34": "positive",
-        "CD3": "negative"}``), see :meth:`require_markers`.
+        population lies in this sample (see :class:`FitSpec`); the fitted coordinates are the
+        ones gated, reported in ``gates.json`` and drawn. ``require`` adds backbone markers to
+        the definition of ``population`` (``{"CD34": "positive", "CD3": "negative"}``), see
+        :meth:`require_markers`. ``sample_id`` is kept for callers; gating does not use it.
         """
-        import flowkit as fk
-
         require = dict(require or {})
         dimensions = self.dimensions + [m for m in require if m not in self.dimensions]
         missing = [d for d in dimensions if d not in data]
@@ -212,23 +456,46 @@ class GatingTemplate:
                 f"{self.path}: the tube has no {', '.join(missing)} for this template; map the "
                 "marker in config (`markers` / `scatter`) or use a template for this panel"
             )
-        frame = pd.DataFrame({d: np.asarray(data[d], dtype=np.float64) for d in dimensions})
-        gates, notes = self.fit(frame) if fit and self.fits else (list(self.gates), [])
+        events = _Events(self, {d: data[d] for d in dimensions})
+        if len({events[d].shape for d in dimensions}) > 1:
+            raise GatingError(f"{self.path}: the markers handed in have different event counts")
+        known: Known = {}
+        if fit and self.fits:
+            gates, notes, known = self._fit(events)
+        else:
+            gates, notes = list(self.gates), []
+        known = self._gate(gates, events, known)
         if require:
-            gates, more = self.require_markers(gates, frame, require, population)
+            masks = {gate_id: member.mask for gate_id, member in known.items()}
+            gates, more = self.require_markers(gates, events, require, population, masks)
             notes += more
-        strategy = self._strategy
-        if gates != self.gates:
-            xml = self.to_gatingml(gates)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                strategy = fk.parse_gating_xml(io.BytesIO(xml.encode("utf-8")))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sample = fk.Sample(frame, sample_id=sample_id)
-            results = strategy.gate_sample(sample)
-        masks = {g.id: np.asarray(results.get_gate_membership(g.id), dtype=bool) for g in gates}
-        return Populations(masks=masks, gates=gates, n_total=len(frame), notes=notes)
+            region = f"{population}_region"
+            if population in known and any(g.id == region for g in gates):
+                member = known.pop(population)  # the same gate, renamed
+                known[region] = replace(member, gate=replace(member.gate, id=region))
+            known = self._gate(gates, events, known)
+        masks = {g.id: known[g.id].mask for g in gates}
+        return Populations(masks=masks, gates=gates, n_total=events.n, notes=notes)
+
+    def _gate(self, gates: list[GateShape], events: _Events, known: Known) -> Known:
+        """Every gate's final membership, parents first, each tested on its parent's events
+        only. A mask from fitting is kept where neither the gate nor its parent changed since;
+        one tested among more events than its parent now has (a child fitted before its
+        ``contain`` parent moved) is narrowed to them rather than tested again."""
+        out: Known = {}
+        for gate in gates:
+            among = out[gate.parent].mask if gate.parent is not None else None
+            prior = known.get(gate.id)
+            if prior is not None and prior.gate == gate:
+                if prior.among is among:
+                    out[gate.id] = prior
+                    continue
+                narrowable = prior.among is not None and among is not None
+                if narrowable and not np.any(among & ~prior.among):  # among within prior's
+                    out[gate.id] = _Membership(gate, prior.mask & among, among)
+                    continue
+            out[gate.id] = _Membership(gate, self.inside(gate, events, among), among)
+        return out
 
     def require_markers(
         self,
@@ -236,6 +503,7 @@ class GatingTemplate:
         frame: Mapping[str, np.ndarray],
         require: Mapping[str, str],
         population: str = "blasts",
+        masks: Mapping[str, np.ndarray] | None = None,
     ) -> tuple[list[GateShape], list[dict[str, str]]]:
         """Narrow ``population`` by backbone markers (CD34+, CD3-, ...), one 1-D gate each.
 
@@ -243,18 +511,22 @@ class GatingTemplate:
         the population's name, so every later stage still reads ``blasts``. Each threshold
         sits at the density valley of the marker among the region's parent events (where
         positive and negative cells both occur); a marker without a clear valley is not
-        applied and a note says so, rather than cutting at a guessed level.
+        applied and a note says so, rather than cutting at a guessed level. ``masks`` (by gate
+        id) saves recomputing the parent's membership.
         """
-        if not self._strategy.transformations:
+        if not self.transforms:
             raise GatingError(f"{self.path}: backbone markers need a logicle transform")
-        xform = next(iter(self._strategy.transformations))
+        xform = next(iter(self.transforms))
         by_id = {g.id: g for g in gates}
         region = by_id[population]
-        parent_mask = self._chain_mask(region.parent, by_id, frame)
+        if masks is not None and region.parent in masks:
+            parent_mask = masks[region.parent]
+        else:
+            parent_mask = self._chain_mask(region.parent, by_id, frame)
         notes: list[dict[str, str]] = []
         steps: list[tuple[str, str, float]] = []
         for marker, sign in require.items():
-            values = self.transform(xform, frame[marker])[parent_mask]
+            values = self.display(Axis(marker, xform), frame)[parent_mask]
             threshold = gatefit.density_valley(values, (0.25, 0.75))
             if threshold is None:
                 notes.append(
@@ -294,40 +566,43 @@ class GatingTemplate:
     def _chain_mask(
         self, gate_id: str | None, by_id: Mapping[str, GateShape], frame: Mapping[str, np.ndarray]
     ) -> np.ndarray:
-        n = len(frame[self.dimensions[0]])
-        mask = np.ones(n, dtype=bool)
+        """Membership of ``gate_id`` with all its ancestors, root first."""
+        chain: list[GateShape] = []
         while gate_id is not None:
-            gate = by_id[gate_id]
-            mask &= self.inside(gate, frame)
-            gate_id = gate.parent
+            chain.insert(0, by_id[gate_id])
+            gate_id = chain[0].parent
+        mask: np.ndarray | None = None
+        for gate in chain:
+            mask = self.inside(gate, frame, mask)
+        if mask is None:
+            return np.ones(len(frame[self.dimensions[0]]), dtype=bool)
         return mask
+
+    def _events(self, frame: Mapping[str, np.ndarray]) -> _Events:
+        return frame if isinstance(frame, _Events) else _Events(self, frame)
 
     # -- fitting --------------------------------------------------------------------------
 
-    def display(self, axis: Axis, frame: Mapping[str, np.ndarray]) -> np.ndarray:
-        """A dimension's values in the gate's (display) scale."""
-        return self.transform(axis.transform, frame[axis.dimension])
+    def display(
+        self, axis: Axis, frame: Mapping[str, np.ndarray], index: np.ndarray | None = None
+    ) -> np.ndarray:
+        """A dimension's values in the gate's (display) scale, for all events or only those at
+        ``index`` (a plot transforms just the events it draws)."""
+        if isinstance(frame, _Events):
+            return frame.column(axis, index)
+        values = np.asarray(frame[axis.dimension], dtype=np.float64)
+        return self.transform(axis.transform, values if index is None else values[index])
 
-    def inside(self, gate: GateShape, frame: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Membership of one gate alone (no parent), for fitting; FlowKit gives the final
-        membership. Cross-checked against FlowKit in the tests."""
-        from matplotlib.path import Path as PolygonPath
-
-        x = self.display(gate.x, frame)
-        if gate.type == "polygon" and gate.y is not None:
-            points = np.column_stack([x, self.display(gate.y, frame)])
-            return PolygonPath(np.asarray(gate.vertices)).contains_points(points)
-        keep = np.ones(x.shape, dtype=bool)
-        for key, values in (
-            ("x", x),
-            ("y", None if gate.y is None else self.display(gate.y, frame)),
-        ):
-            lo, hi = gate.bounds.get(key, (None, None))
-            if values is not None and lo is not None:
-                keep &= values >= lo
-            if values is not None and hi is not None:
-                keep &= values < hi
-        return keep
+    def inside(
+        self,
+        gate: GateShape,
+        frame: Mapping[str, np.ndarray],
+        parent: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Membership of one gate among ``parent``'s events (all events when ``None``): the
+        one test (:func:`membership`) that fitting and the final masks both use."""
+        y = None if gate.y is None else self.display(gate.y, frame)
+        return membership(gate, self.display(gate.x, frame), y, parent)
 
     def fit(self, frame: Mapping[str, np.ndarray]) -> tuple[list[GateShape], list[dict[str, str]]]:
         """Fit every gate with a ``<fit>`` spec to this sample, root first.
@@ -335,28 +610,36 @@ class GatingTemplate:
         Returns the fitted gates (template order) and plain-language notes on anything that
         could not be fitted (the template's position was kept there).
         """
-        n = len(frame[self.dimensions[0]])
+        gates, notes, _ = self._fit(self._events(frame))
+        return gates, notes
+
+    def _fit(self, events: _Events) -> tuple[list[GateShape], list[dict[str, str]], Known]:
+        """:meth:`fit`, plus the memberships computed on the way, for :meth:`_gate` to reuse
+        (the ``contain`` gate has none: it moves after its children are fitted)."""
         fitted: dict[str, GateShape] = {g.id: g for g in self.gates}
-        masks: dict[str | None, np.ndarray] = {None: np.ones(n, dtype=bool)}
+        masks: dict[str | None, np.ndarray] = {None: np.ones(events.n, dtype=bool)}
+        known: Known = {}
         notes: list[dict[str, str]] = []
         clusters: dict[str, dict[str, gatefit.ClusterFit]] = {}
         deferred: list[GateShape] = []
         for gate in self.gates:
             spec = self.fits.get(gate.id)
-            parent = masks.get(gate.parent, masks[None]) if gate.parent else masks[None]
+            parent = masks[gate.parent]
             if spec is not None and spec.method == "contain":
                 deferred.append(gate)
                 masks[gate.id] = parent  # children are fitted on the parent's events
                 continue
             if spec is not None:
-                shape, note = self._fit_one(gate, spec, frame, parent, masks, clusters)
+                shape, note = self._fit_one(gate, spec, events, parent, masks, clusters)
                 fitted[gate.id] = shape
                 if note:
                     notes.append({"gate": gate.id, "code": "population_not_found", "message": note})
-            masks[gate.id] = parent & self.inside(fitted[gate.id], frame)
+            among = parent if gate.parent else None
+            masks[gate.id] = self.inside(fitted[gate.id], events, among)
+            known[gate.id] = _Membership(fitted[gate.id], masks[gate.id], among)
         for gate in deferred:
             fitted[gate.id] = self._contain(gate, self.fits[gate.id], fitted)
-        return [fitted[g.id] for g in self.gates], notes
+        return [fitted[g.id] for g in self.gates], notes, known
 
     def _fit_one(
         self,
@@ -417,8 +700,12 @@ class GatingTemplate:
         mask = masks.get(fit_on)
         if mask is None:
             raise GatingError(f"{self.path}: fit_on={fit_on!r} is not a gate above {first.id}")
+        # Only the events the mixture is fitted on are built (gatefit.fit_rows): the same
+        # fit as from every event's point, without millions of logarithms.
         x = self.display(first.x, frame)[mask]
         y = self.display(first.y, frame)[mask]
+        rows = gatefit.fit_rows(np.isfinite(x) & np.isfinite(np.clip(y, 1.0, None) if ylog else y))
+        x, y = x[rows], y[rows]
         if ylog:
             y = np.log10(np.clip(y, 1.0, None))
         targets = {}
@@ -465,12 +752,12 @@ class GatingTemplate:
             '    xmlns:transforms="http://www.isac-net.org/std/Gating-ML/v2.0/transformations"',
             f'    xmlns:data-type="{DATATYPE_NS}">',
         ]
-        for name, xform in self._strategy.transformations.items():
+        for name, params in self.transforms.items():
             out.append(f"  <transforms:transformation transforms:id={quoteattr(name)}>")
             out.append(
-                f'    <transforms:logicle transforms:T="{xform.param_t!r}" '
-                f'transforms:W="{xform.param_w!r}" transforms:M="{xform.param_m!r}" '
-                f'transforms:A="{xform.param_a!r}"/>'
+                f'    <transforms:logicle transforms:T="{params["T"]!r}" '
+                f'transforms:W="{params["W"]!r}" transforms:M="{params["M"]!r}" '
+                f'transforms:A="{params["A"]!r}"/>'
             )
             out.append("  </transforms:transformation>")
 
@@ -511,31 +798,6 @@ class GatingTemplate:
                 out.append("  </gating:RectangleGate>")
         out.append("</gating:Gating-ML>")
         return "\n".join(out) + "\n"
-
-    def _shape(self, name: str, gate_path: tuple[str, ...]) -> GateShape:
-        gate: Any = self._strategy.get_gate(name, gate_path=gate_path)
-        parent = gate_path[-1] if gate_path and gate_path[-1] != "root" else None
-        dims = list(getattr(gate, "dimensions", []))
-        if not dims or len(dims) > 2:
-            raise GatingError(f"{self.path}: gate {name} must have one or two dimensions")
-        axes = [Axis(str(d.id), d.transformation_ref) for d in dims]
-        x, y = axes[0], (axes[1] if len(axes) > 1 else None)
-        kind = type(gate).__name__
-        if kind == "PolygonGate":
-            vertices = tuple((float(vx), float(vy)) for vx, vy in gate.vertices)
-            return GateShape(name, parent, "polygon", x, y, vertices=vertices)
-        if kind == "RectangleGate":
-            bounds = {
-                key: (
-                    None if d.min is None else float(d.min),
-                    None if d.max is None else float(d.max),
-                )
-                for key, d in zip(("x", "y"), dims, strict=False)
-            }
-            return GateShape(name, parent, "rectangle", x, y, bounds=bounds)
-        raise GatingError(
-            f"{self.path}: gate {name} is a {kind}; templates support polygon and rectangle gates"
-        )
 
 
 def gate_to_json(gate: GateShape, populations: Populations) -> dict[str, Any]:

@@ -293,9 +293,10 @@ class Gater:
             parent = populations.masks[gate.parent] if gate.parent else np.ones(n, dtype=bool)
             index = np.flatnonzero(parent)
             index = index[_subsample(index.size, self.limit, rng)]
-            plot[f"gate/{gate.id}/x"] = template.display(gate.x, data)[index].astype(np.float32)
+            # transform only the events drawn, not the whole tube
+            plot[f"gate/{gate.id}/x"] = template.display(gate.x, data, index).astype(np.float32)
             if gate.y is not None:
-                plot[f"gate/{gate.id}/y"] = template.display(gate.y, data)[index].astype(np.float32)
+                plot[f"gate/{gate.id}/y"] = template.display(gate.y, data, index).astype(np.float32)
             plot[f"gate/{gate.id}/inside"] = populations.masks[gate.id][index]
         return Gated(
             masks=populations.masks,
