@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from antigen_profile.compensate import CompensationError, compensate
+from antigen_profile import compensate as compensation
+from antigen_profile.compensate import CompensationError, compensate, compensate_inplace
 
 CHANNELS = ["FSC-A", "PE-A", "SSC-A", "APC-A", "BV421-A", "Time"]
 #: The matrix lists its detectors in an order that differs from the file's on purpose.
@@ -108,3 +109,44 @@ def test_singular_matrix(matrix: list[list[float]]) -> None:
     spill = pd.DataFrame(matrix, index=["PE-A", "APC-A"], columns=["PE-A", "APC-A"])
     with pytest.raises(CompensationError, match="singular"):
         compensate(_tube(_spillover())[0], CHANNELS, spill)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("rows", [1, 7, 8192])
+def test_in_place_blocks_equal_one_full_product_to_the_last_bit(
+    order: str, rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Block by block in place (any block size, either memory order) gives exactly the
+    numbers of one product over every event, as compensation always gave."""
+    spill = _spillover()
+    observed, _ = _tube(spill, n=20_011)
+    columns = [CHANNELS.index(d) for d in spill.columns]
+    expected = observed.copy()
+    expected[:, columns] = observed[:, columns] @ np.linalg.inv(spill.to_numpy())
+    monkeypatch.setattr(compensation, "ROWS_PER_BLOCK", rows)
+    events = np.array(observed, order=order)
+    result = compensate_inplace(events, CHANNELS, spill)
+    assert result is events
+    np.testing.assert_array_equal(result, expected)
+    copied = compensate(np.array(observed, order=order), CHANNELS, spill)
+    np.testing.assert_array_equal(copied, expected)
+    assert copied.flags.f_contiguous == (order == "F")
+
+
+def test_in_place_leaves_the_events_untouched_on_error() -> None:
+    spill = pd.DataFrame(
+        [[1.0, 1.0], [1.0, 1.0]], index=["PE-A", "APC-A"], columns=["PE-A", "APC-A"]
+    )
+    observed, _ = _tube(_spillover())
+    before = observed.copy()
+    with pytest.raises(CompensationError):
+        compensate_inplace(observed, CHANNELS, spill)
+    np.testing.assert_array_equal(observed, before)
+    assert compensate_inplace(observed, CHANNELS, None) is observed
+    np.testing.assert_array_equal(observed, before)
+
+
+def test_in_place_needs_float64() -> None:
+    observed = np.full((10, len(CHANNELS)), 1000, dtype=np.float32)
+    with pytest.raises(TypeError, match="float64"):
+        compensate_inplace(observed, CHANNELS, _spillover())

@@ -506,3 +506,19 @@ def test_all_31_combinations_of_the_trial() -> None:
     table = coverage_table(positive, "S")
     expected = {"+".join(c) for r in range(1, 6) for c in combinations(TARGETS, r)}
     assert set(table["combination"]) == expected
+
+
+@pytest.mark.parametrize("k", [1, 3, 8, 9, 11])
+def test_pattern_counts_equal_a_row_by_row_count(k: int) -> None:
+    """Patterns are built bit by bit in a small unsigned type (uint8 up to 8 targets, wider
+    beyond): every blast still lands in the pattern of exactly its positive targets."""
+    from antigen_profile.coverage import _pattern_counts
+
+    rng = np.random.default_rng(k)
+    positive = pd.DataFrame(rng.random((5000, k)) < 0.3, columns=[f"T{j}" for j in range(k)])
+    expected = np.zeros(1 << k, dtype=np.int64)
+    for row in positive.to_numpy():
+        expected[sum(1 << j for j in range(k) if row[j])] += 1
+    counts = _pattern_counts(positive)
+    assert counts.dtype == np.int64
+    np.testing.assert_array_equal(counts, expected)

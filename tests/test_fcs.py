@@ -343,6 +343,68 @@ def test_corpus_file_loads_with_the_reference_events(relative: str) -> None:
 
 
 @pytest.mark.parametrize("relative", _params(VALID_FILES))
+def test_corpus_file_reads_the_same_in_small_chunks(
+    relative: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DATA is decoded chunk by chunk into the output; chunk edges (here at odd byte counts,
+    so mid-way through most layouts' natural blocks) must not change a single value."""
+    whole = read_fcs(_corpus(relative))
+    monkeypatch.setattr(fcs, "CHUNK_BYTES", 4099)
+    for order in ("C", "F"):
+        chunked = read_fcs(_corpus(relative), order=order)
+        np.testing.assert_array_equal(chunked.events, whole.events)
+        assert chunked.warnings == whole.warnings
+        assert chunked.events.dtype == np.float64
+        assert (
+            chunked.events.flags.c_contiguous if order == "C" else chunked.events.flags.f_contiguous
+        )
+
+
+@pytest.mark.parametrize("chunk", [1, 3 * 15 + 2, 1 << 20])
+def test_chunked_decoding_of_every_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Mixed widths, masks, 24-bit integers, log amplification, gain and $TIMESTEP, read one
+    event at a time, a few events at a time and all at once: the same events."""
+    rng = np.random.default_rng(7)
+    n = 301
+    dtype = np.dtype([("a", ">u1"), ("b", ">u2"), ("c", ">u4"), ("t", ">u2")])
+    rows = np.zeros(n, dtype=dtype)
+    for name, top in (("a", 255), ("b", 65535), ("c", 2**32 - 1), ("t", 65535)):
+        rows[name] = rng.integers(0, top, n, endpoint=True)
+    rows["t"] = np.sort(rows["t"])
+    width24 = [int(v).to_bytes(3, "big") for v in rng.integers(0, 2**24, n)]
+    payload = b"".join(r.tobytes() + w for r, w in zip(rows, width24, strict=True))
+    kw = channel_keywords(
+        ["A", "B", "C", "Time", "D"],
+        [8, 16, 32, 16, 24],
+        [128, 1024, 2**32, 65536, 1024],
+        byteord="4,3,2,1",
+        tot=n,
+        amplification=["0,0", "4,0", "0,0", "0,0", "3,1"],
+        extra={"$P1G": "2", "$P4G": "0.5", "$TIMESTEP": "0.01"},
+    )
+    path = _write_bytes(tmp_path / "a.fcs", build_fcs(kw, payload))
+    monkeypatch.setattr(fcs, "CHUNK_BYTES", chunk)
+    data = read_fcs(path, order="F")
+    raw = read_fcs(path, preprocess=False)
+    expected = np.column_stack(
+        [
+            (rows["a"] & 127) / 2,
+            10 ** (4 * (rows["b"] & 1023) / 1024),
+            rows["c"].astype(float),
+            rows["t"] * 0.01,
+            10 ** (3 * (np.array([int.from_bytes(w, "big") for w in width24]) & 1023) / 1024),
+        ]
+    )
+    np.testing.assert_allclose(data.events, expected, rtol=1e-12)
+    np.testing.assert_array_equal(raw.events[:, 0], rows["a"] & 127)
+    assert data.events.flags.f_contiguous and raw.events.flags.c_contiguous
+    with pytest.raises(ValueError, match="order"):
+        read_fcs(path, order="K")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("relative", _params(VALID_FILES))
 def test_corpus_keywords_agree_with_flowio(relative: str) -> None:
     """FlowIO lower-cases keys and drops every ``$``; apart from that the TEXT must match."""
     path = _corpus(relative)

@@ -11,6 +11,7 @@ import flowio
 import numpy as np
 import pytest
 
+from antigen_profile import ingest
 from antigen_profile.config import load_config
 from antigen_profile.ingest import (
     IngestError,
@@ -387,6 +388,19 @@ def test_non_finite_events_are_an_ingest_error(tmp_path: Path) -> None:
     events = _events()
     events[7, 3] = np.nan
     assert "non-finite" in _one_line_error(_write(tmp_path / "nan.fcs", events))
+
+
+@pytest.mark.parametrize("row", [0, 130, 499])
+def test_non_finite_events_are_found_in_every_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, row: int
+) -> None:
+    """The check goes block by block (bounded memory): a value in the first, a middle or the
+    last, partial block is found all the same."""
+    monkeypatch.setattr(ingest, "FINITE_BLOCK", 64)
+    events = _events()
+    events[row, 5] = np.inf
+    assert "non-finite" in _one_line_error(_write(tmp_path / "inf.fcs", events))
+    assert read_tube(_write(tmp_path / "ok.fcs"), MARKERS, SCATTER).events.flags.f_contiguous
 
 
 def test_file_without_events_is_an_ingest_error(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from antigen_profile import quantify
 from antigen_profile.config import load_config
 from antigen_profile.quantify import (
     ANTIGEN_COLUMNS,
@@ -13,8 +14,11 @@ from antigen_profile.quantify import (
     Reference,
     antigen_table,
     call_from_pct,
+    mixture_labels,
+    mixture_reference,
     quantify_marker,
 )
+from antigen_profile.transforms import logicle, logicle_inverse
 
 SETTINGS = PositivitySettings()
 
@@ -241,3 +245,140 @@ def test_call_agrees_with_the_reported_pct(positive: int, limit: float) -> None:
     row = quantify_marker(_blasts(20001 - positive, positive), ref, SETTINGS)
     assert row["pct_positive"] == limit  # as written to antigens.tsv
     assert row["call"] == call_from_pct(limit, SETTINGS)
+
+
+# --------------------------------------------------------------------------------------------
+# The mixture reference: labels by boundaries solved once, exactly the model's
+# --------------------------------------------------------------------------------------------
+
+PARAMS = load_config()["logicle"]
+
+
+def _mixture(weights: list[float], means: list[float], variances: list[float]) -> object:
+    """A fitted 1-D two-component GaussianMixture with these parameters (logicle scale)."""
+    from sklearn.mixture import GaussianMixture
+
+    model = GaussianMixture(2)
+    model.weights_ = np.array(weights, dtype=float)
+    model.means_ = np.array(means, dtype=float).reshape(2, 1)
+    model.covariances_ = np.array(variances, dtype=float).reshape(2, 1, 1)
+    model.precisions_cholesky_ = 1.0 / np.sqrt(model.covariances_)
+    model.n_features_in_ = 1
+    return model
+
+
+def _predicted(values: np.ndarray, model: object) -> np.ndarray:
+    return model.predict(logicle(values, PARAMS).reshape(-1, 1))  # type: ignore[attr-defined]
+
+
+def _draws(model: object, seed: int, n: int = 20_000) -> np.ndarray:
+    """Linear intensities over the whole logicle scale, plus the events right at (and one
+    float either side of) each label boundary, where rounding decides."""
+    rng = np.random.default_rng(seed)
+    y = rng.uniform(-0.2, 1.1, n)
+    roots = quantify._label_boundaries(model)
+    extra = []
+    for root in [] if roots is None else roots:
+        at = logicle_inverse(np.array([root]), PARAMS)
+        extra += [at, np.nextafter(at, -np.inf), np.nextafter(at, np.inf)]
+        extra.append(logicle_inverse(root + rng.uniform(-1e-6, 1e-6, 50), PARAMS))
+    far = np.array([-1e300, -1e120, 1e120, 1e300, np.finfo(float).max, np.nan])  # logicle: -1
+    return np.concatenate([logicle_inverse(y, PARAMS), *extra, far])
+
+
+MODELS = {
+    "two roots": ([0.6, 0.4], [0.3, 0.7], [0.003, 0.01]),
+    "two roots, weights swapped": ([0.05, 0.95], [0.8, 0.35], [0.002, 0.02]),
+    "equal variances: one root": ([0.7, 0.3], [0.25, 0.65], [0.004, 0.004]),
+    "equal everything: no root": ([0.5, 0.5], [0.4, 0.4], [0.01, 0.01]),
+    "one component everywhere: no real root": ([0.99, 0.01], [0.5, 0.52], [0.05, 0.001]),
+    "nearly equal variances: far second root": ([0.5, 0.5], [0.2, 0.6], [0.004, 0.004000001]),
+    "densities nearly touch: model for all": ([0.5, 0.5], [0.5, 0.5], [0.01, 0.0100000001]),
+    "equal variances, means a hair apart: model for all": (
+        [0.5, 0.5],
+        [0.5, 0.5 + 1e-9],
+        [0.01, 0.01],
+    ),
+}
+
+
+@pytest.mark.parametrize("block", [1000, 1 << 16])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_mixture_labels_equal_the_models_prediction(
+    name: str, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quantify, "LABEL_BLOCK", block)
+    model = _mixture(*MODELS[name])
+    for seed in range(3):
+        values = _draws(model, seed)
+        np.testing.assert_array_equal(
+            mixture_labels(values, model, PARAMS), _predicted(values, model)
+        )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mixture_labels_of_fitted_models_on_random_draws(seed: int) -> None:
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(seed)
+    n_negative = int(rng.integers(2000, 20_000))
+    values = np.concatenate(
+        [
+            rng.normal(rng.uniform(-50, 300), rng.uniform(20, 150), n_negative),
+            rng.lognormal(
+                rng.uniform(6, 10), rng.uniform(0.2, 1.0), int(rng.integers(200, 20_000))
+            ),
+        ]
+    )
+    model = GaussianMixture(2, random_state=0).fit(logicle(values, PARAMS).reshape(-1, 1))
+    values = np.concatenate([values, _draws(model, seed, 2000)])
+    np.testing.assert_array_equal(mixture_labels(values, model, PARAMS), _predicted(values, model))
+
+
+def test_mixture_labels_ask_the_model_about_a_handful_of_events_only() -> None:
+    model = _mixture(*MODELS["two roots"])
+    asked: list[int] = []
+    predict = model.predict
+
+    def counting(x: np.ndarray) -> np.ndarray:
+        asked.append(len(x))
+        return predict(x)
+
+    model.predict = counting  # type: ignore[method-assign]
+    values = logicle_inverse(np.random.default_rng(0).uniform(-0.2, 1.1, 200_000), PARAMS)
+    mixture_labels(values, model, PARAMS)
+    assert sum(asked) < 100
+
+
+def _old_mixture_reference(values: np.ndarray, settings: PositivitySettings) -> Reference | None:
+    """The mixture reference as first written: every blast transformed and predicted."""
+    from scipy.stats import norm
+    from sklearn.mixture import GaussianMixture
+
+    x = logicle(values, PARAMS)
+    rng = np.random.default_rng(20240611)
+    sample = x if x.size <= 20_000 else rng.choice(x, 20_000, replace=False)
+    model = GaussianMixture(2, random_state=0).fit(sample.reshape(-1, 1))
+    means, sds = model.means_.ravel(), np.sqrt(model.covariances_.ravel())
+    lo, hi = int(np.argmin(means)), int(np.argmax(means))
+    if means[hi] - means[lo] < 2.5 * max(sds[lo], sds[hi]) or model.weights_.min() < 0.02:
+        return None
+    z = float(norm.ppf(settings.percentile / 100))
+    threshold = float(logicle_inverse(np.array([means[lo] + z * sds[lo]]), PARAMS)[0])
+    return Reference(values[model.predict(x.reshape(-1, 1)) == lo], "mixture:blasts", threshold)
+
+
+@pytest.mark.parametrize("n", [5_000, 60_000])
+def test_mixture_reference_is_unchanged(n: int) -> None:
+    rng = np.random.default_rng(n)
+    values = np.concatenate(
+        [rng.normal(100, 60, n // 2), rng.lognormal(np.log(20_000), 0.4, n - n // 2)]
+    )
+    new = mixture_reference(values, PARAMS, SETTINGS)
+    old = _old_mixture_reference(values, SETTINGS)
+    assert new is not None and old is not None
+    assert new.threshold == old.threshold and new.source == old.source
+    np.testing.assert_array_equal(new.values, old.values)
+    unimodal = rng.normal(100, 60, n)
+    assert mixture_reference(unimodal, PARAMS, SETTINGS) is None
+    assert _old_mixture_reference(unimodal, SETTINGS) is None

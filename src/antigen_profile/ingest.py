@@ -34,7 +34,8 @@ class Tube:
         The FCS file (never written to).
     events : numpy.ndarray
         ``(n_events, n_channels)`` float64, after FCS scaling (gain, log amplification) but
-        before compensation.
+        before compensation; column-major (each detector contiguous: the analysis works
+        channel by channel).
     channels : list of str
         Detector names (``$PnN``), one per column of ``events``.
     labels : list of str
@@ -103,6 +104,20 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+#: Events checked per block by :func:`_all_finite`: a bounded temporary, not a boolean copy
+#: of the whole tube.
+FINITE_BLOCK = 1 << 16
+
+
+def _all_finite(events: np.ndarray) -> bool:
+    """Whether every value is finite, checked block by block so that the check of a large
+    tube never allocates a mask the size of its events."""
+    return all(
+        np.isfinite(events[first : first + FINITE_BLOCK]).all()
+        for first in range(0, events.shape[0], FINITE_BLOCK)
+    )
 
 
 def _alias_pattern(alias: str) -> re.Pattern[str]:
@@ -221,7 +236,7 @@ def read_tube(
     if not path.is_file():
         raise IngestError(f"{path}: file not found; check the path in the sample sheet")
     try:
-        data = read_fcs(path)
+        data = read_fcs(path, order="F")
     except FCSError as exc:
         raise IngestError(str(exc)) from None
     checksum = sha256 or sha256_file(path)
@@ -233,7 +248,7 @@ def read_tube(
     keywords["FCSVERSION"] = data.version.removeprefix("FCS")
     if events.shape[0] == 0:
         raise IngestError(f"{path}: the file holds no events; re-export the acquisition")
-    if not np.all(np.isfinite(events)):
+    if not _all_finite(events):
         raise IngestError(f"{path}: the DATA segment holds non-finite values; re-export the file")
 
     markers, marker_notes = find_markers(channels, labels, marker_aliases, scatter_aliases)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from antigen_profile import __version__
-from antigen_profile.compensate import CompensationError, compensate
+from antigen_profile.compensate import CompensationError, compensate, compensate_inplace
 from antigen_profile.config import resolve
 from antigen_profile.coverage import (
     COVERAGE_COLUMNS,
@@ -161,8 +161,15 @@ def profile_sample(
     qc = check_acquisition(tube, qc_settings)
     if qc.status == "fail":
         return _write_failed(sample_id, fcs, out, qc, inputs, config, tube)
+    # From here tube.events are the QC-kept events (no copy when QC keeps them all), and only a
+    # lab's gating reads them uncompensated: otherwise they are compensated in place, so the
+    # tube is held in memory once (issue 9).
+    raw = _kept_events(tube, qc.keep)
     try:
-        events = compensate(tube.events[qc.keep], tube.channels, tube.spillover)
+        if gater.lab is None:
+            events = compensate_inplace(raw, tube.channels, tube.spillover)
+        else:
+            events = compensate(raw, tube.channels, tube.spillover)
     except CompensationError as exc:
         qc.fail(f"{fcs}: {exc}; give a valid matrix in config `compensation.matrix`")
         return _write_failed(sample_id, fcs, out, qc, inputs, config, tube)
@@ -172,7 +179,7 @@ def profile_sample(
         qc.add_findings("compensation", pileups, compensation_warnings(pileups, qc_settings))
     data = _marker_data(tube, events)
     try:
-        gated = gater.gate(tube, tube.events[qc.keep], data, sample_id)
+        gated = gater.gate(tube, raw, data, sample_id)  # raw: read by a lab's gating only
     except (GatingError, LabGatingError) as exc:
         qc.fail(str(exc))
         return _write_failed(sample_id, fcs, out, qc, inputs, config, tube)
@@ -196,7 +203,7 @@ def profile_sample(
     if control_note:
         qc.warnings.append(control_note)
         qc.status = "warn" if qc.status == "pass" else qc.status
-    references = _references(quantified, data, gated.masks, controls, positivity, config)
+    references = _references(quantified, data, gated.masks, controls, positivity, config, blasts)
     table = antigen_table(sample_id, blasts, references, positivity, quantified)
     density_flags = _add_density(table, blasts, controls, tube, bead_fcs, config, qc, inputs, out)
     thresholds = thresholds_from_references(table, references, positivity.percentile)
@@ -458,6 +465,29 @@ def _backbone(config: Mapping[str, Any]) -> dict[str, str]:
     return dict(config.get("blast_definition", {}).get("require") or {})
 
 
+#: Events moved per step by :func:`_kept_events`: a bounded temporary (measured as fast as one
+#: boolean-mask copy of the whole tube).
+KEEP_BLOCK = 8192
+
+
+def _kept_events(tube: Tube, keep: np.ndarray) -> np.ndarray:
+    """The QC-kept events, which become ``tube.events``: the tube's own array when QC keeps
+    every event, else the kept rows moved up over the dropped ones, block by block, so that
+    the tube is never held twice (issue 9; ``profile.json`` counts events from QC)."""
+    events = tube.events
+    n_kept = int(np.count_nonzero(keep))
+    if n_kept == events.shape[0]:
+        return events
+    done = 0
+    for first in range(0, events.shape[0], KEEP_BLOCK):
+        # a copy, taken before writing: kept rows only ever move towards the start
+        rows = events[first : first + KEEP_BLOCK][keep[first : first + KEEP_BLOCK]]
+        events[done : done + rows.shape[0]] = rows
+        done += rows.shape[0]
+    tube.events = events[:n_kept]
+    return tube.events
+
+
 def _control_blasts(
     control: str | Path | None,
     tube: Tube,
@@ -473,7 +503,10 @@ def _control_blasts(
         ctube = map_control(read_tube(control, {}, {}, (), sha256=sha256), tube)
         spill = ctube.spillover if ctube.spillover is not None else tube.spillover
         ctube.spillover = spill
-        cevents = compensate(ctube.events, ctube.channels, spill)
+        if gater.lab is None:  # only a lab's gating reads uncompensated events
+            cevents = compensate_inplace(ctube.events, ctube.channels, spill)
+        else:
+            cevents = compensate(ctube.events, ctube.channels, spill)
         cdata = _marker_data(ctube, cevents)
         masks = gater.masks(ctube, ctube.events, cdata, f"{sample_id}-control")
     except (IngestError, CompensationError, GatingError, LabGatingError) as exc:
@@ -489,11 +522,13 @@ def _references(
     controls: Mapping[str, Mapping[str, np.ndarray]],
     positivity: PositivitySettings,
     config: Mapping[str, Any],
+    blasts: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Reference | None]:
     """Per antigen, the best negative reference with enough events, strongest first: the
     antigen's own control tube (an FMO for that marker), the sample's control tube, the
     configured internal negative population, a two-component mixture on the blasts
-    themselves (weakest), else none."""
+    themselves (weakest), else none. ``blasts``: the blasts' values by marker when the caller
+    already has them (saves taking them from ``data`` again)."""
     internal = config["positivity"]["internal_negative"]
     enough = positivity.min_reference_events
     references: dict[str, Reference | None] = {}
@@ -509,7 +544,9 @@ def _references(
             candidates.append((f"internal:{population}", data[marker][masks[population]]))
         chosen = next((Reference(v, src) for src, v in candidates if v.size >= enough), None)
         if chosen is None and masks[BLASTS].sum() >= positivity.quantify_floor:
-            chosen = mixture_reference(data[marker][masks[BLASTS]], config["logicle"], positivity)
+            given = blasts is not None and marker in blasts
+            values = blasts[marker] if given else data[marker][masks[BLASTS]]
+            chosen = mixture_reference(values, config["logicle"], positivity)
         if chosen is None and candidates:
             chosen = Reference(*reversed(candidates[0]))  # too small: quantify says so
         references[marker] = chosen
@@ -560,7 +597,7 @@ def _profile_doc(
         "inputs": inputs,
         "fcs_version": tube.version if tube else None,
         "cytometer": tube.cytometer if tube else None,
-        "events": tube.n_events if tube else None,
+        "events": qc.events_total if tube else None,  # tube.events may be QC-kept ones
         "markers": dict(tube.markers) if tube else {},
         "spillover_source": tube.spillover_source if tube else None,
         "warnings": list(qc.warnings),

@@ -310,8 +310,14 @@ def _stability_columns(tube: Tube, time_channel: str) -> list[int]:
     ]
 
 
-def _bin_edges(t: np.ndarray, step: np.ndarray, settings: QCSettings) -> np.ndarray:
-    """Bin edges over the acquisition (``t`` sorted, ``step`` its differences).
+def _tick(step: np.ndarray) -> float:
+    """The clock's tick: the smallest positive step between events (without copying the
+    positive steps out: a tube's worth of float64 otherwise)."""
+    return float(np.min(step, where=step > 0, initial=np.inf))
+
+
+def _bin_edges(t: np.ndarray, tick: float, settings: QCSettings) -> np.ndarray:
+    """Bin edges over the acquisition (``t`` sorted, ``tick`` the clock's, see :func:`_tick`).
 
     Bins are about ``bin_seconds`` wide, but at most ``max_bins`` and with at least
     ``min_events_per_bin`` events on average; narrower for a short acquisition so that there
@@ -330,7 +336,6 @@ def _bin_edges(t: np.ndarray, step: np.ndarray, settings: QCSettings) -> np.ndar
     if bins < settings.min_bins:
         width = max(duration / settings.min_bins, settings.min_events_per_bin / rate)
         bins = math.floor(duration / width + 1e-9)
-    tick = float(step[step > 0].min())
     if duration / tick > QUANTISED_TICKS:
         edges = t[0] + duration / max(bins, 1) * np.arange(max(bins, 1) + 1)
         edges[-1] = t[-1]
@@ -388,10 +393,10 @@ def _check_time(tube: Tube, settings: QCSettings) -> _Stability:
         return _not_checked(
             n, channel, "Time channel is constant: acquisition stability not checked"
         )
-    edges = _bin_edges(t, step, settings)
+    tick = _tick(step)
+    edges = _bin_edges(t, tick, settings)
     bins = edges.size - 1
     if bins < settings.min_bins or n < bins * settings.min_events_per_bin:
-        tick = float(step[step > 0].min())
         return _not_checked(
             n,
             channel,
@@ -405,7 +410,6 @@ def _check_time(tube: Tube, settings: QCSettings) -> _Stability:
     counts = ends - starts
     widths = np.diff(edges)
     width = float(widths.mean())
-    tick = float(step[step > 0].min())
 
     # --- rate: clogs and bursts, against the rate at which the median event was acquired
     rate = counts / widths
@@ -541,7 +545,9 @@ def _signal_shifts(
     signal = np.full((bins, len(columns)), np.nan)
     for b in np.flatnonzero(usable):
         stride = max(1, int(ends[b] - starts[b]) // SIGNAL_EVENTS)
-        values = events[starts[b] : ends[b] : stride][:, columns]
+        # row-major whatever the events' layout: the mean then adds in the same order, to the
+        # same last bit (a column-major block would be summed pairwise)
+        values = np.ascontiguousarray(events[starts[b] : ends[b] : stride][:, columns])
         signal[b] = np.arcsinh(values / cofactor).mean(axis=0) / math.log(10)
     for j in range(len(columns)):
         centre = float(np.median(signal[usable, j]))
