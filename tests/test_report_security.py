@@ -234,6 +234,8 @@ def test_snakemake_report_packs_reports_and_tables(run: dict[str, Any]) -> None:
     ]
     for caption in captions:
         assert caption in page, caption
+    # the front page (workflow/report/workflow.rst) says what the archive is and what it is not
+    assert "Decision support, not a diagnosis" in page
     # Snakemake's page embeds job params in a <script> without escaping: the sample report's
     # params hold validated sample ids only, never a sheet's free text
     assert "patient_samples=['H1-D', 'H1-R1']" in page
