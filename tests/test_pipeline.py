@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from antigen_profile.gating import POPULATION_COLUMNS
-from antigen_profile.pipeline import decide_sample, profile_sample
+from antigen_profile.pipeline import profile_sample
 from antigen_profile.quantify import ANTIGEN_COLUMNS
 from antigen_profile.simulate import demo_tube_names
+from antigen_profile.steps import decide_sample
 
 SAMPLE_IDS = [n for n in demo_tube_names() if not n.endswith("_control")]
 TOLERANCE_PP = 3.0

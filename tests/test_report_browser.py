@@ -29,14 +29,14 @@ import pytest
 
 from antigen_profile.config import load_config
 from antigen_profile.paths import REPO_ROOT
-from antigen_profile.pipeline import (
+from antigen_profile.pipeline import profile_sample
+from antigen_profile.simulate import write_demo_tube
+from antigen_profile.steps import (
     decide_sample,
-    profile_sample,
     write_cohort_report,
     write_cohort_table,
     write_sample_report,
 )
-from antigen_profile.simulate import write_demo_tube
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 CHROMIUM = os.environ.get("CHROMIUM") or next(

@@ -18,9 +18,10 @@ from antigen_profile import __version__
 def _profile(args: argparse.Namespace) -> int:
     from antigen_profile.config import ConfigError, load_config, resolve_paths
     from antigen_profile.paths import REPO_ROOT
-    from antigen_profile.pipeline import decide_sample, profile_sample, write_sample_report
+    from antigen_profile.pipeline import profile_sample
     from antigen_profile.recommend import TrialError
     from antigen_profile.sheets import SheetError
+    from antigen_profile.steps import decide_sample, write_sample_report
 
     try:
         config = load_config(args.config)

@@ -1,7 +1,7 @@
 """Snakemake script: the cohort index (results/report.html)."""
 
 from antigen_profile.logs import job_log
-from antigen_profile.pipeline import write_cohort_report
+from antigen_profile.steps import write_cohort_report
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 with job_log(sm.log[0]):

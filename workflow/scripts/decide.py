@@ -1,9 +1,9 @@
-"""Snakemake script: the trial's decision for one sample (pipeline.decide_sample)."""
+"""Snakemake script: the trial's decision for one sample (steps.decide_sample)."""
 
 from pathlib import Path
 
 from antigen_profile.logs import job_log
-from antigen_profile.pipeline import decide_sample
+from antigen_profile.steps import decide_sample
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 with job_log(sm.log[0]) as log:

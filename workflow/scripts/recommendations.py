@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from antigen_profile.logs import job_log
-from antigen_profile.pipeline import write_cohort_table
+from antigen_profile.steps import write_cohort_table
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 with job_log(sm.log[0]):
