@@ -16,9 +16,8 @@ time covers the analysis only (imports are timed separately: a fixed cost per jo
 is the process's peak resident set (``VmHWM``, the same figure as ``ru_maxrss`` but never
 inherited from the parent), also given above the baseline measured after the imports. At the
 largest size (or ``--profile-size``) one instrumented run attributes time and memory to the
-pipeline's stages, one run under cProfile lists the hottest functions, and alternatives to
-the costly steps are timed in isolation on that size's arrays (``--no-profile`` skips all
-three).
+pipeline's stages and one run under cProfile lists the hottest functions (``--no-profile``
+skips both).
 
 Usage::
 
@@ -443,11 +442,12 @@ def _import_heavy() -> float:
     for module in (
         "pandas",
         "antigen_profile.pipeline",
-        "flowkit",
         "sklearn.mixture",
         "scipy.stats",
-        "matplotlib.path",
+        "flowutils.transforms",
+        "flowutils.gating",
         "lxml.etree",
+        "threadpoolctl",
     ):
         importlib.import_module(module)
     return time.perf_counter() - start
@@ -507,17 +507,15 @@ STAGES: list[tuple[str, str, str, int]] = [
     ("antigen_profile.pipeline", "_input", "audit trail: sha256 of the inputs", 0),
     ("antigen_profile.pipeline", "read_tube", "ingest: read_tube", 0),
     ("antigen_profile.ingest", "read_fcs", "FCS parse + decode to float64", 1),
-    ("antigen_profile.ingest", "sha256_file", "sha256 of the file (second time)", 1),
     ("antigen_profile.pipeline", "check_acquisition", "QC: acquisition + time stability", 0),
-    ("antigen_profile.pipeline", "compensate", "compensation (all 12 channels, float64)", 0),
+    ("antigen_profile.pipeline", "_kept_events", "QC-kept events (in place)", 0),
+    ("antigen_profile.pipeline", "compensate_inplace", "compensation (in place)", 0),
     ("antigen_profile.pipeline", "negative_pileups", "QC: negative pile-ups", 0),
     ("antigen_profile.pipeline:Gater", "gate", "gating (all of it)", 0),
-    ("antigen_profile.gating:GatingTemplate", "fit", "fit gates to the sample", 1),
+    ("antigen_profile.gating:GatingTemplate", "_fit", "fit gates to the sample", 1),
     ("antigen_profile.gatefit", "fit_clusters", "GMM clusters (5k events)", 1),
-    ("antigen_profile.gating:GatingTemplate", "inside", "our membership (matplotlib)", 1),
-    ("antigen_profile.gating:GatingTemplate", "transform", "logicle (FlowKit), all calls", 1),
-    ("flowkit:Sample", "__init__", "FlowKit Sample(DataFrame)", 1),
-    ("flowkit:GatingStrategy", "gate_sample", "FlowKit gate_sample", 1),
+    ("antigen_profile.gating", "membership", "gate membership (flowutils), all calls", 1),
+    ("antigen_profile.transforms:LogicleTable", "__call__", "logicle (table), all calls", 1),
     ("antigen_profile.pipeline", "export_gatingml", "export gates.xml", 1),
     ("antigen_profile.pipeline", "gate_to_json", "gates.json entries", 1),
     ("antigen_profile.pipeline", "_references", "quantify: negative references", 0),
@@ -664,371 +662,6 @@ def _worker_cprofile(job: Mapping[str, Any]) -> dict[str, Any]:
     return {"seconds": total, "top": rows[: int(job.get("top", 20))]}
 
 
-def _best(function: Callable[[], Any], repeats: int = 3) -> float:
-    """Fastest of ``repeats`` timed calls (isolated timings: the minimum is the least noisy)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-# ---------------------------------------------------------------------------------------------
-# Candidate implementations, timed against the current code by the "micro" worker
-# ---------------------------------------------------------------------------------------------
-
-
-def logicle_table(
-    params: Mapping[str, float], knots: int = 1 << 16
-) -> tuple[float, float, float, float, np.ndarray]:
-    """The logicle on a grid uniform in ``asinh(x / s)`` over ``[-T, T]``.
-
-    ``asinh`` is linear near zero and logarithmic far from it, like the logicle, so a
-    uniform grid in it follows the curve everywhere and a value's cell is found by one
-    multiplication (no search). Returns ``(s, u0, du, top, table)``.
-    """
-    from antigen_profile.transforms import logicle
-
-    top = float(params["T"])
-    scale = top * 10.0 ** -(float(params["M"]) - float(params["W"]))
-    u = np.linspace(-math.asinh(top / scale), math.asinh(top / scale), knots)
-    return scale, float(u[0]), float(u[1] - u[0]), top, logicle(scale * np.sinh(u), params)
-
-
-def logicle_lookup(
-    values: np.ndarray,
-    table: tuple[float, float, float, float, np.ndarray],
-    params: Mapping[str, float],
-) -> np.ndarray:
-    """Logicle of ``values`` by linear interpolation in :func:`logicle_table` (FlowKit's exact
-    transform for the rare values outside ``[-T, T]``)."""
-    from antigen_profile.transforms import logicle
-
-    scale, u0, du, top, y = table
-    position = (np.arcsinh(values / scale) - u0) / du
-    cell = np.clip(position.astype(np.int64), 0, y.size - 2)
-    out = y[cell] + (y[cell + 1] - y[cell]) * (position - cell)
-    outside = np.flatnonzero(np.abs(values) > top)
-    if outside.size:
-        out[outside] = logicle(values[outside], params)
-    return out
-
-
-def polygon_masks(
-    gates: Sequence[Any], columns: Mapping[tuple[str, str | None], np.ndarray], n: int
-) -> dict[str, np.ndarray]:
-    """Every gate's membership with FlowKit's own point-in-polygon test (flowutils), each gate
-    tested on its parent's events only; ``columns`` holds each (dimension, transform) once."""
-    from flowutils import gating as fu_gating
-
-    masks: dict[str, np.ndarray] = {}
-    for gate in gates:
-        x = columns[(gate.x.dimension, gate.x.transform)]
-        y = columns[(gate.y.dimension, gate.y.transform)]
-        vertices = np.asarray(gate.vertices, dtype=np.float64)
-        mask = np.zeros(n, dtype=bool)
-        if gate.parent is None:
-            mask[:] = fu_gating.points_in_polygon(vertices, np.column_stack([x, y]))
-        else:
-            index = np.flatnonzero(masks[gate.parent])
-            points = np.column_stack([x[index], y[index]])
-            mask[index] = fu_gating.points_in_polygon(vertices, points)
-        masks[gate.id] = mask
-    return masks
-
-
-def mixture_labels(values: np.ndarray, model: Any, params: Mapping[str, float]) -> np.ndarray:
-    """``model.predict(logicle(values))`` without transforming or scoring every event.
-
-    A 1-D mixture of two Gaussians changes label only where the weighted densities are equal:
-    at most two points (a quadratic). Those points are found once on the logicle scale, moved
-    to the linear scale, and every event is placed between them by comparison.
-    """
-    from antigen_profile.transforms import logicle_inverse
-
-    mean = model.means_.ravel()
-    var = model.covariances_.ravel()
-    weight = model.weights_
-    a = 0.5 / var[1] - 0.5 / var[0]
-    b = mean[0] / var[0] - mean[1] / var[1]
-    c = (
-        0.5 * mean[1] ** 2 / var[1]
-        - 0.5 * mean[0] ** 2 / var[0]
-        + math.log(weight[0] / math.sqrt(var[0]))
-        - math.log(weight[1] / math.sqrt(var[1]))
-    )
-    roots = np.roots([a, b, c]) if abs(a) > 1e-300 else np.array([-c / b])
-    roots = np.sort(roots[np.isreal(roots)].real)
-    if roots.size:
-        probes = np.concatenate([roots[:1] - 1.0, (roots[:-1] + roots[1:]) / 2, roots[-1:] + 1.0])
-    else:
-        probes = np.zeros(1)
-    labels = model.predict(probes.reshape(-1, 1))  # one label per interval between roots
-    edges = logicle_inverse(roots, params)
-    return labels[np.searchsorted(edges, values, side="right")]
-
-
-def _worker_micro(job: Mapping[str, Any]) -> dict[str, Any]:
-    """Time the costly steps and alternatives to them in isolation on one file's arrays."""
-    import io
-    import warnings
-
-    offset, dtype, n_events, n_channels = data_segment(job["path"])
-    start = time.perf_counter()
-    np.ones((n_events, n_channels))  # memory this process has never used: every page faults
-    first_touch = time.perf_counter() - start
-    reused = _best(lambda: np.ones((n_events, n_channels)), 2)
-
-    _import_heavy()
-    import flowkit as fk
-    import pandas as pd
-    from flowutils import gating as fu_gating
-    from matplotlib.path import Path as PolygonPath
-    from sklearn.mixture import GaussianMixture
-    from threadpoolctl import threadpool_limits
-
-    from antigen_profile import gatefit
-    from antigen_profile.compensate import compensate
-    from antigen_profile.config import resolve
-    from antigen_profile.fcs import read_fcs
-    from antigen_profile.gating import GatingTemplate
-    from antigen_profile.ingest import read_tube, sha256_file
-    from antigen_profile.pipeline import _marker_data
-    from antigen_profile.qc import QCSettings, check_acquisition
-    from antigen_profile.quantify import PositivitySettings, mixture_reference
-    from antigen_profile.transforms import logicle
-
-    path = job["path"]
-    config = bench_config()
-    params = config["logicle"]
-    rows: list[dict[str, Any]] = []
-
-    def add(step: str, now: float, alternative: float | None, how: str, note: str = "") -> None:
-        rows.append(
-            {"step": step, "now": now, "alternative": alternative, "how": how, "note": note}
-        )
-
-    matrix_mib = n_events * n_channels * 8 / MIB
-    add(
-        "new memory: fill one float64 event matrix, first time in the process",
-        first_touch,
-        reused,
-        "memory the process has used before",
-        f"{matrix_mib:.0f} MiB: a new high-water mark cost "
-        f"{first_touch / (matrix_mib / 1024):.1f} s/GiB of page faults here (varies with what "
-        "the VM's memory did before)",
-    )
-
-    # Reading
-    add(
-        "read DATA to float64 (fcs.read_fcs)",
-        _best(lambda: read_fcs(path)),
-        _best(lambda: read_floor(path).astype(np.float64)),
-        "np.fromfile/memmap of DATA, one astype(float64)",
-        f"floor without the conversion: {_best(lambda: read_floor(path)):.3f} s",
-    )
-    add(
-        "sha256 of the FCS file (done twice)",
-        2 * _best(lambda: sha256_file(path), 2),
-        _best(lambda: sha256_file(path), 2),
-        "hash once, pass the checksum on",
-    )
-    tube = read_tube(path, config["markers"], config["scatter"])
-    events = tube.events
-    n = events.shape[0]
-    keep = np.ones(n, dtype=bool)
-    add(
-        "tube.events[qc.keep] (twice, all kept)",
-        2 * _best(lambda: events[keep], 2),
-        0.0,
-        "no copy when QC keeps every event; one copy otherwise",
-        f"{events.nbytes / MIB:.0f} MiB per copy",
-    )
-    add(
-        "np.isfinite check of the whole matrix",
-        _best(lambda: np.all(np.isfinite(events)), 2),
-        None,
-        "",
-    )
-    qc_settings = QCSettings.from_config(config)
-    add("QC check_acquisition", _best(lambda: check_acquisition(tube, qc_settings), 2), None, "")
-
-    # Compensation
-    spill = tube.spillover
-    assert spill is not None
-    columns = [tube.channels.index(str(d)) for d in spill.columns]
-    inverse = np.linalg.inv(spill.to_numpy(dtype=np.float64))
-    mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(n_events, n_channels))
-
-    def compensate_mapped() -> np.ndarray:
-        fluorescence = np.empty((n, len(columns)))
-        for j, column in enumerate(columns):
-            fluorescence[:, j] = mapped[:, column]
-        return fluorescence @ inverse
-
-    comp = compensate(events, tube.channels, spill)
-    same = np.array_equal(compensate_mapped(), comp[:, columns])
-    raw32 = read_floor(path)
-    add(
-        "compensate (copy all 12 channels, float64)",
-        _best(lambda: compensate(events, tube.channels, spill), 2),
-        _best(compensate_mapped, 2),
-        "the 8 fluorescence columns from the memory-mapped DATA, one float64 product",
-        f"identical values: {same}; in float32: "
-        f"{_best(lambda: raw32[:, columns] @ inverse.astype(np.float32), 2):.3f} s",
-    )
-    data = _marker_data(tube, comp)
-
-    # Logicle
-    cd45 = np.ascontiguousarray(data["CD45"])
-    exact = logicle(cd45, params)
-    table = logicle_table(params)
-    error = float(np.max(np.abs(logicle_lookup(cd45, table, params) - exact)))
-    add(
-        "logicle of one channel (FlowKit, 1 call)",
-        _best(lambda: logicle(cd45, params), 2),
-        _best(lambda: logicle_lookup(cd45, table, params), 2),
-        "65,536-knot table uniform in asinh(x/s), one multiply per event (no search)",
-        f"max error {error:.1e} logicle units; table built in "
-        f"{_best(lambda: logicle_table(params), 2) * 1000:.0f} ms",
-    )
-
-    # Gating
-    template = GatingTemplate(resolve(config["gating_template"]))
-    frame = pd.DataFrame({d: np.asarray(data[d], dtype=np.float64) for d in template.dimensions})
-    fit_seconds = _best(lambda: template.fit(frame), 1)
-    gates, _notes = template.fit(frame)
-    xml = template.to_gatingml(gates)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        strategy = fk.parse_gating_xml(io.BytesIO(xml.encode("utf-8")))
-        start = time.perf_counter()
-        sample = fk.Sample(frame, sample_id="micro")
-        sample_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        results = strategy.gate_sample(sample)
-        gate_seconds = time.perf_counter() - start
-    flowkit_masks = {g.id: np.asarray(results.get_gate_membership(g.id)) for g in gates}
-    axes = {(a.dimension, a.transform) for g in gates for a in (g.x, g.y) if a is not None}
-
-    def own_gating(lookup: bool) -> dict[str, np.ndarray]:
-        columns_once = {}
-        for dimension, transform in axes:
-            values = frame[dimension].to_numpy()
-            if transform is not None:
-                values = (
-                    logicle_lookup(values, table, params) if lookup else logicle(values, params)
-                )
-            columns_once[(dimension, transform)] = values
-        return polygon_masks(gates, columns_once, n)
-
-    flowkit_logicle, with_table = own_gating(False), own_gating(True)
-    same_exact = all(np.array_equal(flowkit_logicle[g], flowkit_masks[g]) for g in flowkit_masks)
-    same_table = all(np.array_equal(with_table[g], flowkit_masks[g]) for g in flowkit_masks)
-    add(
-        f"FlowKit Sample(DataFrame) + gate_sample ({len(gates)} gates)",
-        sample_seconds + gate_seconds,
-        _best(lambda: own_gating(True), 2),
-        "flowutils points_in_polygon on each parent's events; CD45 logicle once, by table",
-        f"Sample {sample_seconds:.2f} s + gate_sample {gate_seconds:.2f} s; masks identical to "
-        f"FlowKit's: {same_table} (with FlowKit's logicle once: {same_exact}, "
-        f"{_best(lambda: own_gating(False), 1):.2f} s)",
-    )
-    blasts_gate = next(g for g in gates if g.id == "blasts")
-    points = np.column_stack([exact, frame["SSC-A"].to_numpy()])
-    vertices = np.asarray(blasts_gate.vertices)
-    add(
-        "one polygon, all events: matplotlib contains_points (fitting)",
-        _best(lambda: PolygonPath(vertices).contains_points(points), 2),
-        _best(lambda: fu_gating.points_in_polygon(vertices, points), 2),
-        "flowutils points_in_polygon, FlowKit's own test",
-        f"{len(vertices)} vertices; the two disagree on points on an edge, FlowKit decides",
-    )
-    sub = np.sort(np.random.default_rng(0).choice(n, PLOT_EVENTS, replace=False))
-    add(
-        "plot data: logicle of all events, then subsample (per axis)",
-        _best(lambda: template.display(blasts_gate.x, frame), 2),
-        _best(lambda: logicle(cd45[sub], params), 2),
-        "subsample first, transform the plotted events only",
-    )
-    add(
-        "gate fitting (valley, ratio, GMM on 5k)",
-        fit_seconds,
-        None,
-        "with flowutils' test its masks are the final ones: no second gating pass",
-    )
-    singlets = flowkit_masks["singlets"]
-    fit_points = np.column_stack(
-        [exact[singlets], np.log10(np.clip(frame["SSC-A"].to_numpy()[singlets], 1, None))]
-    )
-    targets = {
-        "blasts": gatefit.ClusterTarget((0.42, math.log10(30000)), (0.18, math.log10(1.6))),
-        "lymphocytes": gatefit.ClusterTarget((0.77, math.log10(20000)), (0.18, math.log10(1.6))),
-    }
-
-    def fit_one_thread() -> None:
-        with threadpool_limits(1):
-            gatefit.fit_clusters(fit_points, targets)
-
-    add(
-        "GMM fit_clusters (BLAS threads: default)",
-        _best(lambda: gatefit.fit_clusters(fit_points, targets), 2),
-        _best(fit_one_thread, 2),
-        "threadpoolctl.threadpool_limits(1) around the fit",
-        "matters when other processes compete for the 2 cores",
-    )
-
-    # Quantification
-    blasts = flowkit_masks["blasts"]
-    blast_values = {m: data[m][blasts] for m in config["quantified"] if m in data}
-    add(
-        f"{len(blast_values)} blast medians (np.median)",
-        _best(lambda: [np.median(v) for v in blast_values.values()], 2),
-        _best(
-            lambda: [np.partition(v, v.size // 2)[v.size // 2] for v in blast_values.values()], 2
-        ),
-        "np.partition (the middle rank only; np.median already partitions)",
-    )
-    lymph = data["CD22"][flowkit_masks["lymphocytes"]]
-    k = math.floor(0.995 * (lymph.size - 1))
-
-    def partition_pct() -> float:
-        part = np.partition(lymph, [k, k + 1])
-        frac = 0.995 * (lymph.size - 1) - k
-        return float(part[k] + frac * (part[k + 1] - part[k]))
-
-    add(
-        "99.5th percentile of one reference (np.percentile)",
-        _best(lambda: np.percentile(lymph, 99.5), 3),
-        _best(partition_pct, 3),
-        "np.partition at the two neighbouring ranks",
-        f"same value: {math.isclose(partition_pct(), float(np.percentile(lymph, 99.5)))}",
-    )
-    positivity = PositivitySettings.from_config(config)
-    cd38 = data["CD38"][blasts]
-    x38 = logicle(cd38, params)
-    pick = np.random.default_rng(20240611).choice(x38.size, min(x38.size, 20_000), replace=False)
-    model = GaussianMixture(2, random_state=0).fit(x38[pick].reshape(-1, 1))
-    predicted = model.predict(x38.reshape(-1, 1))
-    differ = int(np.count_nonzero(mixture_labels(cd38, model, params) != predicted))
-    add(
-        "mixture reference for CD38, all of it",
-        _best(lambda: mixture_reference(cd38, params, positivity), 1),
-        None,
-        "",
-        f"{cd38.size:,} blasts",
-    )
-    add(
-        "mixture reference: logicle + predict on every blast",
-        _best(lambda: model.predict(logicle(cd38, params).reshape(-1, 1)), 1),
-        _best(lambda: mixture_labels(cd38, model, params), 3),
-        "solve for the (at most two) label boundaries once, compare on the linear scale",
-        f"labels differing from predict: {differ}",
-    )
-    return {"rows": rows, "n": n}
-
-
 WORKERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "generate": _worker_generate,
     "floor": _worker_floor,
@@ -1036,7 +669,6 @@ WORKERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "reference": _worker_reference,
     "stages": _worker_stages,
     "cprofile": _worker_cprofile,
-    "micro": _worker_micro,
 }
 
 
@@ -1126,8 +758,6 @@ def bench_size(n: int, folder: Path, repeats: int, timeout: float, profile: bool
             {"path": str(path), "out": str(folder / f"cprofile_{n}"), "top": 20},
             timeout,
         )
-        _log(f"[{n:,}] alternatives in isolation")
-        result["micro"] = run_worker("micro", {"path": str(path)}, timeout)
     for leftover in folder.glob(f"*_{n}*"):
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
@@ -1299,7 +929,7 @@ def render_targets(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def render_profile(result: Mapping[str, Any]) -> list[str]:
-    """Stage breakdown, cProfile's hottest functions and the alternatives timed alone."""
+    """Stage breakdown and cProfile's hottest functions."""
     n = int(result["n"])
     stages = result.get("stages", {})
     lines = [f"### Where the time and memory go ({_events(n)} events, one instrumented run)", ""]
@@ -1330,8 +960,8 @@ def render_profile(result: Mapping[str, Any]) -> list[str]:
             )
         rest = total - sum(s["seconds"] for s in stages["stages"] if s["depth"] == 0)
         lines.append(
-            f"| (not in a stage: `tube.events[qc.keep]` twice, `_marker_data`, profile.json, "
-            f"...) | | | {_fmt(rest)} | {_fmt(100 * rest / total, 1)} | | |"
+            f"| (not in a stage: `_marker_data`, blast arrays, profile.json, ...) "
+            f"| | | {_fmt(rest)} | {_fmt(100 * rest / total, 1)} | | |"
         )
         if stages.get("missing"):
             lines.append("")
@@ -1351,33 +981,13 @@ def render_profile(result: Mapping[str, Any]) -> list[str]:
             lines.append(
                 f"| `{name}` | {row['calls']} | {_fmt(row['tottime'])} | {_fmt(row['cumtime'])} |"
             )
-    micro = result.get("micro", {})
-    if "rows" in micro:
-        lines += [
-            "",
-            f"Steps and alternatives timed alone on the {_events(n)}-event arrays (best of 2-3, "
-            "so on memory the process has already touched: in the pipeline each new peak also "
-            "pays the page faults of the first row):",
-            "",
-            "| step | now (s) | alternative (s) | saves (s) | alternative | note |",
-            "|:---|---:|---:|---:|:---|:---|",
-        ]
-        for row in micro["rows"]:
-            alt = row["alternative"]
-            alt_text = "" if alt is None else _fmt(alt, 3)
-            saves = "" if alt is None else _fmt(row["now"] - alt, 3)
-            lines.append(
-                f"| {row['step']} | {_fmt(row['now'], 3)} | {alt_text} | {saves} "
-                f"| {row['how']} | {row['note']} |"
-            )
-    elif "error" in micro:
-        lines += ["", f"Alternatives not timed: {micro['error']}"]
     return lines
 
 
-def write_section(path: Path, section: str) -> None:
-    """Put ``section`` into ``path``: create the file if missing, replace an earlier
-    ``## Per-sample analysis`` section, else append; every other section is kept as it is."""
+def write_section(path: Path, section: str, title: str = SECTION) -> None:
+    """Put ``section`` into ``path``: create the file if missing, replace an earlier section
+    headed ``title`` (``## Per-sample analysis``), else append; every other section is kept
+    as it is."""
     header = "# Benchmarks\n\n"
     try:
         with open(path, "x", encoding="utf-8") as handle:
@@ -1387,7 +997,7 @@ def write_section(path: Path, section: str) -> None:
         pass
     text = path.read_text(encoding="utf-8")
     lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == title), None)
     if start is None:
         path.write_text(text.rstrip("\n") + "\n\n" + section, encoding="utf-8")
         return
