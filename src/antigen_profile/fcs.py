@@ -278,14 +278,19 @@ def _opened(path: Path) -> Iterator[tuple[BinaryIO, int]]:
         yield handle, size
 
 
-def _read_bytes(handle: BinaryIO, size: int, start: int, length: int, what: str) -> bytes:
-    """Exactly ``length`` bytes at ``start``, after checking they lie inside the file."""
+def _check_inside(size: int, start: int, length: int, what: str) -> None:
+    """Refuse a segment that does not lie inside the file, before reading any of it."""
     if start < 0 or length < 0 or start + length > size:
         raise _ProblemError(
             f"{what} (bytes {start}-{start + length - 1}) lies outside the file "
             f"({size} bytes); the file is truncated or its offsets are wrong",
             _COPY_AGAIN,
         )
+
+
+def _read_bytes(handle: BinaryIO, size: int, start: int, length: int, what: str) -> bytes:
+    """Exactly ``length`` bytes at ``start``, after checking they lie inside the file."""
+    _check_inside(size, start, length, what)
     handle.seek(start)
     data = handle.read(length)
     if len(data) != length:
@@ -1061,13 +1066,7 @@ def _read_events(
     :data:`CHUNK_BYTES` straight into the float64 events, laid out in ``order``."""
     width = len(layout.channels)
     event_bytes = layout.event_bytes
-    length = n_events * event_bytes
-    if start < 0 or start + length > size:
-        raise _ProblemError(
-            f"DATA segment (bytes {start}-{start + length - 1}) lies outside the file "
-            f"({size} bytes); the file is truncated or its offsets are wrong",
-            _COPY_AGAIN,
-        )
+    _check_inside(size, start, n_events * event_bytes, "DATA segment")
     events = np.empty((n_events, width), dtype=np.float64, order=order)
     per_chunk = max(1, CHUNK_BYTES // event_bytes)
     buffer = bytearray(min(n_events, per_chunk) * event_bytes)

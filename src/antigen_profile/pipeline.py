@@ -203,7 +203,7 @@ def profile_sample(
     if control_note:
         qc.warnings.append(control_note)
         qc.status = "warn" if qc.status == "pass" else qc.status
-    references = _references(quantified, data, gated.masks, controls, positivity, config, blasts)
+    references = _references(quantified, data, gated.masks, blasts, controls, positivity, config)
     table = antigen_table(sample_id, blasts, references, positivity, quantified)
     density_flags = _add_density(table, blasts, controls, tube, bead_fcs, config, qc, inputs, out)
     thresholds = thresholds_from_references(table, references, positivity.percentile)
@@ -519,16 +519,16 @@ def _references(
     quantified: list[str],
     data: Mapping[str, np.ndarray],
     masks: Mapping[str, np.ndarray],
+    blasts: Mapping[str, np.ndarray],
     controls: Mapping[str, Mapping[str, np.ndarray]],
     positivity: PositivitySettings,
     config: Mapping[str, Any],
-    blasts: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Reference | None]:
     """Per antigen, the best negative reference with enough events, strongest first: the
     antigen's own control tube (an FMO for that marker), the sample's control tube, the
     configured internal negative population, a two-component mixture on the blasts
-    themselves (weakest), else none. ``blasts``: the blasts' values by marker when the caller
-    already has them (saves taking them from ``data`` again)."""
+    themselves (weakest), else none. ``blasts`` holds the blasts' values of every quantified
+    marker the tube has (``data`` masked by the blast gate)."""
     internal = config["positivity"]["internal_negative"]
     enough = positivity.min_reference_events
     references: dict[str, Reference | None] = {}
@@ -543,10 +543,8 @@ def _references(
         if population and population in masks:
             candidates.append((f"internal:{population}", data[marker][masks[population]]))
         chosen = next((Reference(v, src) for src, v in candidates if v.size >= enough), None)
-        if chosen is None and masks[BLASTS].sum() >= positivity.quantify_floor:
-            given = blasts is not None and marker in blasts
-            values = blasts[marker] if given else data[marker][masks[BLASTS]]
-            chosen = mixture_reference(values, config["logicle"], positivity)
+        if chosen is None and blasts[marker].size >= positivity.quantify_floor:
+            chosen = mixture_reference(blasts[marker], config["logicle"], positivity)
         if chosen is None and candidates:
             chosen = Reference(*reversed(candidates[0]))  # too small: quantify says so
         references[marker] = chosen
