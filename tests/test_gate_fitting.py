@@ -52,12 +52,12 @@ def _shifted_tube(cd45: float, ssc: float, share: float, n: int = 30_000, seed: 
     fluorescence = [c.name for c in spec.fluorescence]
     spill = pd.DataFrame(spec.spillover_matrix(), index=fluorescence, columns=fluorescence)
     comp = compensate(events, channels, spill)
-    markers, _ = find_markers(
+    markers = find_markers(
         channels,
         [c.label for c in spec.channels],
         {"CD45": ["CD45"]},
         {"FSC-A": ["FSC-A"], "FSC-H": ["FSC-H"], "SSC-A": ["SSC-A"]},
-    )
+    ).markers
     data = {m: comp[:, channels.index(c)] for m, c in markers.items()}
     blasts = truth.population == list(truth.population_names).index("blasts")
     return data, blasts

@@ -137,7 +137,7 @@ def demo() -> tuple[dict[str, np.ndarray], Truth]:
     labels = [c.label for c in spec.channels]
     spill = parse_spillover(spec.keywords()["$SPILLOVER"], channels)
     compensated = compensate(events, channels, spill)
-    markers, _ = find_markers(channels, labels, CONFIG["markers"], CONFIG["scatter"])
+    markers = find_markers(channels, labels, CONFIG["markers"], CONFIG["scatter"]).markers
     data = {m: compensated[:, channels.index(d)] for m, d in markers.items()}
     return data, truth
 
@@ -263,7 +263,7 @@ def test_shipped_template_membership_recomputed_independently(
     """Every gate applied (the fitted ones), recomputed with matplotlib on logicle CD45."""
     data = demo[0]
     display = {
-        name: (logicle(values, CONFIG["logicle"]) if name == "CD45" else values)
+        name: (logicle(values, template.transforms["logicle"]) if name == "CD45" else values)
         for name, values in data.items()
     }
     by_id = {g.id: g for g in populations.gates}

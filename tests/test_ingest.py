@@ -42,12 +42,13 @@ def _find(
 ) -> tuple[dict[str, str], list[str]]:
     """find_markers with generic detector names unless given; config aliases by default."""
     chans = list(channels) if channels is not None else [f"FL{i}-A" for i in range(len(labels))]
-    return find_markers(
+    match = find_markers(
         chans,
         list(labels),
         MARKERS if markers is None else markers,
         SCATTER if scatter is None else scatter,
     )
+    return match.markers, match.notes
 
 
 def _events(n: int = 500, p: int = len(CHANNELS), seed: int = 0) -> np.ndarray:
@@ -134,7 +135,7 @@ def test_scatter_found_by_detector_name_aliases() -> None:
     }
     assert notes == []
     found, _ = _find(["", "", ""], channels=["FSC-A", "SSC-A", "SSC-H"])
-    assert found == {"FSC-A": "FSC-A", "SSC-A": "SSC-A"}
+    assert found == {"FSC-A": "FSC-A", "SSC-A": "SSC-A", "SSC-H": "SSC-H"}
 
 
 def test_scatter_alias_order_is_the_preference_order() -> None:

@@ -166,7 +166,8 @@ def test_to_json_keys(tmp_path: Path) -> None:
     tube = _tube(tmp_path, events, SPILLOVER)
     doc = check_acquisition(tube, SETTINGS).to_json("S1", str(tube.path))
     assert list(doc) == [
-        "sample_id", "file", "status", "reasons", "warnings", "events_total", "events_kept",
+        "sample_id", "file", "status", "failure", "reasons", "warnings", "events_total",
+        "events_kept",
         "metrics", "dropped", "time_course",
     ]  # fmt: skip
     assert doc["sample_id"] == "S1"
@@ -251,7 +252,7 @@ def _times(
 
 def _demo_tube(events: np.ndarray, spillover: pd.DataFrame | None = DEMO_SPILL) -> Tube:
     """A Tube as ingest builds it (Time in seconds), without the FCS round trip."""
-    markers, _ = find_markers(DEMO_CHANNELS, DEMO_LABELS, CONFIG["markers"], CONFIG["scatter"])
+    markers = find_markers(DEMO_CHANNELS, DEMO_LABELS, CONFIG["markers"], CONFIG["scatter"]).markers
     return Tube(
         path=Path("simulated.fcs"),
         events=events,

@@ -60,8 +60,12 @@ def _profile(args: argparse.Namespace) -> int:
 def inspect_file(path: str | Path, config: dict[str, Any]) -> dict[str, Any]:
     """What a lab needs to know about one file before running it: the ``inspect --json``
     record (keys: file, ok, error, version, cytometer, events, parameters, markers,
-    spillover, warnings)."""
-    from antigen_profile.ingest import IngestError, read_tube
+    spillover, unmatched, shared, gating, warnings: ``gating`` says whether the blast gate
+    can be placed on this tube, or why not; ``unmatched`` lists the channels matched to no
+    marker or scatter role, so a lab sees which spellings the config does not know)."""
+    from antigen_profile.config import resolve
+    from antigen_profile.gating import GatingError, GatingTemplate
+    from antigen_profile.ingest import IngestError, panel_problem, read_tube
 
     record: dict[str, Any] = {
         "file": str(path),
@@ -73,6 +77,9 @@ def inspect_file(path: str | Path, config: dict[str, Any]) -> dict[str, Any]:
         "parameters": None,
         "markers": {},
         "spillover": None,
+        "unmatched": [],
+        "shared": {},
+        "gating": None,
         "warnings": [],
     }
     try:
@@ -88,8 +95,22 @@ def inspect_file(path: str | Path, config: dict[str, Any]) -> dict[str, Any]:
         parameters=len(tube.channels),
         markers=dict(tube.markers),
         spillover=tube.spillover_source if tube.spillover is not None else None,
+        unmatched=[
+            f"{c} ({s})" if s else c
+            for c, s in zip(tube.channels, tube.labels, strict=True)
+            if c in tube.unmatched
+        ],
+        shared=dict(tube.shared),
         warnings=list(tube.warnings),
     )
+    if not (config.get("lab_gating") or {}).get("file"):
+        try:
+            required = GatingTemplate(resolve(config["gating_template"])).required
+        except GatingError as exc:
+            record["gating"] = str(exc)
+        else:
+            problem = panel_problem(tube, required, config["markers"], config["scatter"])
+            record["gating"] = problem or f"ready ({', '.join(required)} found)"
     return record
 
 
@@ -117,7 +138,13 @@ def _inspect_text(record: dict[str, Any]) -> str:
         f"  {record['version']}, {record['cytometer'] or 'cytometer not stated'}, "
         f"{record['events']} events, {record['parameters']} parameters",
         f"  markers: {markers}",
+        f"  not matched: {', '.join(record['unmatched']) or 'none'}",
+        f"  blast gate: {record['gating'] or 'lab gating (see config lab_gating)'}",
         f"  spillover: {record['spillover'] or 'none in the file'}",
+    ]
+    lines += [
+        f"  shared: {channel} names {', '.join(names)} (measures none of them alone)"
+        for channel, names in record["shared"].items()
     ]
     lines += [f"  warning: {w}" for w in record["warnings"]]
     return "\n".join(lines)

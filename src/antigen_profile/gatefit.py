@@ -69,6 +69,16 @@ def ratio_mode(numerator: np.ndarray, denominator: np.ndarray) -> float | None:
     return float(np.median(n[ok] / d[ok]))
 
 
+def median_width(width: np.ndarray) -> float | None:
+    """Median pulse width (FSC-W or SSC-W) of positive events: where singlets sit on a width
+    axis (doublets, two cells in one pulse, are a minority above it)."""
+    w = np.asarray(width, dtype=np.float64)
+    w = w[np.isfinite(w) & (w > 0)]
+    if w.size < 100:
+        return None
+    return float(np.median(w))
+
+
 @dataclass(frozen=True)
 class ClusterTarget:
     """Where a clustered population is expected (fit space) and how far it may move."""

@@ -123,6 +123,10 @@ class FitSpec:
         return tuple(float(v) for v in self.attrs[key].split())
 
 
+#: ``<fit method>`` values a template may use (see :class:`FitSpec`; ``width`` is written by
+#: :mod:`antigen_profile.registration` for a singlet gate on a pulse-width channel).
+FIT_METHODS = frozenset({"valley", "ratio", "cluster", "contain", "width"})
+
 GATING_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/gating"
 DATATYPE_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/datatypes"
 TRANSFORMS_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/transformations"
@@ -166,8 +170,12 @@ def _one_line(text: str) -> str:
 
 def _read_template(
     path: Path,
-) -> tuple[list[GateShape], dict[str, dict[str, float]], dict[str, FitSpec]]:
-    """Gates (parents first), logicle transforms and ``<fit>`` specs of a template.
+) -> tuple[
+    list[GateShape], dict[str, dict[str, float]], dict[str, FitSpec], dict[str, dict[str, Any]]
+]:
+    """Gates (parents first), logicle transforms, ``<fit>`` specs and the other
+    antigen-profile elements of ``custom_info`` (``<landmark>``, ``<alternatives>``: see
+    :mod:`antigen_profile.registration`) of a template, by gate id.
 
     Reads the subset of Gating-ML 2.0 templates use (polygon and rectangle gates on
     ``fcs-dimension``s, logicle transforms) after validating the whole document against the
@@ -212,6 +220,7 @@ def _read_template(
 
     gates: dict[str, GateShape] = {}
     fits: dict[str, FitSpec] = {}
+    extras: dict[str, dict[str, Any]] = {}
     for element in root:
         if not isinstance(element.tag, str):
             continue
@@ -272,7 +281,11 @@ def _read_template(
             spec = info.find("fit")
             if spec is not None:
                 fits[name] = FitSpec(spec.get("method", ""), dict(spec.attrib))
-    return _parents_first(gates, fail), transforms, fits
+            for tag in ("landmark", "alternatives"):
+                found = info.find(tag)
+                if found is not None:
+                    extras.setdefault(name, {})[tag] = dict(found.attrib)
+    return _parents_first(gates, fail), transforms, fits, extras
 
 
 def _parents_first(gates: Mapping[str, GateShape], fail: Any) -> list[GateShape]:
@@ -409,10 +422,40 @@ class GatingTemplate:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.gates, self.transforms, self.fits = _read_template(self.path)
-        unknown = {f.method for f in self.fits.values()} - {"valley", "ratio", "cluster", "contain"}
+        self.gates, self.transforms, self.fits, self.extras = _read_template(self.path)
+        #: Transform of each backbone marker (``require``), set by registration; others use
+        #: the template's first transform.
+        self.marker_transforms: dict[str, str] = {}
+        unknown = {f.method for f in self.fits.values()} - FIT_METHODS
         if unknown:
             raise GatingError(f"{self.path}: unknown fit method(s) {', '.join(sorted(unknown))}")
+
+    @property
+    def optional_gates(self) -> list[str]:
+        """Gates the template marks ``<alternatives optional="true">``: skipped (and flagged)
+        when a tube has none of their channel pairs."""
+        return [
+            gate_id
+            for gate_id, extra in self.extras.items()
+            if extra.get("alternatives", {}).get("optional") == "true"
+        ]
+
+    @property
+    def required(self) -> list[str]:
+        """Marker names a tube must have: those of every gate that is not optional."""
+        optional = set(self.optional_gates)
+        names: list[str] = []
+        for gate in self.gates:
+            if gate.id in optional:
+                continue
+            for axis in (gate.x, gate.y):
+                if axis is not None and axis.dimension not in names:
+                    names.append(axis.dimension)
+        return names
+
+    def marker_transform(self, marker: str) -> str:
+        """The transform a backbone marker is gated on."""
+        return self.marker_transforms.get(marker, next(iter(self.transforms)))
 
     @property
     def dimensions(self) -> list[str]:
@@ -516,7 +559,6 @@ class GatingTemplate:
         """
         if not self.transforms:
             raise GatingError(f"{self.path}: backbone markers need a logicle transform")
-        xform = next(iter(self.transforms))
         by_id = {g.id: g for g in gates}
         region = by_id[population]
         if masks is not None and region.parent in masks:
@@ -526,6 +568,7 @@ class GatingTemplate:
         notes: list[dict[str, str]] = []
         steps: list[tuple[str, str, float]] = []
         for marker, sign in require.items():
+            xform = self.marker_transform(marker)
             values = self.display(Axis(marker, xform), frame)[parent_mask]
             threshold = gatefit.density_valley(values, (0.25, 0.75))
             if threshold is None:
@@ -548,9 +591,8 @@ class GatingTemplate:
             suffix = "pos" if sign == "positive" else "neg"
             gate_id = population if i == len(steps) - 1 else f"{population}_{marker}{suffix}"
             bounds = {"x": (threshold, None) if sign == "positive" else (None, threshold)}
-            chain.append(
-                GateShape(gate_id, parent, "rectangle", Axis(marker, xform), None, bounds=bounds)
-            )
+            axis = Axis(marker, self.marker_transform(marker))
+            chain.append(GateShape(gate_id, parent, "rectangle", axis, None, bounds=bounds))
             parent = gate_id
         out: list[GateShape] = []
         for gate in gates:
@@ -659,6 +701,12 @@ class GatingTemplate:
             if valley is None:
                 return gate, None
             return _move_edge(gate, spec.attrs.get("axis", "x"), edge, valley), None
+        if spec.method == "width":
+            assert gate.y is not None
+            width = gatefit.median_width(self.display(gate.y, frame)[parent])
+            if width is None:
+                return gate, f"{gate.id}: too few events to place the pulse-width band"
+            return _width_band(gate, width, spec.numbers("band")), None
         if spec.method == "ratio":
             assert gate.y is not None
             mode = gatefit.ratio_mode(
@@ -798,6 +846,16 @@ class GatingTemplate:
                 out.append("  </gating:RectangleGate>")
         out.append("</gating:Gating-ML>")
         return "\n".join(out) + "\n"
+
+
+def _width_band(gate: GateShape, width: float, band: tuple[float, ...]) -> GateShape:
+    """A singlet band on a pulse-width axis: singlets within ``band`` (low, high) times the
+    median width, across the whole area axis (doublets are wider)."""
+    xs = [v[0] for v in gate.vertices]
+    lo, hi = band
+    x0, x1 = min(xs), max(xs)
+    vertices = ((x0, width * lo), (x1, width * lo), (x1, width * hi), (x0, width * hi))
+    return replace(gate, vertices=vertices)
 
 
 def gate_to_json(gate: GateShape, populations: Populations) -> dict[str, Any]:

@@ -8,6 +8,7 @@ later stage ever hard-codes a detector name.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ class Tube:
         Checksum of the file as read, for the audit trail.
     warnings : list of str
         Anything a reviewer should know about how the file was read.
+    shared : dict of str to list of str
+        Detectors whose stain names two or more antigens (a dump or dual-label channel),
+        with the configured markers they name: those markers count as not measured.
     """
 
     path: Path
@@ -69,6 +73,14 @@ class Tube:
     ranges: dict[str, float]
     sha256: str
     warnings: list[str] = field(default_factory=list)
+    shared: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def unmatched(self) -> list[str]:
+        """Detectors matched to no marker or scatter role (``inspect`` lists them, so a lab
+        sees which stain spellings the config does not know)."""
+        used = set(self.markers.values()) | set(self.shared)
+        return [c for c in self.channels if c not in used]
 
     @property
     def n_events(self) -> int:
@@ -132,47 +144,105 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_ ]+", "", name).upper()
 
 
+#: A scatter measurement that stands in for another when a tube lacks it: instruments that
+#: record only pulse heights (FACSCalibur, FACScan) have no area channel, and the height is
+#: then the best forward or side scatter there is.
+STAND_INS = {"FSC-A": "FSC-H", "SSC-A": "SSC-H"}
+
+#: Antigen names in free text: CD numbers (CD3, CD45RA, CD79a) and the usual non-CD ones.
+#: Used only to recognise a stain that names two antigens (a dump or dual-label channel).
+ANTIGEN_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9])(CD\d+[A-Za-z]{0,2}|HLA[-_ ]?DR|KAPPA|LAMBDA|IGM|IGD|TDT|MPO|FMC7)"
+    r"(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
+
+
+def antigens_named(label: str) -> list[str]:
+    """Distinct antigens a ``$PnS`` names, upper-case, in order ("CD3/CD19 PE-Cy7" gives
+    ``["CD3", "CD19"]``)."""
+    names: list[str] = []
+    for match in ANTIGEN_TOKEN.finditer(label or ""):
+        name = _normalise(match.group(1))
+        if name not in names:
+            names.append(name)
+    return names
+
+
+@dataclass(frozen=True)
+class MarkerMatch:
+    """What :func:`find_markers` found in one tube.
+
+    ``markers`` maps a marker or scatter role to its detector; ``shared`` maps a detector
+    whose stain names two or more antigens (``CD3/CD19 PE-Cy7``) to the configured markers it
+    names, none of which is taken from it; ``notes`` are warnings about ambiguous matches.
+    """
+
+    markers: dict[str, str]
+    shared: dict[str, list[str]]
+    notes: list[str]
+
+
+def _scatter_roles(
+    channels: Sequence[str], scatter_aliases: Mapping[str, Sequence[str]]
+) -> tuple[dict[str, str], list[str]]:
+    """Scatter and time roles matched on ``$PnN`` (whole name, case, ``-``, ``_`` and spaces
+    ignored), alias order being preference order; a height stands in for a missing area."""
+    found: dict[str, str] = {}
+    notes: list[str] = []
+    for name, aliases in scatter_aliases.items():
+        for alias in aliases:  # alias order is the preference order
+            hits = [c for c in channels if _normalise(c) == _normalise(alias)]
+            hits = [c for c in hits if c not in found.values()]
+            if hits:
+                found[name] = hits[0]
+                break
+    for area, height in STAND_INS.items():
+        if area not in found and height in found:
+            found[area] = found.pop(height)
+            notes.append(
+                f"no {area[:3]} area channel: {found[area]} (pulse height) stands in for {area}"
+            )
+    return found, notes
+
+
 def find_markers(
     channels: Sequence[str],
     labels: Sequence[str],
     marker_aliases: Mapping[str, Sequence[str]],
     scatter_aliases: Mapping[str, Sequence[str]],
-) -> tuple[dict[str, str], list[str]]:
+) -> MarkerMatch:
     """Map marker and scatter names to detectors.
 
     Markers are searched in ``$PnS`` first and then in ``$PnN`` (some instruments write the
-    stain into the detector name). Scatter and time channels are matched on ``$PnN``. When
-    several detectors match one marker, an area (``-A``) detector wins; any remaining tie is
-    reported as a warning and the first is used.
-
-    Returns
-    -------
-    markers : dict
-        Name -> detector.
-    notes : list of str
-        Warnings about ambiguous matches.
+    stain into the detector name). Scatter and time channels are matched on ``$PnN``, with
+    the vendor spellings of config ``scatter``. When several detectors match one marker, an
+    area (``-A``) detector wins; any remaining tie is reported as a warning and the first is
+    used. A stain naming two or more antigens ("CD3/CD19") measures neither alone: it is never
+    taken for any of them and is listed in ``shared``.
     """
-    found: dict[str, str] = {}
-    notes: list[str] = []
-    for name, aliases in scatter_aliases.items():
-        wanted = {_normalise(a) for a in aliases}
-        for alias in aliases:  # alias order is the preference order
-            hits = [c for c in channels if _normalise(c) == _normalise(alias)]
-            if hits:
-                found[name] = hits[0]
-                break
-        else:
-            hits = [c for c in channels if _normalise(c) in wanted]
-            if hits:
-                found[name] = hits[0]
+    found, notes = _scatter_roles(channels, scatter_aliases)
     used = set(found.values())
-    for marker, aliases in marker_aliases.items():
-        patterns = [_alias_pattern(a) for a in [marker, *aliases]]
+    shared: dict[str, list[str]] = {}
+    patterns = {
+        marker: [_alias_pattern(a) for a in [marker, *aliases]]
+        for marker, aliases in marker_aliases.items()
+    }
+    for channel, label in zip(channels, labels, strict=True):
+        if channel in used or len(antigens_named(label)) < 2:
+            continue
+        named = [m for m, pats in patterns.items() if any(p.search(label) for p in pats)]
+        if named:
+            shared[channel] = named
+    for marker in marker_aliases:
         for texts in (labels, channels):
             hits = [
                 c
                 for c, text in zip(channels, texts, strict=True)
-                if text and c not in used and any(p.search(text) for p in patterns)
+                if text
+                and c not in used
+                and c not in shared
+                and any(p.search(text) for p in patterns[marker])
             ]
             if hits:
                 break
@@ -185,7 +255,120 @@ def find_markers(
                 joined = ", ".join(hits)
                 notes.append(f"marker {marker} matches detectors {joined}; using {hits[0]}")
         found[marker] = hits[0]
-    return found, notes
+    for channel, named in shared.items():
+        label = labels[list(channels).index(channel)]
+        missing = [m for m in named if m not in found]
+        if missing:
+            notes.append(
+                f"{', '.join(missing)} not measured: detector {channel} carries "
+                f"'{label}', a stain naming {len(antigens_named(label))} antigens "
+                "(a dump or dual-label channel measures none of them alone)"
+            )
+    return MarkerMatch(found, shared, notes)
+
+
+#: Channel names of mass cytometry (CyTOF) files: metal isotopes and event-length counters.
+MASS_CHANNEL = re.compile(
+    r"^\(?[A-Z][a-z]?\d{2,3}\)?D[di]$|^event_length$|^cell_length$", re.IGNORECASE
+)
+
+#: What each gating role is, for a message that tells a lab what its tube lacks.
+ROLE_WORDS = {
+    "FSC-A": "forward scatter (FSC-A, or FSC-H where the instrument records only heights)",
+    "SSC-A": "side scatter (SSC-A, or SSC-H where the instrument records only heights)",
+    "FSC-H": "forward-scatter height",
+    "Time": "time",
+}
+
+
+def _near_misses(
+    role: str, texts: Sequence[tuple[str, str]], aliases: Sequence[str]
+) -> list[tuple[str, str]]:
+    """(detector, text) pairs whose text spells ``role`` with separators the aliases do not
+    allow ("CD 45", "CD-45"): the only case where "add the spelling" is the right advice."""
+    wanted = {_normalise(a).replace(".", "") for a in [role, *aliases]}
+    misses = []
+    for channel, text in texts:
+        tokens = [t for t in re.split(r"[^A-Za-z0-9]+", text) if t]
+        joined = {a.upper() + b.upper() for a, b in itertools.pairwise(tokens)}
+        if joined & wanted:
+            misses.append((channel, text))
+    return misses
+
+
+def panel_problem(
+    tube: Tube,
+    required: Sequence[str],
+    marker_aliases: Mapping[str, Sequence[str]],
+    scatter_aliases: Mapping[str, Sequence[str]],
+) -> str | None:
+    """Why this tube cannot be gated, in one line, or ``None`` when every role in
+    ``required`` was found.
+
+    The line names the role that is missing and what the tube does have, and suggests adding
+    a spelling to the config only when a near-miss spelling is present (the advice is wrong
+    when the stain is simply not in the panel).
+    """
+    missing = [r for r in required if r not in tube.markers]
+    if not missing:
+        return None
+    path = tube.path
+    scatter_roles = [r for r in missing if r in scatter_aliases]
+    if scatter_roles and not any(r in tube.markers for r in scatter_aliases if r != "Time"):
+        mass = [c for c in tube.channels if MASS_CHANNEL.match(c)]
+        if mass:
+            return (
+                f"{path}: no light-scatter channel (FSC, SSC): this is a mass cytometry file "
+                f"({', '.join(mass[:3])}, ...); antigen-profile gates blasts on scatter and "
+                "CD45 and needs a flow cytometry tube"
+            )
+    role = missing[0]
+    if role in scatter_aliases:
+        words = ROLE_WORDS.get(role, role)
+        detectors = ", ".join(tube.channels)
+        misses = _near_misses(role, [(c, c) for c in tube.channels], scatter_aliases[role])
+        scatterish = [
+            c
+            for c in tube.channels
+            if c not in tube.markers.values() and re.search(r"SS|SC|SIDE|FS|FWD", c.upper())
+        ]
+        advice = ""
+        if misses or scatterish:
+            names = ", ".join(c for c, _ in misses) or ", ".join(scatterish)
+            advice = f"; if {names} is that channel, add its $PnN to `scatter.{role}` in the config"
+        return (
+            f"{path}: no {words} channel in this tube: the blast gate needs it "
+            f"(detectors: {detectors}){advice}"
+        )
+    shared = [c for c, named in tube.shared.items() if role in named]
+    if shared:
+        label = tube.labels[tube.channels.index(shared[0])]
+        return (
+            f"{path}: {role} is only on detector {shared[0]} ('{label}'), a channel shared with "
+            f"another antigen: the blast gate needs {role} on a detector of its own"
+        )
+    scatter = {tube.markers[r] for r in scatter_aliases if r in tube.markers}
+    stains = [
+        f"{s} ({c})"
+        for c, s in zip(tube.channels, tube.labels, strict=True)
+        if s and c not in scatter
+    ]
+    have = ", ".join(stains) or "no $PnS stain names"
+    texts = [
+        (c, s) for c, s in zip(tube.channels, tube.labels, strict=True) if s and c not in scatter
+    ]
+    misses = _near_misses(role, texts, marker_aliases.get(role, []))
+    advice = ""
+    if misses:
+        channel, text = misses[0]
+        advice = (
+            f"; '{text}' on {channel} looks like {role}: add that spelling to "
+            f"`markers.{role}` in the config"
+        )
+    return (
+        f"{path}: no {role} stain in this tube: the blast gate needs {role} "
+        f"(stains: {have}){advice}"
+    )
 
 
 def parse_spillover(text: str, channels: Sequence[str]) -> pd.DataFrame:
@@ -225,8 +408,9 @@ def read_tube(
     marker_aliases, scatter_aliases : mapping
         From the config's ``markers`` and ``scatter`` sections.
     required : sequence of str
-        Markers the analysis cannot do without; a missing one is an :class:`IngestError`
-        naming the file and the marker.
+        Roles the caller cannot do without; a missing one is an :class:`IngestError` from
+        :func:`panel_problem` (the pipeline checks after reading instead, so that a refused
+        tube's report still shows what the file holds).
     spillover_csv : path, optional
         A spillover matrix that overrides the file's own.
     sha256 : str, optional
@@ -251,15 +435,8 @@ def read_tube(
     if not _all_finite(events):
         raise IngestError(f"{path}: the DATA segment holds non-finite values; re-export the file")
 
-    markers, marker_notes = find_markers(channels, labels, marker_aliases, scatter_aliases)
-    notes += marker_notes
-    missing = [m for m in required if m not in markers]
-    if missing:
-        raise IngestError(
-            f"{path}: required marker(s) {', '.join(missing)} not found in $PnS "
-            f"({', '.join(s for s in labels if s) or 'no stain names'}); add the spelling to "
-            "`markers` (or `scatter`) in the config"
-        )
+    match = find_markers(channels, labels, marker_aliases, scatter_aliases)
+    notes += match.notes
 
     spillover, source = None, "none"
     if spillover_csv:
@@ -271,19 +448,24 @@ def read_tube(
             spillover = pd.DataFrame(found.matrix, index=found.names, columns=found.names)
             source = found.keyword
     ranges = dict(zip(channels, data.scale_tops, strict=True))
-    return Tube(
+    tube = Tube(
         path=path,
         events=events,
         channels=channels,
         labels=labels,
-        markers=markers,
+        markers=match.markers,
         spillover=spillover,
         spillover_source=source,
         keywords=keywords,
         ranges=ranges,
         sha256=checksum,
         warnings=notes,
+        shared=match.shared,
     )
+    problem = panel_problem(tube, required, marker_aliases, scatter_aliases)
+    if problem:
+        raise IngestError(problem)
+    return tube
 
 
 def map_control(control: Tube, stained: Tube) -> Tube:

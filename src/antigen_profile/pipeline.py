@@ -41,7 +41,14 @@ from antigen_profile.gating import (
     gate_to_json,
     gating_flags,
 )
-from antigen_profile.ingest import IngestError, Tube, map_control, read_tube, sha256_file
+from antigen_profile.ingest import (
+    IngestError,
+    Tube,
+    map_control,
+    panel_problem,
+    read_tube,
+    sha256_file,
+)
 from antigen_profile.lab_gating import LabGating, LabGatingError
 from antigen_profile.qc import (
     QCResult,
@@ -66,7 +73,8 @@ from antigen_profile.quantify import (
     positive_controls,
 )
 from antigen_profile.recommend import load_trial
-from antigen_profile.transforms import logicle
+from antigen_profile.registration import register
+from antigen_profile.transforms import display_logicle, logicle
 
 BLASTS = "blasts"
 #: Key of the sample's control tube among per-marker controls.
@@ -152,11 +160,14 @@ def profile_sample(
 
     try:
         tube = read_tube(
-            fcs, config["markers"], config["scatter"], gater.required, spill_csv,
-            sha256=inputs[0]["sha256"],
-        )  # fmt: skip
+            fcs, config["markers"], config["scatter"], (), spill_csv, sha256=inputs[0]["sha256"]
+        )
     except IngestError as exc:
         return _write_failed(sample_id, fcs, out, failed_qc(str(exc)), inputs, config)
+    problem = panel_problem(tube, gater.required, config["markers"], config["scatter"])
+    if problem:  # read, but its panel cannot be gated: the report still shows what it holds
+        failed = failed_qc(problem, events=tube.n_events, kind="panel")
+        return _write_failed(sample_id, fcs, out, failed, inputs, config, tube)
     qc_settings = QCSettings.from_config(config)
     qc = check_acquisition(tube, qc_settings)
     if qc.status == "fail":
@@ -194,7 +205,9 @@ def profile_sample(
         if not path:
             continue
         checksum = next((i["sha256"] for i in inputs if i["path"] == str(path)), None)
-        blasts_of_control, note = _control_blasts(path, tube, gater, sample_id, checksum)
+        blasts_of_control, note = _control_blasts(
+            path, tube, gater, sample_id, checksum, gated.template
+        )
         if blasts_of_control is not None:
             controls[key] = blasts_of_control
         if note:
@@ -203,8 +216,15 @@ def profile_sample(
     if control_note:
         qc.warnings.append(control_note)
         qc.status = "warn" if qc.status == "pass" else qc.status
-    references = _references(quantified, data, gated.masks, blasts, controls, positivity, config)
-    table = antigen_table(sample_id, blasts, references, positivity, quantified)
+    display = {
+        m: display_logicle(config["logicle"], data[m], tube.ranges.get(tube.markers[m], np.nan))
+        for m in blasts
+    }
+    references = _references(quantified, data, gated.masks, blasts, controls, positivity, display)
+    shared = _shared_stains(tube)
+    table = antigen_table(
+        sample_id, blasts, references, positivity, quantified, not_measured=shared
+    )
     density_flags = _add_density(table, blasts, controls, tube, bead_fcs, config, qc, inputs, out)
     thresholds = thresholds_from_references(table, references, positivity.percentile)
     positive = positive_matrix(blasts, thresholds, load_trial(resolve(config["trial"])).targets)
@@ -222,11 +242,17 @@ def profile_sample(
     write_text(out / "gates.xml", gated.gatingml)
     write_npz(
         out / "plotdata.npz",
-        {**gated.plot, **_antigen_plot_data(blasts, references, table, config)},
+        {**gated.plot, **_antigen_plot_data(blasts, references, table, display, config)},
     )
     doc = _profile_doc(sample_id, tube, inputs, config, gated.blast_defined_by, qc, control_note)
-    doc["flags"] = gated.flags + lineage_flags(table, config["b_lineage_markers"]) + density_flags
+    doc["flags"] = (
+        gated.flags
+        + [{"code": "shared_detector", "message": note} for note in shared.values()]
+        + lineage_flags(table, config["b_lineage_markers"])
+        + density_flags
+    )
     doc["gating"] = gated.description
+    doc["display_logicle"] = {m: dict(p) for m, p in display.items()}
     write_json(out / "profile.json", doc)
     return ProfileResult(sample_id, out, qc.status, qc.reasons)
 
@@ -243,6 +269,9 @@ class Gated:
     flags: list[dict[str, str]]
     gatingml: str  # gates.xml: what was applied, as Gating-ML 2.0
     description: dict[str, Any]
+    #: The template as placed on this tube (its scale and channels), for its control tubes,
+    #: which share the acquisition settings; ``None`` for a lab's gating.
+    template: GatingTemplate | None = None
 
 
 class Gater:
@@ -264,7 +293,7 @@ class Gater:
             self.path = resolve(config["gating_template"])
             self.role = "gating_template"
             self.template = GatingTemplate(self.path)
-            self.required = self.template.dimensions
+            self.required = self.template.required
 
     def gate(
         self, tube: Tube, raw: np.ndarray, data: Mapping[str, np.ndarray], sample_id: str
@@ -276,22 +305,32 @@ class Gater:
         return self._gate_template(tube, data, sample_id)
 
     def masks(
-        self, tube: Tube, raw: np.ndarray, data: Mapping[str, np.ndarray], sample_id: str
+        self,
+        tube: Tube,
+        raw: np.ndarray,
+        data: Mapping[str, np.ndarray],
+        sample_id: str,
+        template: GatingTemplate | None = None,
     ) -> dict[str, np.ndarray]:
-        """Only the population masks (for a control tube)."""
+        """Only the population masks (for a control tube), with ``template`` as placed on
+        its stained tube (same instrument settings; a control has too few stains to find
+        its own landmarks reliably)."""
         if self.lab is not None:
             return self.lab.apply(
                 raw, tube.channels, tube.spillover, sample_id, labels=tube.labels,
                 markers=tube.markers,
             ).masks  # fmt: skip
-        assert self.template is not None
+        template = template or self.template
+        assert template is not None
         require = {m: sign for m, sign in _backbone(self.config).items() if m in data}
-        return self.template.apply(data, sample_id, require=require).masks
+        return template.apply(data, sample_id, require=require).masks
 
     def _gate_template(self, tube: Tube, data: Mapping[str, np.ndarray], sample_id: str) -> Gated:
-        template = self.template
-        assert template is not None
-        populations = template.apply(data, sample_id, require=_backbone(self.config))
+        assert self.template is not None
+        backbone = _backbone(self.config)
+        tops = {m: tube.ranges.get(ch, float("nan")) for m, ch in tube.markers.items()}
+        template, registration = register(self.template, data, tops, backbone)
+        populations = template.apply(data, sample_id, require=backbone)
         compensated = set() if tube.spillover is None else set(tube.spillover.columns)
         rng = np.random.default_rng(PLOT_SEED)
         plot: dict[str, np.ndarray] = {}
@@ -311,13 +350,15 @@ class Gater:
             gates=[gate_to_json(g, populations) for g in populations.gates],
             plot=plot,
             blast_defined_by=populations.defined_by(BLASTS),
-            flags=gating_flags(populations, self.config["floors"]),
+            flags=registration.flags + gating_flags(populations, self.config["floors"]),
             gatingml=export_gatingml(template, populations, tube.markers, compensated),
             description={
                 "engine": "template",
                 "file": str(self.path),
                 "fitted": not any(n["code"] == "population_not_found" for n in populations.notes),
+                "registration": registration.to_json(),
             },
+            template=template,
         )
 
     def _gate_lab(self, tube: Tube, raw: np.ndarray, sample_id: str) -> Gated:
@@ -361,6 +402,22 @@ class Gater:
                 "fitted": False,
             },
         )
+
+
+def _shared_stains(tube: Tube) -> dict[str, str]:
+    """Markers whose only detector carries a stain naming two or more antigens (a dump or
+    dual-label channel such as ``CD3/CD19 PE-Cy7``), with the sentence a reviewer reads:
+    such a channel measures neither antigen alone, so the antigen counts as not measured."""
+    notes = {}
+    for channel, markers in tube.shared.items():
+        label = tube.labels[tube.channels.index(channel)]
+        for marker in markers:
+            if marker not in tube.markers:
+                notes[marker] = (
+                    f"{marker} not measured: its only detector, {channel}, carries '{label}', "
+                    "a stain shared with another antigen, which measures neither alone"
+                )
+    return notes
 
 
 def _input(role: str, path: str | Path) -> dict[str, Any]:
@@ -494,6 +551,7 @@ def _control_blasts(
     gater: Gater,
     sample_id: str,
     sha256: str | None = None,
+    template: GatingTemplate | None = None,
 ) -> tuple[dict[str, np.ndarray] | None, str | None]:
     """The control tube's blasts (same gating, markers mapped through the stained tube's
     detectors), or ``None`` with the reason the internal reference is used instead."""
@@ -508,7 +566,7 @@ def _control_blasts(
         else:
             cevents = compensate(ctube.events, ctube.channels, spill)
         cdata = _marker_data(ctube, cevents)
-        masks = gater.masks(ctube, ctube.events, cdata, f"{sample_id}-control")
+        masks = gater.masks(ctube, ctube.events, cdata, f"{sample_id}-control", template)
     except (IngestError, CompensationError, GatingError, LabGatingError) as exc:
         return None, f"control tube not used ({exc}); thresholds from internal negatives"
     mask = masks[BLASTS]
@@ -522,14 +580,15 @@ def _references(
     blasts: Mapping[str, np.ndarray],
     controls: Mapping[str, Mapping[str, np.ndarray]],
     positivity: PositivitySettings,
-    config: Mapping[str, Any],
+    display: Mapping[str, Mapping[str, float]],
 ) -> dict[str, Reference | None]:
     """Per antigen, the best negative reference with enough events, strongest first: the
     antigen's own control tube (an FMO for that marker), the sample's control tube, the
     configured internal negative population, a two-component mixture on the blasts
-    themselves (weakest), else none. ``blasts`` holds the blasts' values of every quantified
-    marker the tube has (``data`` masked by the blast gate)."""
-    internal = config["positivity"]["internal_negative"]
+    themselves (weakest, on each marker's ``display`` logicle), else none. ``blasts`` holds
+    the blasts' values of every quantified marker the tube has (``data`` masked by the blast
+    gate)."""
+    internal = positivity.internal_negative
     enough = positivity.min_reference_events
     references: dict[str, Reference | None] = {}
     for marker in quantified:
@@ -544,7 +603,7 @@ def _references(
             candidates.append((f"internal:{population}", data[marker][masks[population]]))
         chosen = next((Reference(v, src) for src, v in candidates if v.size >= enough), None)
         if chosen is None and blasts[marker].size >= positivity.quantify_floor:
-            chosen = mixture_reference(blasts[marker], config["logicle"], positivity)
+            chosen = mixture_reference(blasts[marker], display[marker], positivity)
         if chosen is None and candidates:
             chosen = Reference(*reversed(candidates[0]))  # too small: quantify says so
         references[marker] = chosen
@@ -555,16 +614,17 @@ def _antigen_plot_data(
     blasts: Mapping[str, np.ndarray],
     references: Mapping[str, Reference | None],
     table: pd.DataFrame,
+    display: Mapping[str, Mapping[str, float]],
     config: Mapping[str, Any],
 ) -> dict[str, np.ndarray]:
-    """Subsampled antigen intensities in display scale (see docs/outputs.md,
-    ``plotdata.npz``)."""
+    """Subsampled antigen intensities in display scale, each marker on its own logicle
+    (``display``; see docs/outputs.md, ``plotdata.npz``)."""
     rng = np.random.default_rng(PLOT_SEED + 1)
     limit = int(config["report"]["max_plot_events"])
     arrays: dict[str, np.ndarray] = {}
-    params = config["logicle"]
     thresholds = table.set_index("marker")["threshold"]
     for marker, values in blasts.items():
+        params = display[marker]
         arrays[f"blasts/{marker}"] = logicle(
             values[_subsample(values.size, limit, rng)], params
         ).astype(np.float32)

@@ -137,6 +137,9 @@ class QCResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     dropped: list[dict[str, Any]] = field(default_factory=list)
     time_course: dict[str, Any] | None = None
+    #: What kind of failure, when ``status`` is ``fail``: ``unreadable``, ``panel`` (the
+    #: tube's channels cannot support the gating), ``acquisition`` or ``analysis``.
+    failure: str | None = None
 
     @property
     def events_kept(self) -> int:
@@ -158,6 +161,7 @@ class QCResult:
         """Mark the tube failed after QC (compensation or gating could not be done), keeping
         the acquisition record a reviewer needs to see why."""
         self.status = "fail"
+        self.failure = self.failure or "analysis"
         self.reasons.append(reason)
 
     def to_json(self, sample_id: str, file: str) -> dict[str, Any]:
@@ -167,6 +171,7 @@ class QCResult:
                 "sample_id": sample_id,
                 "file": file,
                 "status": self.status,
+                "failure": self.failure,
                 "reasons": self.reasons,
                 "warnings": self.warnings,
                 "events_total": self.events_total,
@@ -193,9 +198,17 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def failed_qc(reason: str) -> QCResult:
-    """A QC result for a tube that could not be read or analysed."""
-    return QCResult(status="fail", events_total=0, keep=np.zeros(0, dtype=bool), reasons=[reason])
+def failed_qc(reason: str, events: int = 0, kind: str = "unreadable") -> QCResult:
+    """A QC result for a tube that was not analysed: ``unreadable`` (the file could not be
+    read: ``events`` unknown) or ``panel`` (read, ``events`` in it, but its channels cannot
+    support the gating)."""
+    return QCResult(
+        status="fail",
+        events_total=events,
+        keep=np.zeros(0, dtype=bool),
+        reasons=[reason],
+        failure=kind,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,6 +250,7 @@ def check_acquisition(tube: Tube, settings: QCSettings) -> QCResult:
             f"of {settings.min_events}"
         )
 
+    reasons += _constant_channels(tube)
     time_channel = tube.markers.get("Time")
     saturated: dict[str, float] = {}
     for i, channel in enumerate(tube.channels):
@@ -258,6 +272,7 @@ def check_acquisition(tube: Tube, settings: QCSettings) -> QCResult:
             notes.append(text)
     status = "fail" if reasons else ("warn" if notes else "pass")
     return QCResult(
+        failure="acquisition" if reasons else None,
         status=status,
         events_total=n,
         keep=keep,
@@ -271,6 +286,30 @@ def check_acquisition(tube: Tube, settings: QCSettings) -> QCResult:
         dropped=stability.dropped,
         time_course=stability.course,
     )
+
+
+#: Roles whose channel must vary for any gating to be possible.
+GATING_ROLES = ("FSC-A", "SSC-A", "CD45")
+
+
+def _constant_channels(tube: Tube) -> list[str]:
+    """A failure reason when a channel the blast gate needs holds one value in every event:
+    such a file (anonymised, synthetic or a stuck detector) has no populations to find, and
+    a gate placed on it would report numbers that mean nothing."""
+    stuck = []
+    for role in GATING_ROLES:
+        channel = tube.markers.get(role)
+        if channel is None or tube.n_events < 2:
+            continue
+        column = tube.events[:, tube.channels.index(channel)]
+        if float(np.min(column)) == float(np.max(column)):
+            stuck.append(f"{channel} = {float(column[0]):g}")
+    if not stuck:
+        return []
+    return [
+        f"{', '.join(stuck)} in every event: no signal to gate on (an anonymised or synthetic "
+        "file, or a detector that was off); re-export the acquisition"
+    ]
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,8 @@ class PositivitySettings:
     min_reference_events: int = 200
     bright_rmfi: float = 10.0
     confidence: float = 0.95
+    #: Internal negative population per antigen (``None``: none is valid, e.g. CD38).
+    internal_negative: Mapping[str, str | None] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Mapping) -> PositivitySettings:
@@ -79,6 +81,7 @@ class PositivitySettings:
             quantify_floor=int(floors["quantify"]),
             min_reference_events=int(pos["min_reference_events"]),
             bright_rmfi=float(pos["intensity"]["bright_rmfi"]),
+            internal_negative=dict(pos.get("internal_negative") or {}),
         )
 
 
@@ -343,15 +346,29 @@ def antigen_table(
     settings: PositivitySettings,
     markers: Sequence[str],
     population: str = "blasts",
+    not_measured: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """The ``antigens.tsv`` table: one row per quantified marker, in ``markers`` order.
 
     A marker absent from the panel still gets a row (call ``not_in_panel``), so a reader
-    never mistakes a missing stain for a negative one.
+    never mistakes a missing stain for a negative one; one whose only detector it shares
+    with another antigen (``not_measured``: marker -> why) gets call ``not_measured``.
     """
     rows = []
+    not_measured = not_measured or {}
     for marker in markers:
         base = {"sample_id": sample_id, "population": population, "marker": marker}
+        if marker not in blasts and marker in not_measured:
+            rows.append(
+                {
+                    **base,
+                    "events": None,
+                    "threshold_source": "none",
+                    "call": "not_measured",
+                    "note": not_measured[marker],
+                }
+            )
+            continue
         if marker not in blasts:
             rows.append(
                 {

@@ -127,3 +127,50 @@ def _table(t: float, w: float, m: float, a: float) -> LogicleTable:
 def logicle_table(params: Mapping[str, float]) -> LogicleTable:
     """The :class:`LogicleTable` for these parameters, built once per process (~10 ms)."""
     return _table(*_params(params))
+
+
+#: Decades the logicle spans (Gating-ML ``M``): 4.5 is FlowJo's and the template's.
+DEFAULT_M = 4.5
+#: Percentile of the negative values that sets the linear region (Parks et al., Cytometry A
+#: 2006: the 5th percentile of the negative data, as FlowJo does).
+NEGATIVE_PERCENTILE = 5.0
+
+
+def auto_logicle(
+    values: np.ndarray, top: float, m: float = DEFAULT_M, a: float = 0.0
+) -> dict[str, float]:
+    """Logicle parameters for one channel from its own data, as FlowJo sets them.
+
+    ``T`` is the top of the channel's scale (``$PnR``), so a 22-bit spectral channel is not
+    clipped at an 18-bit constant; ``W`` widens the linear region around zero just enough to
+    hold the negative spread of compensated (or unmixed) data, ``W = (M - log10(T/|r|)) / 2``
+    with ``r`` the 5th percentile of the negative values; data with no negatives (log
+    amplifiers, uncompensated channels) get ``W = 0``.
+    """
+    t = float(top) if np.isfinite(top) and top > 0 else 262144.0
+    x = np.asarray(values, dtype=np.float64)
+    negative = x[(x < 0) & np.isfinite(x)]
+    w = 0.0
+    if negative.size >= 10:
+        r = abs(float(np.percentile(negative, NEGATIVE_PERCENTILE)))
+        if r > 0:
+            w = (m - math.log10(t / r)) / 2.0
+    w = float(min(max(w, 0.0), m / 2.0 - 0.05))
+    return {"T": t, "W": round(w, 4), "M": float(m), "A": float(a)}
+
+
+def display_logicle(
+    settings: Mapping[str, float | str], values: np.ndarray, top: float
+) -> dict[str, float]:
+    """One channel's logicle from config ``logicle``: ``T`` and ``W`` given as numbers are
+    used as they are, ``auto`` ones come from the channel's range and negative spread
+    (:func:`auto_logicle`)."""
+    m = float(settings.get("M", DEFAULT_M))
+    a = float(settings.get("A", 0.0))
+    auto = auto_logicle(values, top, m, a)
+    t = auto["T"] if settings.get("T", "auto") == "auto" else float(settings["T"])
+    if settings.get("W", "auto") == "auto":
+        w = auto["W"] if t == auto["T"] else auto_logicle(values, t, m, a)["W"]
+    else:
+        w = float(settings["W"])
+    return {"T": t, "W": w, "M": m, "A": a}

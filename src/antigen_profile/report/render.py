@@ -1205,6 +1205,7 @@ def sample_context(
         "clinical_reasons": _as_list(decision.get("clinical_reasons")),
         "id_mismatch": ids if len(ids) > 1 else [],
         "qc_failed": qc_failed,
+        "failure_kind": qc.get("failure") or "",
         "failure_reasons": _unique(
             _as_list(qc.get("reasons")) + _as_list(decision.get("antigen_reasons"))
         ),
