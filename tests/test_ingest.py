@@ -479,3 +479,155 @@ def test_corpus_off_by_one_offset_is_read_with_a_warning() -> None:
 )
 def test_corpus_unreadable_files_give_a_one_line_ingest_error(relative: str) -> None:
     _one_line_error(_corpus(relative))
+
+
+# --------------------------------------------------------------------------------------------
+# Vendor presets, shared stains and refusals (issue 13)
+# --------------------------------------------------------------------------------------------
+
+#: Each vendor's scatter/time spelling in a real corpus file, and the roles the default config
+#: must find in it.
+VENDOR_FILES = {
+    "BD FACSDiva, width only": (
+        "fcsparser/FACS_Diva/facs_diva_test.fcs",
+        {"FSC-A": "FSC-A", "FSC-W": "FSC-W", "SSC-A": "SSC-A", "Time": "Time"},
+    ),
+    "BD LSR II": (
+        "fcsparser/HTS_BD_LSR-II/HTS_BD_LSR_II_Mixed_Specimen_001_D6_D06.fcs",
+        {
+            "FSC-A": "FSC-A",
+            "FSC-H": "FSC-H",
+            "FSC-W": "FSC-W",
+            "SSC-A": "SSC-A",
+            "SSC-H": "SSC-H",
+            "SSC-W": "SSC-W",
+            "Time": "Time",
+        },
+    ),
+    "BD FACSCalibur, heights only": (
+        "flowcal/Data001.fcs",
+        {"FSC-A": "FSC-H", "SSC-A": "SSC-H", "Time": "Time"},
+    ),
+    "Beckman Navios LMD (FCS 2.0)": (
+        "fcsparser/fake_bitmask_error/fcs1_cleaned.lmd",
+        {"FSC-A": "FS INT LIN", "SSC-A": "SS INT LIN"},
+    ),
+    "Beckman FC500 LMD (FCS 3.0)": (
+        "flowkit/coulter.lmd",
+        {"FSC-A": "FS", "SSC-A": "SS", "Time": "TIME"},
+    ),
+    "Cytek xP5": ("fcsparser/Cytek_xP5/Cytek_xP5.fcs", {"FSC-A": "FSC", "SSC-A": "SSC"}),
+    "Thermo Attune NxT": (
+        "flowio/G11.fcs",
+        {
+            "FSC-A": "FSC-A",
+            "FSC-H": "FSC-H",
+            "FSC-W": "FSC-W",
+            "SSC-A": "SSC-A",
+            "SSC-H": "SSC-H",
+            "SSC-W": "SSC-W",
+            "Time": "Time",
+        },
+    ),
+    "Miltenyi MACSQuant (FCS 2.0)": (
+        "fcsparser/MiltenyiBiotec/FCS2.0/EY_2013-07-19_PBS_FCS_2.0_Custom_Without_Add_Well_A1.001.fcs",
+        {"FSC-A": "FSC-A", "FSC-H": "FSC-H", "SSC-A": "SSC-A", "Time": "HDR-T"},
+    ),
+    "Sysmex CyFlow Cube": (
+        "fcsparser/cyflow_cube_8/cyflow_cube_8.fcs",
+        {"FSC-A": "FSC", "SSC-A": "SSC", "Time": "TIME"},
+    ),
+}
+
+
+@pytest.mark.parametrize("vendor", list(VENDOR_FILES), ids=list(VENDOR_FILES))
+def test_vendor_scatter_presets_on_real_files(vendor: str) -> None:
+    relative, expected = VENDOR_FILES[vendor]
+    tube = read_tube(_corpus(relative), MARKERS, SCATTER)
+    roles = {k: v for k, v in tube.markers.items() if k in SCATTER}
+    for role, channel in expected.items():
+        assert roles.get(role) == channel, f"{vendor}: {role} -> {roles.get(role)}"
+
+
+def test_vendor_spellings_without_a_corpus_file() -> None:
+    """Spellings of instruments the corpus has no file of (Navios FCS 3, Cytek Aurora,
+    CytoFLEX, Sony): the presets find them with the default config."""
+    cases = {
+        ("FS INT", "FS PEAK", "SS INT", "SS PEAK", "TIME"): {
+            "FSC-A": "FS INT", "FSC-H": "FS PEAK", "SSC-A": "SS INT", "SSC-H": "SS PEAK",
+            "Time": "TIME"},
+        ("FSC-A", "FSC-H", "SSC-A", "SSC-H", "SSC-B-A", "SSC-B-H", "Time"): {
+            "FSC-A": "FSC-A", "FSC-H": "FSC-H", "SSC-A": "SSC-A", "SSC-H": "SSC-H"},
+        ("FSC-A", "FSC-H", "FSC-Width", "SSC-A", "SSC-H", "Time"): {
+            "FSC-W": "FSC-Width", "SSC-H": "SSC-H"},
+        ("FSC-A", "FSC-H", "BSC-A", "BSC-H", "TIME"): {"SSC-A": "BSC-A", "SSC-H": "BSC-H"},
+    }  # fmt: skip
+    for channels, expected in cases.items():
+        found, _ = _find([""] * len(channels), channels=channels)
+        for role, channel in expected.items():
+            assert found.get(role) == channel, (channels, role, found)
+
+
+@pytest.mark.parametrize(
+    "label", ["CD3/CD19 PE-Cy7", "CD19+CD20 APC", "CD19 CD3 dump", "Kappa/CD19"]
+)
+def test_a_stain_naming_two_antigens_is_never_used_for_either(label: str) -> None:
+    found, notes = _find(["CD22 PE", label, "CD45 V500"])
+    assert "CD19" not in found and "CD20" not in found
+    assert found["CD22"] == "FL0-A" and found["CD45"] == "FL2-A"
+    assert any("FL1-A" in n and "not measured" in n for n in notes), notes
+
+
+def test_single_antigen_stains_with_numbers_are_not_shared() -> None:
+    """A fluorochrome or clone name with digits is not a second antigen."""
+    found, _ = _find(["CD19 PE-Cy7", "CD45 V500-C", "CD34 PerCP-Cy5.5", "CD123 BV421 (6H6)"])
+    assert set(found) >= {"CD19", "CD45", "CD34", "CD123"}
+
+
+def _tube_with(tmp_path: Path, channels: list[str], labels: list[str]) -> Path:
+    return write_fcs(tmp_path / "t.fcs", _events(p=len(channels)), channels, labels)
+
+
+def test_refusal_names_the_missing_stain_and_what_the_tube_has(tmp_path: Path) -> None:
+    path = _tube_with(tmp_path, ["FSC-A", "SSC-A", "PE-A", "APC-A"], ["", "", "CD22", "CD19"])
+    tube = read_tube(path, MARKERS, SCATTER)
+    problem = ingest.panel_problem(tube, ["FSC-A", "SSC-A", "CD45"], MARKERS, SCATTER)
+    assert problem is not None and str(path) in problem
+    assert "no CD45 stain in this tube: the blast gate needs CD45" in problem
+    assert "CD22 (PE-A)" in problem and "CD19 (APC-A)" in problem
+    assert "add that spelling" not in problem, "no near miss: no spelling advice"
+    assert "\n" not in problem
+
+
+def test_refusal_suggests_a_spelling_only_for_a_near_miss(tmp_path: Path) -> None:
+    path = _tube_with(tmp_path, ["FSC-A", "SSC-A", "V500-A"], ["", "", "CD 45 V500"])
+    tube = read_tube(path, MARKERS, SCATTER)
+    problem = ingest.panel_problem(tube, ["FSC-A", "SSC-A", "CD45"], MARKERS, SCATTER)
+    assert problem is not None
+    assert "'CD 45 V500' on V500-A looks like CD45" in problem and "markers.CD45" in problem
+
+
+def test_refusal_for_missing_side_scatter_lists_the_detectors(tmp_path: Path) -> None:
+    path = _tube_with(tmp_path, ["FSC-A", "V500-A"], ["", "CD45"])
+    problem = ingest.panel_problem(
+        read_tube(path, MARKERS, SCATTER), ["FSC-A", "SSC-A", "CD45"], MARKERS, SCATTER
+    )
+    assert problem is not None and "no side scatter" in problem and "FSC-A, V500-A" in problem
+
+
+def test_mass_cytometry_file_gets_a_plain_refusal(tmp_path: Path) -> None:
+    channels = ["Time", "Event_length", "Ir191Di", "Ir193Di", "Nd144Di"]
+    path = _tube_with(tmp_path, channels, ["", "", "DNA1", "DNA2", "CD45"])
+    tube = read_tube(path, MARKERS, SCATTER)
+    problem = ingest.panel_problem(tube, ["FSC-A", "SSC-A", "CD45"], MARKERS, SCATTER)
+    assert problem is not None and "mass cytometry" in problem and "Ir191Di" in problem
+
+
+def test_unmatched_channels_are_listed(tmp_path: Path) -> None:
+    path = _tube_with(
+        tmp_path, ["FSC-A", "SSC-A", "V500-A", "PB-A", "PE-Cy7-A"], ["", "", "CD45", "Syto 41",
+        "CD3/CD19"]
+    )  # fmt: skip
+    tube = read_tube(path, MARKERS, SCATTER)
+    assert tube.unmatched == ["PB-A"]
+    assert tube.shared == {"PE-Cy7-A": ["CD19"]}
