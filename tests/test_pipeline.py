@@ -301,3 +301,30 @@ def test_each_input_file_is_hashed_once(
     profile = json.loads((tmp_path / "profile.json").read_text())
     sample = next(i for i in profile["inputs"] if i["role"] == "sample")
     assert sample["sha256"] == real(fcs / "P01-R1.fcs")
+
+
+def test_a_dual_label_cd19_channel_is_not_measured_and_the_decision_says_so(
+    demo_cohort: Path, config: dict[str, Any], tmp_path: Path
+) -> None:
+    """A dump/dual-label detector ("CD3/CD19 PE-Cy7") measures neither antigen alone."""
+    from antigen_profile.simulate import demo_tube_events, demo_tube_spec, write_fcs
+
+    spec, _ = demo_tube_spec("P01-R1")
+    events, _ = demo_tube_events("P01-R1")
+    labels = [("CD3/CD19 PE-Cy7" if c.marker == "CD19" else c.label) for c in spec.channels]
+    fcs = write_fcs(
+        tmp_path / "dual.fcs", events, [c.name for c in spec.channels], labels, spec.keywords()
+    )
+    out = tmp_path / "out"
+    profile_sample("P01-R1", fcs, out, config, control=demo_cohort / "fcs" / "P01-R1_control.fcs")
+    decision = decide_sample(
+        out, "P01-R1", "P01", demo_cohort / "patients.tsv", config["trial"], config
+    )
+    row = pd.read_csv(out / "antigens.tsv", sep="\t").set_index("marker").loc["CD19"]
+    assert row["call"] == "not_measured" and pd.isna(row["pct_positive"])
+    assert "PE-Cy7-A" in row["note"] and "CD3/CD19 PE-Cy7" in row["note"]
+    assert decision["cd19_status"] == "not_measured"
+    assert decision["decision"] == "needs_review"
+    assert any("CD19 not measured" in r for r in decision["decision_reasons"])
+    # the targets are still measured and called as on the demo tube
+    assert decision["eligible_targets"] == ["CD10", "CD22", "CD38"]
