@@ -679,3 +679,22 @@ def test_findings_after_qc_turn_pass_into_warn() -> None:
     failed = failed_qc("x")
     failed.add_findings("gating", {}, ["late"])
     assert failed.status == "fail"
+
+
+def test_unmixed_spectral_data_need_no_spillover_matrix(tmp_path: Path) -> None:
+    """A spectral analyser writes unmixed data: a missing spillover matrix is not a finding
+    there, while the same file from a conventional cytometer is warned about."""
+    spectral = check_acquisition(_tube(tmp_path, _events(6000), {"$CYT": "Aurora"}), SETTINGS)
+    assert not any("spillover" in w for w in spectral.warnings)
+    conventional = check_acquisition(
+        _tube(tmp_path, _events(6000), {"$CYT": "FACSCanto II"}, name="c.fcs"), SETTINGS
+    )
+    assert any("no spillover matrix" in w for w in conventional.warnings)
+
+
+def test_a_gating_channel_with_one_value_fails_the_tube(tmp_path: Path) -> None:
+    events = _events(6000)
+    events[:, CHANNELS.index("SSC-A")] = 52.8
+    qc = check_acquisition(_tube(tmp_path, events, SPILLOVER), SETTINGS)
+    assert qc.status == "fail" and qc.failure == "acquisition"
+    assert any("SSC-A = 52.8 in every event: no signal to gate on" in r for r in qc.reasons)

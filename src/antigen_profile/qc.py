@@ -18,6 +18,7 @@ sample is reported as ``qc_failed`` rather than silently missing.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -264,7 +265,9 @@ def check_acquisition(tube: Tube, settings: QCSettings) -> QCResult:
             notes.append(
                 f"{channel}: {100 * share:.1f}% of events at the top of the scale (saturated)"
             )
-    if tube.spillover is None:
+    if tube.spillover is None and SPECTRAL.search(tube.cytometer):
+        pass  # unmixed spectral data carry no spillover matrix: nothing is missing
+    elif tube.spillover is None:
         text = "no spillover matrix in the file or config: fluorescence analysed uncompensated"
         if settings.missing_spillover == "fail":
             reasons.append(text.replace("analysed", "cannot be analysed"))
@@ -287,6 +290,11 @@ def check_acquisition(tube: Tube, settings: QCSettings) -> QCResult:
         time_course=stability.course,
     )
 
+
+#: Spectral analysers ($CYT): their files hold unmixed data, which need no spillover matrix.
+SPECTRAL = re.compile(
+    r"aurora|northern lights|id7000|sp6800|spectral|bigfoot|symphony a5 se", re.IGNORECASE
+)
 
 #: Roles whose channel must vary for any gating to be possible.
 GATING_ROLES = ("FSC-A", "SSC-A", "CD45")
