@@ -60,6 +60,16 @@ __all__ = [
 MAX_VALUE = 262143.0
 #: Doublets scatter a little less light than the sum of their two cells.
 DOUBLET_SCATTER_FACTOR = 0.9
+#: Pulse width as BD writes it: ``area / height * 65536`` (singlets ~69,000, doublets more).
+WIDTH_SCALE = 65536.0
+#: Cytek's second side scatter (``SSC-B``, violet laser) sees more light than the blue one.
+SSC_B_FACTOR = 1.6
+SSC_B_SIGMA = 0.08
+#: Channel kinds beyond the demo's own: they draw random numbers only after everything the
+#: demo draws, and only when a tube has them, so that the demo tubes stay byte-identical and
+#: a tube with them holds the very same cells as the demo tube of the same seed.
+EXTRA_KINDS: tuple[str, ...] = ("FSC-W", "SSC-H", "SSC-W", "SSC-B-A", "SSC-B-H", "unstained")
+CHANNEL_KINDS: tuple[str, ...] = ("FSC-A", "FSC-H", "SSC-A", "Time", "fluorescence", *EXTRA_KINDS)
 #: The trial's non-CD19 targets (eligible when >= TARGET_MIN_PCT % of blasts carry them).
 TARGETS: tuple[str, ...] = ("CD22", "CD123", "CD38", "CD10", "CD20")
 #: Antigens the workflow quantifies on the blasts (config: quantified).
@@ -236,7 +246,13 @@ class Channel:
     """One FCS parameter. ``kind`` says what it measures (``FSC-A``, ``FSC-H``, ``SSC-A``,
     ``Time`` or ``fluorescence``) independently of its ``$PnN`` ``name``, so tests can mimic
     other instruments' detector names. ``marker`` is the canonical marker a fluorescence
-    detector measures; ``label`` is the free-text ``$PnS`` (empty: none written)."""
+    detector measures; ``label`` is the free-text ``$PnS`` (empty: none written).
+
+    Other instruments record more: ``FSC-W``/``SSC-W`` (pulse width, ``area / height *``
+    :data:`WIDTH_SCALE`), ``SSC-H``, a second side scatter ``SSC-B-A``/``SSC-B-H`` (Cytek) and
+    ``unstained`` detectors (autofluorescence and noise only, outside the spillover matrix);
+    see :data:`EXTRA_KINDS`.
+    """
 
     name: str
     kind: str = "fluorescence"
@@ -244,7 +260,7 @@ class Channel:
     label: str = ""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("FSC-A", "FSC-H", "SSC-A", "Time", "fluorescence"):
+        if self.kind not in CHANNEL_KINDS:
             raise ValueError(f"unknown channel kind {self.kind!r}")
 
 
@@ -478,11 +494,16 @@ def simulate_events(
 
     events = np.empty((n_events, len(tube_spec.channels)))
     by_kind = {"FSC-A": fsc_a, "FSC-H": fsc_h, "SSC-A": ssc_a, "Time": time}
+    # Drawn last and only when asked for: the demo's draws (and so its bytes) never change.
+    by_kind.update(_extra_kinds(tube_spec, label, fsc_a, fsc_h, ssc_a, rng))
+    unstained = _unstained_detectors(tube_spec, label, rng)
     j = 0
     for col, chan in enumerate(tube_spec.channels):
         if chan.kind == "fluorescence":
             events[:, col] = observed[:, j]
             j += 1
+        elif chan.kind == "unstained":
+            events[:, col] = unstained.pop(0)
         else:
             events[:, col] = by_kind[chan.kind]
     np.minimum(events, tube_spec.max_value, out=events)
@@ -497,6 +518,56 @@ def simulate_events(
         nucleated=tuple(p.name for p in pops if p.nucleated and not p.doublet),
     )
     return events, truth
+
+
+def _extra_kinds(
+    tube: TubeSpec,
+    label: np.ndarray,
+    fsc_a: np.ndarray,
+    fsc_h: np.ndarray,
+    ssc_a: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Widths, side-scatter heights and Cytek's second side scatter, for the kinds ``tube``
+    has. Random numbers are drawn only for kinds present (SSC pulse shape, then SSC-B), so
+    a tube without them draws exactly what :func:`simulate_events` always drew."""
+    kinds = {c.kind for c in tube.channels}
+    out: dict[str, np.ndarray] = {}
+    if "FSC-W" in kinds:  # BD: W = A / H * 65536, so a doublet's longer pulse is wider
+        out["FSC-W"] = fsc_a / np.maximum(fsc_h, 0.05 * fsc_a) * WIDTH_SCALE
+    ssc_ratio = None
+    if kinds & {"SSC-H", "SSC-W", "SSC-B-H"}:
+        # the side-scatter pulse has the forward one's shape: a doublet's is low for both
+        mean = np.array([p.fsc_h_ratio[0] for p in tube.populations])[label]
+        sd = np.array([p.fsc_h_ratio[1] for p in tube.populations])[label]
+        ssc_ratio = np.maximum(mean + sd * rng.standard_normal(label.size), 0.05)
+        out["SSC-H"] = ssc_a * ssc_ratio
+        out["SSC-W"] = WIDTH_SCALE / ssc_ratio
+    if kinds & {"SSC-B-A", "SSC-B-H"}:
+        ssc_b = ssc_a * SSC_B_FACTOR * np.exp(SSC_B_SIGMA * rng.standard_normal(label.size))
+        out["SSC-B-A"] = ssc_b
+        if ssc_ratio is not None:
+            out["SSC-B-H"] = ssc_b * ssc_ratio
+    return out
+
+
+def _unstained_detectors(
+    tube: TubeSpec, label: np.ndarray, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """One column per ``unstained`` detector (in channel order): the event's
+    autofluorescence plus detector noise. Outside the spillover matrix and the truth, and
+    drawn after everything else, so adding such detectors changes no other value."""
+    scale = np.array([p.autofluorescence for p in tube.populations])[label]
+    columns = []
+    for chan in tube.channels:
+        if chan.kind == "unstained":
+            values = (
+                tube.background.median
+                * scale
+                * np.exp(tube.background.sigma * rng.standard_normal(label.size))
+            )
+            columns.append(values + rng.normal(0.0, tube.noise_sd, label.size))
+    return columns
 
 
 # --------------------------------------------------------------------------------------------
