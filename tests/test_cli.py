@@ -75,7 +75,7 @@ def test_committed_demo_sheets_match_the_generator(tmp_path: Path) -> None:
 
 INSPECT_KEYS = {
     "file", "ok", "error", "version", "cytometer", "events", "parameters", "markers",
-    "spillover", "warnings",
+    "spillover", "unmatched", "shared", "gating", "warnings",
 }  # fmt: skip
 
 
