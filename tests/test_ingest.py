@@ -485,6 +485,8 @@ def test_corpus_unreadable_files_give_a_one_line_ingest_error(relative: str) -> 
 # Vendor presets, shared stains and refusals (issue 13)
 # --------------------------------------------------------------------------------------------
 
+#: BD and Attune name every pulse measure alike: each role finds the channel of its own name.
+EVERY_PULSE = {r: r for r in ("FSC-A", "FSC-H", "FSC-W", "SSC-A", "SSC-H", "SSC-W", "Time")}
 #: Each vendor's scatter/time spelling in a real corpus file, and the roles the default config
 #: must find in it.
 VENDOR_FILES = {
@@ -494,15 +496,7 @@ VENDOR_FILES = {
     ),
     "BD LSR II": (
         "fcsparser/HTS_BD_LSR-II/HTS_BD_LSR_II_Mixed_Specimen_001_D6_D06.fcs",
-        {
-            "FSC-A": "FSC-A",
-            "FSC-H": "FSC-H",
-            "FSC-W": "FSC-W",
-            "SSC-A": "SSC-A",
-            "SSC-H": "SSC-H",
-            "SSC-W": "SSC-W",
-            "Time": "Time",
-        },
+        EVERY_PULSE,
     ),
     "BD FACSCalibur, heights only": (
         "flowcal/Data001.fcs",
@@ -519,15 +513,7 @@ VENDOR_FILES = {
     "Cytek xP5": ("fcsparser/Cytek_xP5/Cytek_xP5.fcs", {"FSC-A": "FSC", "SSC-A": "SSC"}),
     "Thermo Attune NxT": (
         "flowio/G11.fcs",
-        {
-            "FSC-A": "FSC-A",
-            "FSC-H": "FSC-H",
-            "FSC-W": "FSC-W",
-            "SSC-A": "SSC-A",
-            "SSC-H": "SSC-H",
-            "SSC-W": "SSC-W",
-            "Time": "Time",
-        },
+        EVERY_PULSE,
     ),
     "Miltenyi MACSQuant (FCS 2.0)": (
         "fcsparser/MiltenyiBiotec/FCS2.0/EY_2013-07-19_PBS_FCS_2.0_Custom_Without_Add_Well_A1.001.fcs",

@@ -22,6 +22,8 @@ from antigen_profile.instruments import (
 from antigen_profile.simulate import Channel, demo_tube_events, load_truth, simulate_events
 
 PROFILE_NAMES = list(PROFILES)
+#: A profile and the two tubes written with it (stained and control).
+Written = tuple[InstrumentProfile, dict[str, Path]]
 #: float32 keeps 24 bits of mantissa.
 FLOAT_REL = 2.0**-23
 
@@ -53,7 +55,7 @@ def _tolerance(prof: InstrumentProfile, index: int, expected: np.ndarray) -> np.
 
 
 @pytest.fixture(scope="module", params=PROFILE_NAMES)
-def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Written:
     """One stained tube and its control tube written with each profile."""
     prof = PROFILES[request.param]
     folder = tmp_path_factory.mktemp(prof.name)
@@ -64,7 +66,7 @@ def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.mark.parametrize("tube", ["P03-R1", "P03-R1_control"])
-def test_reader_returns_the_values_written(written, tube: str) -> None:
+def test_reader_returns_the_values_written(written: Written, tube: str) -> None:
     prof, paths = written
     data = read_fcs(paths[tube])
     assert data.warnings == [], f"{prof.name}: reader needed tolerances: {data.warnings}"
@@ -84,7 +86,7 @@ def test_reader_returns_the_values_written(written, tube: str) -> None:
         )
 
 
-def test_keywords_are_the_profiles(written) -> None:
+def test_keywords_are_the_profiles(written: Written) -> None:
     prof, paths = written
     data = read_fcs(paths["P03-R1"])
     keywords = data.keywords
@@ -120,7 +122,7 @@ def test_keywords_are_the_profiles(written) -> None:
     assert all(control[n] == "" for n in stained), "control tubes carry no stain names"
 
 
-def test_the_cells_are_the_demos(written) -> None:
+def test_the_cells_are_the_demos(written: Written) -> None:
     """Same seed, same draws: every event is the demo tube's cell, with the demo's truth."""
     prof, paths = written
     for name, path in paths.items():
@@ -135,7 +137,7 @@ def test_the_cells_are_the_demos(written) -> None:
         assert [prof.markers[str(m)].name for m in demo.markers] == list(truth.detectors)
 
 
-def test_the_same_bytes_every_time(written, tmp_path: Path) -> None:
+def test_the_same_bytes_every_time(written: Written, tmp_path: Path) -> None:
     prof, paths = written
     again = write_instrument_tube("P03-R1_control", prof, tmp_path)
     assert again.read_bytes() == paths["P03-R1_control"].read_bytes(), prof.name
@@ -209,7 +211,7 @@ def test_raw_writer_puts_data_where_asked(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data.events, stored)
 
 
-def test_flowio_reads_the_same_values(written) -> None:
+def test_flowio_reads_the_same_values(written: Written) -> None:
     """An independent reader agrees: the writer and our reader do not share a mistake."""
     import flowio
 

@@ -197,7 +197,7 @@ class InstrumentProfile:
 
     def label(self, detector: Detector, stained: bool = True) -> str:
         """``$PnS`` of ``detector`` (control tubes carry no stain names)."""
-        if detector.kind in ("fluorescence",) and detector.marker:
+        if detector.kind == "fluorescence" and detector.marker:
             return (
                 self.label_style.format(marker=detector.marker, dye=detector.dye) if stained else ""
             )
