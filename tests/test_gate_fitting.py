@@ -3,6 +3,7 @@ from 0.1% to 90% is handled, and what was applied re-imports in FlowKit with the
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -170,6 +171,26 @@ def test_fitting_only_the_sampled_rows_gives_the_same_clusters() -> None:
     assert whole["a"].polygon is not None and part["a"].polygon is not None
     np.testing.assert_array_equal(whole["a"].polygon, part["a"].polygon)
     assert whole["a"].components == part["a"].components
+
+
+@pytest.mark.parametrize("instrument", ["bd_facsuite", "cytek_aurora"])
+def test_a_small_population_beside_a_large_neighbour_is_found(
+    instrument: str, tmp_path: Path, config: dict[str, Any]
+) -> None:
+    """P03-R1: 3.5% monocytes between granulocytes and 70% blasts. k-means++ starts spend
+    every extra mixture component on the blasts and merged the monocytes into the
+    granulocytes on these two instruments (issue 13); the start at the template's centres
+    describes the events better (lower BIC) and keeps them."""
+    from antigen_profile.instruments import write_instrument_tube
+
+    fcs = write_instrument_tube("P03-R1", instrument, tmp_path)
+    profile_sample("P03-R1", fcs, tmp_path / "out", config)
+    flags = json.loads((tmp_path / "out" / "profile.json").read_text())["flags"]
+    assert [f for f in flags if f["code"] == "gate_not_fitted"] == []
+    populations = pd.read_csv(tmp_path / "out" / "populations.tsv", sep="\t")
+    counted = populations.set_index("population").loc["monocytes", "events"]
+    truth = sim.load_truth(tmp_path / "fcs" / "P03-R1.truth.npz").counts()["monocytes"]
+    assert counted == pytest.approx(truth, rel=0.1)
 
 
 def test_density_valley_counts_as_a_histogram_of_the_window_edges() -> None:

@@ -186,19 +186,8 @@ def test_pct_positive_within_3_points_of_truth(acquired: Acquired, sample_id: st
     assert calls == expected_calls, f"{where}: calls {calls} vs truth {expected_calls}"
 
 
-#: Known misses, each a test that must start passing (strict): the monocyte cluster is not
-#: found on these profiles, its gate_not_fitted flag sends a clean candidate to review.
-MONOCYTE_NOT_FITTED = {("bd_facsuite", "P03-R1"), ("cytek_aurora", "P03-R1")}
-
-
 @pytest.mark.parametrize("sample_id", SAMPLE_IDS)
-def test_decision_matches_truth(
-    acquired: Acquired, sample_id: str, request: pytest.FixtureRequest
-) -> None:
-    if (acquired.profile, sample_id) in MONOCYTE_NOT_FITTED:
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="monocyte gate not fitted (issue 13, open)")
-        )
+def test_decision_matches_truth(acquired: Acquired, sample_id: str) -> None:
     failure = acquired.failure(sample_id)
     assert failure is None, failure
     truth = acquired.truth[sample_id]

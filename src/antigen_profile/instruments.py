@@ -11,8 +11,10 @@ acquires a demo tube with it.
 The cells are the demo's own: a tube is simulated with the demo tube's seed and a spec whose
 fluorescence detectors carry the demo's markers in the demo's order, and every extra channel
 draws its random numbers after the demo's (:data:`antigen_profile.simulate.EXTRA_KINDS`). So
-each event is the same cell as in the demo tube and the ground truth is
-:func:`antigen_profile.simulate.demo_truth` exactly. The instrument then only rescales
+each event is the same cell as in the demo tube and the per-event and per-antigen truth is
+:func:`antigen_profile.simulate.demo_truth`'s; only the decision may differ, where the
+acquisition itself needs a reviewer (no Time channel, no spillover matrix on a conventional
+cytometer, no singlet channel pair: :func:`acquisition_reviews`). The instrument then only rescales
 (a gain per scatter, per fluorescence, per width), quantises, clips at its range and encodes.
 
 Every profile carries the full 8-marker demo panel on its own detectors. None drops a marker:
@@ -786,7 +788,8 @@ def _reviewed(truth: dict[str, Any], prof: InstrumentProfile) -> dict[str, Any]:
 
 def instrument_cohort(prof: InstrumentProfile | str, out_dir: str | Path) -> list[Path]:
     """The demo cohort acquired on ``prof``: every tube (control tubes included) with its
-    truth, ``samples.tsv``, ``patients.tsv``, ``truth.json`` (the demo's: same cells) and
+    truth, ``samples.tsv``, ``patients.tsv``, ``truth.json`` (the demo's cells; a decision
+    the acquisition sends to review says why under ``acquisition_reviews``) and
     ``instrument.json`` (the profile). Returns the FCS paths, then the four files."""
     prof = profile(prof) if isinstance(prof, str) else prof
     out = Path(out_dir)
