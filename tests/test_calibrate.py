@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CORPUS, corpus_skip_reason
 
 from antigen_profile.calibrate import (
     CalibrationError,
@@ -29,7 +30,6 @@ from antigen_profile.calibrate import (
 from antigen_profile.fcs import read_fcs
 from antigen_profile.simulate import Lognormal, write_fcs
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "fcs-corpus"
 MEF_EXAMPLE = CORPUS / "flowcal" / "mef-example"
 MEFL = [0, 792, 2079, 6588, 16471, 47497, 137049, 271647]
 QUANTIBRITE = [474, 5359, 23843, 62336]  # PE molecules per bead, a typical lot
@@ -40,7 +40,7 @@ K, B = 0.25, 0.95  # synthetic instrument: MFI = K * molecules ** B
 def _corpus_file(name: str) -> Path:
     path = MEF_EXAMPLE / name
     if not path.is_file():
-        pytest.skip(f"FlowCal bead example {path} not available (../shared/fcs-corpus is absent)")
+        pytest.skip(corpus_skip_reason(path))
     return path
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import CORPUS
+from conftest import CORPUS, NO_CORPUS
 from test_workflow import snakemake  # the workflow run the README way, shared
 
 from antigen_profile.config import load_config
@@ -28,7 +28,7 @@ DIVA = "fcsparser/FACS_Diva/facs_diva_test.fcs"
 
 def _corpus_tubes() -> list[Path]:
     if not CORPUS.is_dir():
-        pytest.skip(f"FCS corpus not found at {CORPUS}: real-instrument tests were NOT run")
+        pytest.skip(NO_CORPUS)
     return sorted(p for p in CORPUS.rglob("*") if p.suffix.lower() in (".fcs", ".lmd"))
 
 

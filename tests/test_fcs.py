@@ -20,6 +20,7 @@ from pathlib import Path
 import flowio
 import numpy as np
 import pytest
+from conftest import CORPUS, NO_CORPUS, corpus_skip_reason
 
 from antigen_profile import fcs
 from antigen_profile.fcs import (
@@ -33,7 +34,6 @@ from antigen_profile.fcs import (
 from antigen_profile.simulate import spillover_keyword as spillover_value
 from antigen_profile.simulate import write_fcs
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "fcs-corpus"
 BROKEN = ("fcsparser/corrupted/corrupted.fcs", "fcsparser/cytek-nl-2000/sample_header.fcs")
 CYTEK_24BIT = (
     "fcsparser/Cytek_xP5/Cytek_xP5.fcs",
@@ -54,7 +54,6 @@ STRATEDIGM = (
     "flowkit/data_start_offset_discrepancy_example.fcs",
     "flowkit/data_stop_offset_discrepancy_example.fcs",
 )
-NO_CORPUS = f"FCS corpus not available ({CORPUS} is absent)"
 
 
 def _corpus_files() -> list[str]:
@@ -82,7 +81,7 @@ def _params(names: list[str]) -> list[object]:
 def _corpus(relative: str) -> Path:
     path = CORPUS / relative
     if not path.is_file():
-        pytest.skip(f"FCS corpus file {path} not available (../shared/fcs-corpus is absent)")
+        pytest.skip(corpus_skip_reason(path))
     return path
 
 

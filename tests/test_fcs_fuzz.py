@@ -16,7 +16,8 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-from test_fcs import CORPUS, build_fcs, channel_keywords
+from conftest import CORPUS
+from test_fcs import build_fcs, channel_keywords
 
 from antigen_profile.fcs import FCSError, read_fcs, read_header_and_text
 

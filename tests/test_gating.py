@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import CORPUS, corpus_skip_reason
 from matplotlib.path import Path as MplPath
 
 from antigen_profile.compensate import compensate
@@ -33,7 +34,7 @@ from antigen_profile.simulate import Truth, demo_tube_events, demo_tube_spec
 from antigen_profile.transforms import logicle
 
 TEMPLATE = REPO_ROOT / "resources" / "gates" / "b-all-blasts.xml"
-COMPLIANCE = REPO_ROOT.parent / "shared" / "fcs-corpus" / "gatingml-compliance"
+COMPLIANCE = CORPUS / "gatingml-compliance"
 CONFIG = load_config()
 QUANTIFIED = ("CD19", "CD22", "CD123", "CD38", "CD10", "CD20")
 
@@ -534,7 +535,7 @@ def test_our_reader_reads_what_flowkit_reads() -> None:
     other document is refused in one line naming it and what is not supported."""
     assert _our_view(TEMPLATE) == _flowkit_view(TEMPLATE)
     if not COMPLIANCE.is_dir():
-        pytest.skip(f"Gating-ML compliance corpus {COMPLIANCE} not available")
+        pytest.skip(corpus_skip_reason(COMPLIANCE))
     read = []
     for path in _compliance_documents():
         try:
@@ -555,7 +556,7 @@ def test_our_reader_reads_what_flowkit_reads() -> None:
 def test_documents_we_read_match_the_isac_reference_results() -> None:
     """Our engine on the ISAC data file, against the expected membership of every event."""
     if not COMPLIANCE.is_dir():
-        pytest.skip(f"Gating-ML compliance corpus {COMPLIANCE} not available")
+        pytest.skip(corpus_skip_reason(COMPLIANCE))
     import flowkit as fk
 
     sample = fk.Sample(str(COMPLIANCE / "data1.fcs"))

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import functools
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import CORPUS, corpus_skip_reason
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "fcs-corpus"
 FOLDER = CORPUS / "gatingml-compliance"
 GML = FOLDER / "gml"
 TRUTH = FOLDER / "truth"
-SKIP_REASON = f"Gating-ML compliance corpus {FOLDER} not available (../shared/fcs-corpus absent)"
+SKIP_REASON = corpus_skip_reason(FOLDER)
 
 #: (file, gate id) -> truth file stem, where the truth file is not named after the gate.
 TRUTH_ALIASES = {("gml_parent_quadrant_rect_gate.xml", "ParRectangle1"): "ParQuadRect"}

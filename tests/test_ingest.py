@@ -10,6 +10,7 @@ from pathlib import Path
 import flowio
 import numpy as np
 import pytest
+from conftest import CORPUS, corpus_skip_reason
 
 from antigen_profile import ingest
 from antigen_profile.config import load_config
@@ -21,8 +22,6 @@ from antigen_profile.ingest import (
     read_tube,
 )
 from antigen_profile.simulate import spillover_keyword, write_fcs
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "fcs-corpus"
 
 CONFIG = load_config()
 MARKERS: dict[str, list[str]] = CONFIG["markers"]
@@ -71,7 +70,7 @@ def _write(
 def _corpus(relative: str) -> Path:
     path = CORPUS / relative
     if not path.is_file():
-        pytest.skip(f"FCS corpus file {path} not available (../shared/fcs-corpus is absent)")
+        pytest.skip(corpus_skip_reason(path))
     return path
 
 

@@ -19,6 +19,7 @@ import flowkit as fk
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import CORPUS, corpus_skip_reason
 from lxml import etree
 
 from antigen_profile.compensate import compensate
@@ -36,7 +37,6 @@ from antigen_profile.lab_gating import (
 from antigen_profile.paths import REPO_ROOT
 from antigen_profile.simulate import DEMO_SAMPLES, write_demo_tube
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "fcs-corpus"
 WORKSPACES = CORPUS / "flowjo-workspaces"
 COMPLIANCE = CORPUS / "gatingml-compliance"
 TEMPLATE = REPO_ROOT / "resources" / "gates" / "b-all-blasts.xml"
@@ -56,7 +56,7 @@ NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]*$")
 
 def _corpus(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"FCS corpus {path} not available (../shared/fcs-corpus is absent)")
+        pytest.skip(corpus_skip_reason(path))
     return path
 
 
@@ -70,11 +70,7 @@ CORPUS_WORKSPACES = sorted(WORKSPACES.glob("*/*.wsp")) if WORKSPACES.is_dir() el
 @pytest.mark.parametrize(
     "wsp",
     CORPUS_WORKSPACES
-    or [
-        pytest.param(
-            None, marks=pytest.mark.skip(reason=f"{WORKSPACES} not available (corpus absent)")
-        )
-    ],
+    or [pytest.param(None, marks=pytest.mark.skip(reason=corpus_skip_reason(WORKSPACES)))],
     ids=lambda p: p.name if isinstance(p, Path) else "absent",
 )
 def test_workspace_counts_match_flowkit_workspace(wsp: Path) -> None:

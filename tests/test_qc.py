@@ -16,6 +16,7 @@ import flowio
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import CORPUS, corpus_skip_reason
 
 from antigen_profile.compensate import compensate
 from antigen_profile.config import ConfigError, load_config, resolve
@@ -47,7 +48,6 @@ CHANNELS = ["FSC-A", "SSC-A", "PE-A", "APC-A", "Time"]
 LABELS = ["", "", "CD22 PE", "CD123 APC", ""]
 SPILLOVER = {"$SPILLOVER": spillover_keyword(["PE-A", "APC-A"], np.array([[1, 0.1], [0.02, 1]]))}
 SETTINGS = QCSettings.from_config(CONFIG)
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "fcs-corpus"
 
 
 def _events(n: int, seed: int = 0) -> np.ndarray:
@@ -203,7 +203,7 @@ def test_saturation_on_a_channel_with_gain(tmp_path: Path) -> None:
 def test_saturation_on_log_amplified_channels() -> None:
     path = CORPUS / "flowcal" / "Data001.fcs"
     if not path.is_file():
-        pytest.skip(f"FCS corpus file {path} not available (../shared/fcs-corpus is absent)")
+        pytest.skip(corpus_skip_reason(path))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         flow = flowio.FlowData(str(path))
