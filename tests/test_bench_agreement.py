@@ -25,6 +25,9 @@ if str(BENCHMARKS) not in sys.path:
 bench_sample: Any = importlib.import_module("bench_sample")
 flowkit_reference: Any = importlib.import_module("flowkit_reference")
 
+#: ``pytest -m benchmark`` selects the benchmark scripts' tests, ``-m "not benchmark"`` skips them.
+pytestmark = pytest.mark.benchmark
+
 N_EVENTS = 20_000
 REL = 1e-9
 

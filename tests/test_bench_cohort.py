@@ -26,7 +26,8 @@ if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 bench_cohort: Any = importlib.import_module("bench_cohort")
 
-pytestmark = pytest.mark.workflow
+#: Runs Snakemake (``workflow``) for the cohort benchmark script (``benchmark``).
+pytestmark = [pytest.mark.workflow, pytest.mark.benchmark]
 
 SAMPLES = 3
 EVENTS = 20_000

@@ -1,6 +1,9 @@
 """Running on a cluster: `snakemake --lint` is clean, every rule leaves a log and a benchmark,
 the Slurm profile is sized to cover a tube measured here, and (where Slurm can be brought up)
-the demo cohort runs through a real Slurm with the same results as a local run."""
+the demo cohort runs through a real Slurm with the same results as a local run.
+
+The tests about Slurm itself (its profile, its groups, the real-cluster run) carry the
+``slurm`` marker: ``pytest -m slurm`` runs only them, ``-m "not slurm"`` leaves them out."""
 
 from __future__ import annotations
 
@@ -67,6 +70,7 @@ def test_every_rule_has_a_log_and_a_benchmark() -> None:
         assert re.search(r"^    conda:", body, re.MULTILINE), f"rule {name} has no conda:"
 
 
+@pytest.mark.slurm
 def test_cheap_rules_are_local_and_per_sample_rules_are_one_group() -> None:
     rules = _rules()
     for name in ("demo_tube", "recommendations", "cohort_report"):
@@ -75,6 +79,7 @@ def test_cheap_rules_are_local_and_per_sample_rules_are_one_group() -> None:
         assert re.search(r'group:\s*\n\s*"sample"', rules[name]), f"{name} not in group sample"
 
 
+@pytest.mark.slurm
 def test_slurm_profile_leaves_partition_and_account_to_the_user() -> None:
     profile = _profile()
     assert profile["executor"] == "slurm"
@@ -98,6 +103,7 @@ def _resource(rule: str, name: str, size_mb: float, attempt: int = 1) -> int:
     return int(eval(expression, namespace))
 
 
+@pytest.mark.slurm
 def test_profile_memory_covers_the_largest_demo_tube_with_a_margin(demo_cohort: Path) -> None:
     """Peak memory of the whole per-sample sequence (profile, decide, report, in one process:
     `antigen-profile profile`) on the largest demo tube, measured here, against what the
@@ -136,6 +142,7 @@ def test_profile_memory_covers_the_largest_demo_tube_with_a_margin(demo_cohort: 
     assert _resource("profile", "mem_mb", size_mb, attempt=2) > asked
 
 
+@pytest.mark.slurm
 def test_slurm_profile_dry_run() -> None:
     pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e '.[hpc]'")
     run = _snakemake("--workflow-profile", "profiles/slurm", "--dry-run", "--quiet")
@@ -158,6 +165,7 @@ def _e2e_reason_to_skip() -> str | None:
     return None
 
 
+@pytest.mark.slurm
 @pytest.mark.workflow
 def test_demo_cohort_on_a_real_slurm() -> None:
     """tests/hpc/slurm_e2e.sh: a single-node Slurm on 127.0.0.1, three samples through
