@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 import yaml
@@ -28,6 +29,29 @@ def test_environment_yml_matches_pyproject() -> None:
     conda = {_name(d): d.replace(" ", "") for d in env["dependencies"] if isinstance(d, str)}
     conda.pop("python"), conda.pop("pip")
     assert conda == wanted, "environment.yml and pyproject.toml list different dependencies"
+
+
+def _declared() -> set[str]:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    return {_name(r) for r in project["dependencies"]}
+
+
+def test_everything_snakemake_report_needs_is_a_dependency() -> None:
+    """`snakemake --report` imports some packages only when it runs and stops with "Python
+    package X must be installed"; those are not Snakemake's own dependencies, so a user who
+    installed only ours (pytest brings pygments, so the test venv hides it) could not report."""
+    import snakemake.report
+
+    sources = Path(snakemake.report.__file__).parent.rglob("*.py")
+    needed = {
+        name.lower()
+        for source in sources
+        for name in re.findall(
+            r"Python package (\w+) must be installed", source.read_text(encoding="utf-8")
+        )
+    }
+    assert "pygments" in needed, "Snakemake's report no longer names pygments: check this test"
+    assert needed <= _declared(), f"declare in pyproject.toml and environment.yml: {needed}"
 
 
 def test_readme_starts_with_the_two_commands_and_ci_runs_the_second() -> None:
