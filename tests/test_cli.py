@@ -105,3 +105,16 @@ def test_inspect_text_exits_0_when_every_file_reads(
     out = capsys.readouterr().out
     assert "50000 events" not in out and "20000 events" in out
     assert "spillover: $SPILLOVER" in out
+
+
+def test_patient_id_without_patients_warns_in_one_line(
+    demo_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fcs = str(demo_cohort / "fcs" / "P01-R1.fcs")
+    assert main(["profile", fcs, "--out", str(tmp_path), "--patient-id", "P01"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "--patients" in line]
+    assert len(warnings) == 1
+    assert "--patient-id P01 without --patients" in warnings[0]
+    assert "clinical facts are unknown" in warnings[0] and "undetermined" in warnings[0]
+    decision = json.loads((tmp_path / "decision.json").read_text())
+    assert decision["clinical_status"] == "undetermined"
