@@ -30,10 +30,6 @@ def _profile(args: argparse.Namespace) -> int:
         return 2
     # Paths in the default config are relative to the repository; in the user's, to the cwd.
     resolve_paths(config, Path.cwd() if args.config else REPO_ROOT)
-    missing = missing_files(config, args.config or "config", sheets=False)
-    if missing:
-        print(f"antigen-profile: {missing[0]}", file=sys.stderr)
-        return 2
 
     if args.patient_id and not args.patients:
         # Without the sheet the id names nobody: say so before the analysis, not after it.
