@@ -8,9 +8,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from antigen_profile.coverage import coverage_table
 from antigen_profile.paths import repo_path
 from antigen_profile.recommend import (
     FAIL,
@@ -616,6 +618,45 @@ def test_rows_and_recommendations_tsv(trial: Trial, tmp_path: Path) -> None:
     assert list(table["decision"]) == ["needs_review", "candidate"]
     assert table.loc[1, "blast_events"] == "31234"
     assert table.loc[1, "clinical_reasons"] == ""
+
+
+def _coverage(cd22_until: int, cd10_from: int, n: int = 10_000) -> pd.DataFrame:
+    """coverage.tsv for blasts 0..cd22_until CD22-positive and cd10_from..9130 CD10-positive."""
+    cd22 = np.zeros(n, bool)
+    cd10 = np.zeros(n, bool)
+    cd22[:cd22_until] = True
+    cd10[cd10_from:9130] = True
+    return coverage_table(pd.DataFrame({"CD22": cd22, "CD10": cd10}), "S1")
+
+
+def test_a_candidate_no_combination_covers_says_why_in_the_table(
+    trial: Trial, tmp_path: Path
+) -> None:
+    """CD22 and CD10 are eligible, but together they leave 8.7% of blasts uncovered: still a
+    candidate (the combination informs, it does not decide), and recommendations.tsv, where
+    the team looks, says that no combination reaches the trial's 95% in one reason."""
+    facts = parse_patient(ELIGIBLE_PATIENT, trial)
+    short = decide(
+        "S1", "P01", typical_antigens(), populations(), QC_PASS, facts, trial, FLOORS,
+        coverage=_coverage(6000, 5870),
+    )  # fmt: skip
+    assert short.decision == "candidate"
+    assert short.combination is not None and short.combination.combination is None
+    assert short.review_reasons == [
+        "No combination of at most 2 eligible products covers 95% of blasts with 95% "
+        "confidence, the best, CD22+CD10, covers 91.3% (uncovered 8.7%, 95% CI 8.15-9.27%)"
+    ]
+    path = write_recommendations([short.to_dict()], tmp_path / "r.tsv")
+    row = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False).iloc[0]
+    assert row["recommended_combination"] == ""
+    assert row["review_reasons"].split("; ") == short.review_reasons
+    # One that reaches the goal leaves nothing to say.
+    covered = decide(
+        "S1", "P01", typical_antigens(), populations(), QC_PASS, facts, trial, FLOORS,
+        coverage=_coverage(10_000, 9130),
+    )  # fmt: skip
+    assert covered.decision == "candidate" and covered.combination is not None
+    assert covered.combination.label == "CD22" and covered.review_reasons == []
 
 
 # --- a second trial is a second file --------------------------------------------------------------

@@ -881,6 +881,12 @@ def decide(
         choice = recommend_combination(
             coverage, trial.max_products, trial.min_coverage_pct, allowed=eligible
         )
+    if choice is not None and choice.combination is None and decision != "not_candidate":
+        # A candidate whose eligible products cannot reach the trial's coverage goal is still a
+        # candidate, but recommendations.tsv is what a team reads: say it there, not only in
+        # the JSON. One reason per "; "-separated item, so the sentence keeps no "; ".
+        text = choice.reason.replace("; ", ", ")
+        review_reasons.append(text[:1].upper() + text[1:])
     reasons = [headline, *antigen_reasons]
     if choice is not None:
         reasons.append(f"Combination: {choice.reason}")
