@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -53,6 +56,59 @@ def test_profile_of_an_unreadable_file_exits_1_with_one_line(
     assert main(["profile", str(bad), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.fcs" in err[0]
+
+
+def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI in its own process, so that a call that blocks is killed at the timeout and
+    fails the test instead of hanging the suite (only a hang comes near the limit)."""
+    return subprocess.run(
+        [sys.executable, "-m", "antigen_profile.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_profile_of_a_fifo_or_dev_zero_exits_1_with_one_line(tmp_path: Path, kind: str) -> None:
+    """Issue 14: the input used to be hashed before anything checked it, and hung."""
+    if kind == "fifo":
+        path = tmp_path / "tube.fcs"
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    try:
+        done = _run_cli(
+            "profile", str(path), "--sample-id", "S1", "--out", str(tmp_path / "out"),
+            cwd=tmp_path,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"antigen-profile profile {path} still ran after 300 s: it blocks")
+    assert done.returncode == 1, done.stderr
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1, err
+    assert str(path) in err[0] and "is not a regular file" in err[0]
+    assert ("FIFO" if kind == "fifo" else "character device") in err[0]
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_profile_refuses_a_patient_sheet_that_is_a_fifo(tmp_path: Path) -> None:
+    """The patient sheet is read after the analysis: refused before it, in one line."""
+    sheet = tmp_path / "patients.tsv"
+    os.mkfifo(sheet)
+    tube = tmp_path / "tube.fcs"
+    tube.write_bytes(b"not an FCS file")
+    args = ["profile", str(tube), "--out", str(tmp_path / "out"), "--patients", str(sheet)]
+    try:
+        done = _run_cli(*args, "--patient-id", "P01", cwd=tmp_path)
+    except subprocess.TimeoutExpired:
+        pytest.fail("antigen-profile profile --patients FIFO still ran after 300 s: it blocks")
+    assert done.returncode == 2
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and str(sheet) in err[0] and "is not a regular file (FIFO)" in err[0]
+    assert not (tmp_path / "out").exists()
 
 
 def test_demo_writes_cohort_and_sheets(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from antigen_profile import __version__
 
 def _profile(args: argparse.Namespace) -> int:
     from antigen_profile.config import ConfigError, load_config, resolve_paths
+    from antigen_profile.inputs import InputFileError, require_regular_file
     from antigen_profile.paths import REPO_ROOT
     from antigen_profile.pipeline import profile_sample
     from antigen_profile.recommend import TrialError
@@ -30,6 +31,15 @@ def _profile(args: argparse.Namespace) -> int:
         return 2
     # Paths in the default config are relative to the repository; in the user's, to the cwd.
     resolve_paths(config, Path.cwd() if args.config else REPO_ROOT)
+    # The trial and the patient sheet are read here, after the analysis: one that is a FIFO
+    # or a device would hang that read (issue 14). The analysis checks its own inputs.
+    for what, given in (("trial file", config["trial"]), ("patient sheet", args.patients)):
+        try:
+            if given:
+                require_regular_file(given, what)
+        except InputFileError as exc:
+            print(f"antigen-profile: {exc}", file=sys.stderr)
+            return 2
 
     if args.patient_id and not args.patients:
         # Without the sheet the id names nobody: say so before the analysis, not after it.

@@ -22,15 +22,16 @@ reader surfaces as :class:`FCSError` naming the file.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal, NamedTuple
 
 import numpy as np
+
+from antigen_profile.inputs import NOT_FOUND, InputFileError, open_regular
 
 __all__ = [
     "SPILLOVER_KEYWORDS",
@@ -257,19 +258,17 @@ def _show_bytes(value: bytes) -> str:
 
 @contextmanager
 def _opened(path: Path) -> Iterator[tuple[BinaryIO, int]]:
-    """Open read-only and yield ``(handle, size)``; OS errors become a :class:`_ProblemError`."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the with-block below
-    except FileNotFoundError:
-        raise _ProblemError("file not found", "check the path in the sample sheet") from None
-    except IsADirectoryError:
-        raise _ProblemError("is a folder, not a file", "give the path of the .fcs file") from None
-    except OSError as exc:
-        raise _ProblemError(
-            f"cannot be opened ({exc.strerror or exc})", "check that the file is readable"
-        ) from None
-    with handle:
-        size = os.fstat(handle.fileno()).st_size
+    """Open read-only and yield ``(handle, size)``; anything but a regular file (a FIFO or
+    ``/dev/zero`` would block or never end) and OS errors become a :class:`_ProblemError`."""
+    with ExitStack() as stack:
+        try:
+            handle, size = stack.enter_context(open_regular(path))
+        except InputFileError as exc:
+            if exc.problem == NOT_FOUND:
+                raise _ProblemError(
+                    "file not found", "check the path in the sample sheet"
+                ) from None
+            raise _ProblemError(exc.problem, exc.fix) from None
         if size < HEADER_SIZE:
             raise _ProblemError(
                 f"only {size} bytes, too short to be FCS (the HEADER alone is {HEADER_SIZE})",

@@ -7,7 +7,6 @@ later stage ever hard-codes a detector name.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -19,6 +18,7 @@ import pandas as pd
 
 from antigen_profile import fcs
 from antigen_profile.fcs import FCSError, find_spillover, read_fcs
+from antigen_profile.inputs import sha256_regular
 
 
 class IngestError(Exception):
@@ -110,12 +110,9 @@ class Tube:
 
 
 def sha256_file(path: str | Path) -> str:
-    """SHA-256 of a file, read in blocks so large tubes do not load twice into memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """SHA-256 of a file, read in blocks so large tubes do not load twice into memory; a
+    FIFO or device is an :class:`~antigen_profile.inputs.InputFileError`, never read."""
+    return sha256_regular(path)
 
 
 #: Events checked per block by :func:`_all_finite`: a bounded temporary, not a boolean copy
@@ -417,9 +414,7 @@ def read_tube(
         The file's checksum when the caller already took it (files are hashed once).
     """
     path = Path(path)
-    if not path.is_file():
-        raise IngestError(f"{path}: file not found; check the path in the sample sheet")
-    try:
+    try:  # read_fcs says what a path that is not a regular file is, and never blocks on one
         data = read_fcs(path, order="F")
     except FCSError as exc:
         raise IngestError(str(exc)) from None

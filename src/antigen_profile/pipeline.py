@@ -49,6 +49,12 @@ from antigen_profile.ingest import (
     read_tube,
     sha256_file,
 )
+from antigen_profile.inputs import (
+    NOT_FOUND,
+    InputFileError,
+    gating_size_limit,
+    require_regular_file,
+)
 from antigen_profile.lab_gating import LabGating, LabGatingError
 from antigen_profile.qc import (
     QCResult,
@@ -145,16 +151,24 @@ def profile_sample(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    gater = Gater(config)
-    positivity = PositivitySettings.from_config(config)
-    quantified = list(config["quantified"])
-    inputs = [_input("sample", fcs), _input(gater.role, gater.path)]
+    # Every input is checked before anything reads or hashes it (a FIFO or /dev/zero would
+    # hang the job); one that is not a regular file fails this sample only (issue 14).
+    problems = _input_problems(config, fcs, control, marker_controls, bead_fcs)
+    gater_role, gater_path = Gater.source(config)
+    inputs = [_input("sample", fcs), _input(gater_role, gater_path)]
     if control:
         inputs.insert(1, _input("control", control))
     for marker, path in (marker_controls or {}).items():
         inputs.insert(1, _input(f"control:{marker}", path))
     inputs.append(_input("trial", resolve(config["trial"])))
     inputs.append(_config_input(config))
+    if problems:
+        failed = failed_qc(problems[0], kind="unreadable")
+        failed.reasons += problems[1:]
+        return _write_failed(sample_id, fcs, out, failed, inputs, config)
+    gater = Gater(config)
+    positivity = PositivitySettings.from_config(config)
+    quantified = list(config["quantified"])
     spill_csv = config.get("compensation", {}).get("matrix")
     spill_csv = resolve(spill_csv) if spill_csv else None
 
@@ -284,16 +298,22 @@ class Gater:
         lab = config.get("lab_gating") or {}
         self.lab: LabGating | None = None
         self.template: GatingTemplate | None = None
-        if lab.get("file"):
-            self.path = resolve(lab["file"])
-            self.role = "lab_gating"
+        self.role, self.path = self.source(config)
+        if self.role == "lab_gating":
             self.lab = LabGating(self.path, lab["populations"], lab.get("sample"))
             self.required: list[str] = []
         else:
-            self.path = resolve(config["gating_template"])
-            self.role = "gating_template"
             self.template = GatingTemplate(self.path)
             self.required = self.template.required
+
+    @staticmethod
+    def source(config: Mapping[str, Any]) -> tuple[str, Path]:
+        """The gating file the config names and its audit role: the lab's own gating
+        (``lab_gating.file``) when given, else our template."""
+        lab = config.get("lab_gating") or {}
+        if lab.get("file"):
+            return "lab_gating", resolve(lab["file"])
+        return "gating_template", resolve(config["gating_template"])
 
     def gate(
         self, tube: Tube, raw: np.ndarray, data: Mapping[str, np.ndarray], sample_id: str
@@ -421,12 +441,61 @@ def _shared_stains(tube: Tube) -> dict[str, str]:
 
 
 def _input(role: str, path: str | Path) -> dict[str, Any]:
-    """An audit-trail entry: the file and its SHA-256 (``None`` if it cannot be read)."""
+    """An audit-trail entry: the file and its SHA-256 (``None`` if it cannot be read, or is
+    not a regular file: hashing a FIFO or ``/dev/zero`` would never end)."""
     try:
         checksum: str | None = sha256_file(path)
-    except OSError:
+    except (InputFileError, OSError):
         checksum = None
     return {"role": role, "path": str(path), "sha256": checksum}
+
+
+#: How a one-line message names each input, by audit role (``control:CD22``: "CD22 control").
+INPUT_NAMES = {
+    "sample": "FCS file",
+    "control": "control FCS file",
+    "beads": "bead FCS file",
+    "gating_template": "gating template",
+    "lab_gating": "lab gating file",
+    "trial": "trial file",
+    "compensation_matrix": "compensation matrix",
+}
+
+
+def _input_problems(
+    config: Mapping[str, Any],
+    fcs: str | Path,
+    control: str | Path | None,
+    marker_controls: Mapping[str, str | Path] | None,
+    bead_fcs: str | Path | None,
+) -> list[str]:
+    """One line per input of this sample that exists but cannot be read as a regular file
+    (a folder, FIFO, device, symlink loop) or is a gating file over
+    :data:`~antigen_profile.inputs.MAX_GATING_BYTES`. Only ``stat`` is called. A missing
+    file is left to its reader, which says so as before."""
+    files: list[tuple[str, str | Path]] = [("sample", fcs)]
+    if control:
+        files.append(("control", control))
+    files += [(f"control:{m}", p) for m, p in (marker_controls or {}).items() if p]
+    beads = bead_fcs or (config.get("calibration") or {}).get("bead_fcs")
+    if beads:
+        files.append(("beads", resolve(beads)))
+    files.append(Gater.source(config))
+    files.append(("trial", resolve(config["trial"])))
+    matrix = (config.get("compensation") or {}).get("matrix")
+    if matrix:
+        files.append(("compensation_matrix", resolve(matrix)))
+    problems = []
+    for role, path in files:
+        marker = role.partition(":")[2]
+        what = f"{marker} control FCS file" if marker else INPUT_NAMES[role]
+        limit = gating_size_limit() if role in ("gating_template", "lab_gating") else None
+        try:
+            require_regular_file(path, what, max_bytes=limit)
+        except InputFileError as exc:
+            if exc.problem != NOT_FOUND:
+                problems.append(str(exc))
+    return problems
 
 
 def _add_density(
