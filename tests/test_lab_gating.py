@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import os
 import re
 import warnings
 from pathlib import Path
@@ -452,3 +453,110 @@ def test_result_type() -> None:
         "notes",
         "gate_masks",
     }
+
+
+# ------------------------------------------------------------------------------------------
+# Reading the file: regular files only, under a size cap, parsed once (issue 14)
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+def test_lab_gating_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    """A FIFO used to hang the job, ``/dev/zero`` to eat the memory."""
+    from test_inputs import within_limit
+
+    path = tmp_path / "lab.wsp"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to("/dev/zero")
+    what = {"fifo": "(FIFO)", "dev-zero": "(character device)", "directory": "is a directory"}
+    with pytest.raises(LabGatingError) as error:
+        within_limit(lambda: LabGating(path, LAB_MAPPING), (path,) if kind == "fifo" else ())
+    text = _one_line(error)
+    assert text.startswith(f"{path}: lab gating file ") and what[kind] in text
+
+
+def test_lab_gating_over_the_size_cap_is_refused_before_reading(
+    demo_tube: Tube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from antigen_profile import inputs
+
+    sparse = tmp_path / "huge.wsp"  # a hole: no disk used, nothing read
+    with open(sparse, "wb") as handle:
+        os.truncate(handle.fileno(), inputs.MAX_GATING_BYTES + 1)
+    with pytest.raises(LabGatingError) as error:
+        LabGating(sparse, LAB_MAPPING)
+    text = _one_line(error)
+    assert text.startswith(f"{sparse}: lab gating file is 50.0 MB, over the 50.0 MB limit")
+    assert "only the sample whose gates are used" in text
+    wsp = demo_workspace(demo_tube, tmp_path / "b-all.wsp")
+    monkeypatch.setattr(inputs, "MAX_GATING_BYTES", wsp.stat().st_size - 1)
+    with pytest.raises(LabGatingError, match="over the"):
+        LabGating(wsp, LAB_MAPPING)
+
+
+def _spy_on_flowkit(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, list[str]]]:
+    """What FlowKit's Workspace is given, and the names under which any caller still holds a
+    parsed element while FlowKit parses its own tree (ours should be freed by then)."""
+    real = fk.Workspace
+    seen: list[tuple[bytes, list[str]]] = []
+
+    def spy(document: Any, *args: Any, **kwargs: Any) -> Any:
+        held = []
+        frame = inspect.currentframe()
+        while frame is not None:
+            held += [k for k, v in frame.f_locals.items() if isinstance(v, etree._Element)]
+            frame = frame.f_back
+        seen.append((document.getvalue(), held))
+        return real(document, *args, **kwargs)
+
+    monkeypatch.setattr(fk, "Workspace", spy)
+    return seen
+
+
+def test_workspace_is_read_once_and_handed_to_flowkit_as_read(
+    demo_tube: Tube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FlowKit gets the bytes already read, not our tree serialised again (the 80 MB
+    workspace of issue 14 took about 1.8 GB that way), and our tree is gone before FlowKit
+    builds its own."""
+    wsp = demo_workspace(demo_tube, tmp_path / "b-all.wsp")
+    seen = _spy_on_flowkit(monkeypatch)
+    lab = LabGating(wsp, LAB_MAPPING)
+    assert lab.matrices_embedded == 0
+    assert len(seen) == 1
+    document, held = seen[0]
+    assert document == wsp.read_bytes()
+    assert held == []
+
+
+SPILL = "{http://www.isac-net.org/std/Gating-ML/v2.0/transformations}spilloverMatrix"
+
+
+def _matrix_only_in_workspace(wsp: Path) -> Path:
+    """A copy of ``wsp`` keeping its matrix under Workspace/Matrices only (FlowJo 10.8+)."""
+    root = etree.parse(str(wsp)).getroot()
+    for sample in root.find("SampleList").findall("Sample"):
+        for matrix in sample.findall(SPILL):
+            sample.remove(matrix)
+    shared = wsp.with_name(f"shared-{wsp.name}")
+    shared.write_bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+    return shared
+
+
+def test_workspace_with_shared_matrices_is_serialised_once(
+    demo_tube: Tube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a shared matrix had to be copied into the samples, FlowKit gets that document,
+    and again no tree of ours outlives the hand-over."""
+    shared = _matrix_only_in_workspace(demo_workspace(demo_tube, tmp_path / "b-all.wsp"))
+    seen = _spy_on_flowkit(monkeypatch)
+    lab = LabGating(shared, LAB_MAPPING)
+    assert lab.matrices_embedded == 1
+    assert len(seen) == 1
+    document, held = seen[0]
+    assert len(etree.fromstring(document).findall(f".//{SPILL}")) == 2  # shared, and the copy
+    assert held == []

@@ -26,6 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from antigen_profile.inputs import (
+    NOT_FOUND,
+    InputFileError,
+    has_doctype,
+    read_gating_bytes,
+    safe_xml_parser,
+)
+
 __all__ = [
     "ACQUISITION_DEFINED",
     "OPTIONAL_POPULATIONS",
@@ -168,20 +176,26 @@ class _Node:
 # ------------------------------------------------------------------------------------------
 
 
-def _read_xml(path: Path) -> Any:
-    """Parse without resolving entities or touching the network: the file comes from
-    outside the project, and a DOCTYPE has no business in Gating-ML or a FlowJo workspace."""
+def _read_xml(path: Path) -> tuple[Any, bytes]:
+    """The document's root and the bytes it was parsed from.
+
+    Only a regular file under :data:`~antigen_profile.inputs.MAX_GATING_BYTES` is read (a
+    FIFO would block, ``/dev/zero`` never end), and it is parsed without resolving entities
+    or touching the network: the file comes from outside the project, and a DOCTYPE has no
+    business in Gating-ML or a FlowJo workspace.
+    """
     from lxml import etree
 
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise LabGatingError(
-            f"{path}: cannot be read ({exc.strerror or exc}); check the lab gating path in config"
-        ) from None
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+        data = read_gating_bytes(path, "lab gating file")
+    except InputFileError as exc:
+        if exc.problem == NOT_FOUND:
+            raise LabGatingError(
+                f"{path}: cannot be read (not found); check the lab gating path in config"
+            ) from None
+        raise LabGatingError(str(exc)) from None
     try:
-        root = etree.fromstring(data, parser)
+        root = etree.fromstring(data, safe_xml_parser())
     except etree.XMLSyntaxError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise LabGatingError(
@@ -190,12 +204,39 @@ def _read_xml(path: Path) -> Any:
         ) from None
     if root is None:
         raise LabGatingError(f"{path}: the file holds no XML document; export it again")
-    if root.getroottree().docinfo.doctype:
+    if has_doctype(root):
         raise LabGatingError(
             f"{path}: declares a DOCTYPE, which Gating-ML and FlowJo workspaces never do; "
             "export the file again from the gating software"
         )
-    return root
+    return root, data
+
+
+def _read_document(path: Path) -> tuple[str, bytes, int]:
+    """What FlowKit is to parse: the kind (``flowjo`` or ``gatingml``), the document, and how
+    many workspace samples got a copy of a shared matrix.
+
+    The file is read once and parsed once here; FlowKit (whose readers take a file, not a
+    tree) gets the bytes already read, re-serialised only when a matrix was embedded. Our
+    tree is freed when this returns, before FlowKit builds its own, so the two never
+    coexist: a tree takes about 8x the file in memory (issue 14).
+    """
+    from lxml import etree
+
+    root, data = _read_xml(path)
+    tag = _local(root.tag)
+    if tag == "Workspace":
+        embedded = _embed_shared_matrices(root)
+        if embedded:
+            del data  # the serialised copy replaces it
+            data = etree.tostring(root)
+        return "flowjo", data, embedded
+    if tag == "Gating-ML":
+        return "gatingml", data, 0
+    raise LabGatingError(
+        f"{path}: the document is a <{tag}>, neither Gating-ML 2.0 nor a FlowJo workspace; "
+        "export the gating again"
+    )
 
 
 def _local(tag: Any) -> str:
@@ -352,20 +393,13 @@ class LabGating:
                 f"{self.path}: lab gating must be a Gating-ML 2.0 .xml or a FlowJo 10 .wsp "
                 f"file, not {self.path.suffix or 'a file without extension'}"
             )
-        root = _read_xml(self.path)
         self.sample_name: str | None = None
-        self.matrices_embedded = 0
-        if _local(root.tag) == "Workspace":
-            self.kind = "flowjo"
-            self._strategy = self._load_workspace(root, sample_name)
-        elif _local(root.tag) == "Gating-ML":
-            self.kind = "gatingml"
-            self._strategy = self._load_gatingml(root)
+        self.kind, document, self.matrices_embedded = _read_document(self.path)
+        if self.kind == "flowjo":
+            self._strategy = self._load_workspace(document, sample_name)
         else:
-            raise LabGatingError(
-                f"{self.path}: the document is a <{_local(root.tag)}>, neither Gating-ML 2.0 "
-                "nor a FlowJo workspace; export the gating again"
-            )
+            self._strategy = self._load_gatingml(document)
+        del document  # FlowKit keeps what it needs; the text is not held for the run
         self.nodes = self._collect_nodes()
         if not self.nodes:
             raise LabGatingError(f"{self.path}: holds no gates; export the file with its gates")
@@ -388,14 +422,13 @@ class LabGating:
 
     # -- loading ----------------------------------------------------------------------------
 
-    def _load_gatingml(self, root: Any) -> Any:
+    def _load_gatingml(self, document: bytes) -> Any:
         import flowkit as fk
-        from lxml import etree
 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return fk.parse_gating_xml(io.BytesIO(etree.tostring(root)))
+                return fk.parse_gating_xml(io.BytesIO(document))
         except Exception as exc:
             reason = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise LabGatingError(
@@ -403,17 +436,13 @@ class LabGating:
                 "against the Gating-ML 2.0 schema or export it again"
             ) from None
 
-    def _load_workspace(self, root: Any, sample_name: str | None) -> Any:
+    def _load_workspace(self, document: bytes, sample_name: str | None) -> Any:
         import flowkit as fk
-        from lxml import etree
 
-        self.matrices_embedded = _embed_shared_matrices(root)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                workspace = fk.Workspace(
-                    io.BytesIO(etree.tostring(root)), load_missing_file_data=True
-                )
+                workspace = fk.Workspace(io.BytesIO(document), load_missing_file_data=True)
                 samples = workspace.get_sample_ids(loaded_only=False)
                 groups = workspace.get_sample_groups()
         except Exception as exc:
