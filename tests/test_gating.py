@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -631,3 +632,76 @@ def test_gating_does_not_import_flowkit() -> None:
         "assert 'flowkit' not in sys.modules, 'flowkit was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the template: as a lab's gating file is read (issue 14)
+# --------------------------------------------------------------------------------------------
+
+
+def _with_doctype(tmp_path: Path, name: str, doctype: str, reference: str = "") -> Path:
+    """The shipped template with ``doctype`` before its root element and ``reference`` as the
+    root's first content."""
+    text = TEMPLATE.read_text(encoding="utf-8")
+    root = text.index("<gating:Gating-ML")
+    body = text.index(">", root) + 1
+    path = tmp_path / name
+    path.write_text(
+        text[:root] + doctype + "\n" + text[root:body] + reference + text[body:], encoding="utf-8"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "doctype", "reference"),
+    [
+        ("doctype.xml", "<!DOCTYPE gating:Gating-ML>", ""),
+        (
+            "external.xml",
+            '<!DOCTYPE gating:Gating-ML [<!ENTITY x SYSTEM "file:///etc/hostname">]>',
+            "&x;",
+        ),
+        ("internal.xml", '<!DOCTYPE gating:Gating-ML [<!ENTITY x "text">]>', "&x;"),
+        ("network.xml", '<!DOCTYPE gating:Gating-ML SYSTEM "http://example.org/x.dtd">', ""),
+    ],
+)
+def test_template_with_a_doctype_is_refused_in_one_line(
+    tmp_path: Path, name: str, doctype: str, reference: str
+) -> None:
+    """A DOCTYPE used to be accepted, and an external entity crashed with a raw lxml
+    traceback; Gating-ML never declares one."""
+    path = _with_doctype(tmp_path, name, doctype, reference)
+    with pytest.raises(GatingError) as error:
+        GatingTemplate(path)
+    text = str(error.value)
+    assert text.startswith(f"{path}: declares a DOCTYPE") and "\n" not in text
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "dev-zero"])
+def test_template_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    from test_inputs import within_limit
+
+    path = tmp_path / "template.xml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to("/dev/zero")
+    what = {"fifo": "FIFO", "directory": "is a directory", "dev-zero": "character device"}[kind]
+    with pytest.raises(GatingError) as error:
+        within_limit(lambda: GatingTemplate(path), (path,) if kind == "fifo" else ())
+    text = str(error.value)
+    assert text.startswith(f"{path}: gating template ") and what in text and "\n" not in text
+
+
+def test_template_over_the_size_cap_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from antigen_profile import inputs
+
+    monkeypatch.setattr(inputs, "MAX_GATING_BYTES", 1000)
+    with pytest.raises(GatingError) as error:
+        GatingTemplate(TEMPLATE)
+    text = str(error.value)
+    assert str(TEMPLATE) in text and "over the 1000 bytes limit for gating files" in text

@@ -23,6 +23,12 @@ import numpy as np
 import pandas as pd
 
 from antigen_profile import gatefit
+from antigen_profile.inputs import (
+    InputFileError,
+    has_doctype,
+    read_gating_bytes,
+    safe_xml_parser,
+)
 from antigen_profile.transforms import logicle_table
 
 POPULATION_COLUMNS = ["population", "parent", "events", "pct_parent", "pct_total"]
@@ -183,16 +189,27 @@ def _read_template(
     """
     from lxml import etree
 
-    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    # Read the way a lab's gating file is read (issue 14): a regular file under the size
+    # cap, parsed without DTD, entities or network, and no DOCTYPE at all.
     try:
-        tree = etree.parse(str(path), parser)
-    except OSError as exc:
-        raise GatingError(f"{path}: cannot be read ({_one_line(str(exc))})") from None
+        data = read_gating_bytes(path, "gating template")
+    except InputFileError as exc:
+        raise GatingError(str(exc)) from None
+    try:
+        root = etree.fromstring(data, safe_xml_parser())
     except etree.XMLSyntaxError as exc:
         raise GatingError(
             f"{path}: not a valid Gating-ML 2.0 file ({_one_line(str(exc))}); "
             "validate it against the Gating-ML 2.0 schema"
         ) from None
+    if root is None:
+        raise GatingError(f"{path}: the file holds no XML document; give a Gating-ML 2.0 file")
+    if has_doctype(root):
+        raise GatingError(
+            f"{path}: declares a DOCTYPE, which Gating-ML 2.0 never does; remove the "
+            "<!DOCTYPE ...> declaration (and any entities) from the template"
+        )
+    tree = root.getroottree()
     schema = _schema()
     if schema is None:
         raise GatingError(f"{path}: cannot validate: the Gating-ML 2.0 schema (FlowKit) is missing")
