@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Container
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from antigen_profile.sheets import (
     PATIENT_COLUMNS,
     SheetError,
+    SheetWarning,
     patient_record,
     read_patients,
     read_samples,
@@ -302,3 +304,90 @@ def test_per_antigen_control_columns_are_accepted_and_resolved(tmp_path: Path) -
     bad.write_text("sample_id\tpatient_id\tfcs\tcontrol_CD22\nS1\tP1\ts1.fcs\tnope.fcs\n")
     with pytest.raises(SheetError, match=r"line 2 \(sample_id=S1\): control_CD22 file nope.fcs"):
         read_samples(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# Paths that are not files, and sheets as spreadsheets save them (issue 14)
+# --------------------------------------------------------------------------------------------
+
+
+def test_fcs_path_that_is_not_a_regular_file_says_what_it_is(tmp_path: Path) -> None:
+    """A folder, FIFO or device was "not found", a symlink loop a raw RuntimeError."""
+    _fcs(tmp_path, "ok.fcs")
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "pipe.fcs")
+    (tmp_path / "loop1.fcs").symlink_to(tmp_path / "loop2.fcs")
+    (tmp_path / "loop2.fcs").symlink_to(tmp_path / "loop1.fcs")
+    sheet = _sheet(
+        tmp_path,
+        SAMPLE_HEADER
+        + "S1\tP01\tfolder\t\t\n"
+        + "S2\tP01\tpipe.fcs\t\t\n"
+        + "S3\tP01\t/dev/zero\t\t\n"
+        + "S4\tP01\tok.fcs\tloop1.fcs\t\n",
+    )
+    lines = _error_lines(sheet)
+    assert len(lines) == 4
+    expected = [
+        (2, "S1", "fcs file folder", "is a directory"),
+        (3, "S2", "fcs file pipe.fcs", "is not a regular file (FIFO)"),
+        (4, "S3", "fcs file /dev/zero", "is not a regular file (character device)"),
+        (5, "S4", "control_fcs file loop1.fcs", "is a symlink loop"),
+    ]
+    for line, (number, sample_id, column, what) in zip(lines, expected, strict=True):
+        assert line.startswith(f"{sheet.resolve()} line {number} (sample_id={sample_id}): ")
+        assert column in line and what in line and "not found" not in line
+
+
+def test_sheet_that_is_a_fifo_is_named(tmp_path: Path) -> None:
+    from test_inputs import within_limit
+
+    sheet = tmp_path / "samples.tsv"
+    os.mkfifo(sheet)
+    with pytest.raises(SheetError, match=r"samples.tsv: sheet is not a regular file \(FIFO\)"):
+        within_limit(lambda: read_samples(sheet), (sheet,))
+
+
+@pytest.mark.parametrize(("separator", "name"), [(",", "comma"), (";", "semicolon")])
+def test_csv_sheet_is_one_sentence(tmp_path: Path, separator: str, name: str) -> None:
+    _fcs(tmp_path, "a.fcs")
+    sheet = _sheet(tmp_path, f"sample_id{separator}patient_id{separator}fcs\nS1,P01,a.fcs\n")
+    assert _error_lines(sheet) == [
+        f"{sheet.resolve()}: looks {name}-separated; save it as tab-separated text (in Excel: "
+        "Save As > Text (Tab delimited)) and keep the .tsv name"
+    ]
+    patients = _sheet(tmp_path, PATIENT_HEADER.replace("\t", separator) + P01, "patients.tsv")
+    with pytest.raises(SheetError, match=f"looks {name}-separated"):
+        read_patients(patients)
+
+
+def test_empty_unnamed_columns_are_dropped_with_a_warning(tmp_path: Path) -> None:
+    """Excel's trailing empty columns ("Unnamed: 3") hold nothing: read without them."""
+    _fcs(tmp_path, "a.fcs")
+    sheet = _sheet(tmp_path, "sample_id\tpatient_id\tfcs\t\t\nS1\tP01\ta.fcs\t\t\n")
+    with pytest.warns(SheetWarning, match="ignored 2 empty columns without a header") as caught:
+        frame = read_samples(sheet)
+    assert str(sheet.resolve()) in str(caught[0].message)
+    assert not [c for c in frame.columns if "Unnamed" in c]
+    patients = _sheet(tmp_path, PATIENT_HEADER.rstrip("\n") + "\t\n" + P01, "patients.tsv")
+    with pytest.warns(SheetWarning, match="ignored 1 empty column without"):
+        assert list(read_patients(patients).columns) == PATIENT_COLUMNS
+
+
+def test_unnamed_column_with_values_is_refused(tmp_path: Path) -> None:
+    _fcs(tmp_path, "a.fcs")
+    sheet = _sheet(tmp_path, "sample_id\tpatient_id\tfcs\t\nS1\tP01\ta.fcs\t\nS2\tP01\ta.fcs\tx\n")
+    assert _error_lines(sheet) == [
+        f"{sheet.resolve()}: column 4 has no header but holds values (line 3: 'x'); give it a "
+        "header or delete the column"
+    ]
+
+
+@pytest.mark.parametrize("value", ["1", "0"])
+def test_one_or_zero_in_a_yes_no_column_is_a_plain_sentence(tmp_path: Path, value: str) -> None:
+    row = P01.replace("P01\t12\t90\t95\t6\tyes", f"P02\t12\t90\t95\t6\t{value}")
+    sheet, lines = _patient_error(tmp_path, PATIENT_HEADER + P01 + row)
+    assert lines == [
+        f"{sheet} line 3 (patient_id=P02): prior_anti_cd19 {value!r}: write yes or no (or "
+        "leave it empty if unknown)"
+    ]

@@ -6,7 +6,9 @@ what to fix, because a lab fixing a sheet at 8 a.m. needs to know exactly where 
 
 from __future__ import annotations
 
+import os
 import re
+import warnings
 from collections.abc import Callable, Container
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import jsonschema
 import pandas as pd
 
 from antigen_profile.config import load_yaml
+from antigen_profile.inputs import NOT_FOUND, file_problem, fix_for, problem_message
 from antigen_profile.paths import repo_path
 
 SAMPLE_SCHEMA = "workflow/schemas/samples.schema.yaml"
@@ -39,17 +42,80 @@ class SheetError(ValueError):
     """One line per problem: sheet, line, id, problem and fix."""
 
 
+class SheetWarning(UserWarning):
+    """Something in a sheet that was read anyway, and that the lab may want to tidy."""
+
+
+#: pandas' name for a column whose header cell is empty (``Unnamed: 3``).
+UNNAMED = re.compile(r"^Unnamed: \d+$")
+
+
 def _read_tsv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem == NOT_FOUND:
         raise SheetError(f"{path}: sheet not found; pass an existing TSV with --config")
+    if problem is not None:
+        raise SheetError(problem_message(path, problem, "sheet"))
     try:
         frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment=None)
     except pd.errors.EmptyDataError:
         raise SheetError(f"{path}: the sheet is empty; it needs a header line and rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        separator = _other_separator(path)
+        if separator:
+            raise SheetError(_separator_message(path, separator)) from None
         raise SheetError(f"{path}: not a readable tab-separated sheet ({exc})") from None
+    if len(frame.columns) == 1:
+        separator = _other_separator(path)
+        if separator:
+            raise SheetError(_separator_message(path, separator))
     frame.columns = [str(c).strip() for c in frame.columns]
-    return frame.apply(lambda col: col.str.strip())
+    frame = frame.apply(lambda col: col.str.strip())
+    return _drop_empty_unnamed(frame, path)
+
+
+def _other_separator(path: Path) -> str | None:
+    """``comma`` or ``semicolon`` when the header line has no tab but one of those: a sheet
+    saved as CSV (Excel writes semicolons where the comma is the decimal mark)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        header = handle.readline()
+    if "\t" in header:
+        return None
+    counts = {"comma": header.count(","), "semicolon": header.count(";")}
+    best = max(counts, key=lambda k: counts[k])
+    return best if counts[best] else None
+
+
+def _separator_message(path: Path, separator: str) -> str:
+    return (
+        f"{path}: looks {separator}-separated; save it as tab-separated text (in Excel: "
+        "Save As > Text (Tab delimited)) and keep the .tsv name"
+    )
+
+
+def _drop_empty_unnamed(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Columns without a header and without a single value (Excel exports a sheet's once-used
+    columns that way) are dropped, with a :class:`SheetWarning`: they hold nothing to read.
+    An unnamed column that holds a value is refused: what it means is unknown."""
+    unnamed = [c for c in frame.columns if c == "" or UNNAMED.match(c)]
+    filled = [c for c in unnamed if frame[c].astype(bool).any()]
+    if filled:
+        number = list(frame.columns).index(filled[0]) + 1
+        row = int(frame[filled[0]].astype(bool).to_numpy().argmax())
+        value = frame[filled[0]].iloc[row]
+        raise SheetError(
+            f"{path}: column {number} has no header but holds values (line {_line(row)}: "
+            f"{value!r}); give it a header or delete the column"
+        )
+    if unnamed:
+        plural = "s" if len(unnamed) > 1 else ""
+        warnings.warn(
+            f"{path}: ignored {len(unnamed)} empty column{plural} without a header (an Excel "
+            "export); delete them to silence this warning",
+            SheetWarning,
+            stacklevel=4,
+        )
+    return frame.drop(columns=unnamed)
 
 
 def _line(index: int) -> int:
@@ -58,14 +124,22 @@ def _line(index: int) -> int:
 
 
 def _schema_problems(
-    frame: pd.DataFrame, schema_file: str, sheet: Path, id_column: str
+    frame: pd.DataFrame,
+    schema_file: str,
+    sheet: Path,
+    id_column: str,
+    skip: Container[tuple[int, str]] = (),
 ) -> list[str]:
+    """Schema errors, one line each; cells in ``skip`` (row position, column) were reported
+    already in plainer words."""
     validator = jsonschema.Draft202012Validator(load_yaml(repo_path(schema_file)))
     problems = []
     for index, record in enumerate(frame.to_dict("records")):
         row = {k: v for k, v in record.items() if v is not None and v != ""}
         for error in validator.iter_errors(row):
             field = ".".join(str(p) for p in error.absolute_path) or "row"
+            if (index, field) in skip:
+                continue
             message = error.message
             if error.validator == "pattern" and "description" in error.schema:
                 message = f"{error.instance!r} is not allowed: {error.schema['description']}"
@@ -124,16 +198,38 @@ def read_samples(
             given = str(row[column])
             if not given:
                 continue
-            file = (sheet.parent / given).resolve()
+            file = _resolved(sheet.parent / given)
             frame.at[index, column] = str(file)
-            if not file.is_file() and not can_make(file):
+            problem = file_problem(file)
+            if problem is None or (problem == NOT_FOUND and can_make(file)):
+                continue
+            where = f"{sheet} line {line} (sample_id={sid}): {column} file {given}"
+            if problem == NOT_FOUND:
                 problems.append(
-                    f"{sheet} line {line} (sample_id={sid}): {column} file {given} not "
-                    f"found (looked for {file}); paths are relative to the sheet's folder"
+                    f"{where} not found (looked for {file}); paths are relative to the "
+                    "sheet's folder"
                 )
+            else:
+                at = "" if str(file) == given else f" ({file})"
+                problems.append(f"{where}{at} {problem}; {_fix(problem)}")
     if problems:
         raise SheetError("\n".join(problems))
     return frame.set_index("sample_id", drop=False)
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` made absolute with symlinks resolved; a symlink loop (on which Python before
+    3.13 raises ``RuntimeError``) stays as given, for :func:`file_problem` to name."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
+
+
+def _fix(problem: str) -> str:
+    if problem == "is a directory":
+        return "give the path of the FCS file inside it"
+    return fix_for(problem)
 
 
 def marker_control_columns(samples: pd.DataFrame) -> list[str]:
@@ -154,7 +250,9 @@ def read_patients(path: str | Path) -> pd.DataFrame:
             f"{', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'})"
         )
     typed, problems = _typed_patients(frame, sheet)
-    problems += _schema_problems(typed, PATIENT_SCHEMA, sheet, "patient_id")
+    flag_problems, reported = _yes_no_problems(frame, sheet)
+    problems += flag_problems
+    problems += _schema_problems(typed, PATIENT_SCHEMA, sheet, "patient_id", skip=reported)
     first_line: dict[str, int] = {}
     for index, pid in frame["patient_id"].items():
         line = _line(int(index))
@@ -167,6 +265,28 @@ def read_patients(path: str | Path) -> pd.DataFrame:
     if problems:
         raise SheetError("\n".join(problems))
     return frame.set_index("patient_id", drop=False)
+
+
+#: What a yes/no cell may say (case-insensitive), as the patient schema's pattern does.
+YES_NO = {"yes", "no", "y", "n", "true", "false"}
+
+
+def _yes_no_problems(frame: pd.DataFrame, sheet: Path) -> tuple[list[str], set[tuple[int, str]]]:
+    """One plain sentence per yes/no cell holding anything else (``1``, ``0``, ``x``), and
+    the cells reported, so that the schema does not report them again as a pattern."""
+    problems: list[str] = []
+    reported: set[tuple[int, str]] = set()
+    for position, (index, row) in enumerate(frame.iterrows()):
+        for column in PATIENT_FLAGS:
+            value = row[column]
+            if value == "" or value.lower() in YES_NO:
+                continue
+            problems.append(
+                f"{sheet} line {_line(int(index))} (patient_id={row['patient_id']}): {column} "
+                f"{value!r}: write yes or no (or leave it empty if unknown)"
+            )
+            reported.add((position, column))
+    return problems, reported
 
 
 def _typed_patients(frame: pd.DataFrame, sheet: Path) -> tuple[pd.DataFrame, list[str]]:
