@@ -56,6 +56,7 @@ from antigen_profile.inputs import (
     require_regular_file,
 )
 from antigen_profile.lab_gating import LabGating, LabGatingError
+from antigen_profile.outputs import PROFILE_FILES, sample_paths
 from antigen_profile.qc import (
     QCResult,
     QCSettings,
@@ -125,7 +126,7 @@ def _subsample(mask_or_n: int, limit: int, rng: np.random.Generator) -> np.ndarr
 def profile_sample(
     sample_id: str,
     fcs: str | Path,
-    out_dir: str | Path,
+    out_dir: str | Path | Mapping[str, str | Path],
     config: Mapping[str, Any],
     control: str | Path | None = None,
     marker_controls: Mapping[str, str | Path] | None = None,
@@ -144,13 +145,14 @@ def profile_sample(
     bead_fcs : path, optional
         Calibration beads acquired with the tube's settings (else config
         ``calibration.bead_fcs``): antigen density in molecules (ABC/MEF) per blast.
-    out_dir : path
-        ``results/{sample_id}``.
+    out_dir : path or mapping
+        ``results/{sample_id}`` (each file under its name in
+        :data:`~antigen_profile.outputs.PROFILE_FILES`), or those keys mapped to the paths a
+        Snakemake rule declared.
     config : mapping
         The validated workflow configuration.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = sample_paths(out_dir, tuple(PROFILE_FILES))
     # Every input is checked before anything reads or hashes it (a FIFO or /dev/zero would
     # hang the job); one that is not a regular file fails this sample only (issue 14).
     problems = _input_problems(config, fcs, control, marker_controls, bead_fcs)
@@ -242,20 +244,20 @@ def profile_sample(
     density_flags = _add_density(table, blasts, controls, tube, bead_fcs, config, qc, inputs, out)
     thresholds = thresholds_from_references(table, references, positivity.percentile)
     positive = positive_matrix(blasts, thresholds, load_trial(resolve(config["trial"])).targets)
-    write_tsv(out / "coverage.tsv", coverage_table(positive, sample_id, positivity.confidence))
-    write_tsv(out / "coexpression.tsv", upset_data(positive))
+    write_tsv(out["coverage"], coverage_table(positive, sample_id, positivity.confidence))
+    write_tsv(out["coexpression"], upset_data(positive))
     write_tsv(
-        out / "positive_controls.tsv",
+        out["positive_controls"],
         positive_controls(data, gated.masks, thresholds, config["positive_controls"]),
     )
 
-    write_tsv(out / "populations.tsv", gated.table)
-    write_tsv(out / "antigens.tsv", table)
-    write_json(out / "qc.json", qc.to_json(sample_id, str(fcs)))
-    write_json(out / "gates.json", gated.gates)
-    write_text(out / "gates.xml", gated.gatingml)
+    write_tsv(out["populations"], gated.table)
+    write_tsv(out["antigens"], table)
+    write_json(out["qc"], qc.to_json(sample_id, str(fcs)))
+    write_json(out["gates"], gated.gates)
+    write_text(out["gatingml"], gated.gatingml)
     write_npz(
-        out / "plotdata.npz",
+        out["plotdata"],
         {**gated.plot, **_antigen_plot_data(blasts, references, table, display, config)},
     )
     doc = _profile_doc(sample_id, tube, inputs, config, gated.blast_defined_by, qc, control_note)
@@ -267,8 +269,8 @@ def profile_sample(
     )
     doc["gating"] = gated.description
     doc["display_logicle"] = {m: dict(p) for m, p in display.items()}
-    write_json(out / "profile.json", doc)
-    return ProfileResult(sample_id, out, qc.status, qc.reasons)
+    write_json(out["profile"], doc)
+    return ProfileResult(sample_id, out["profile"].parent, qc.status, qc.reasons)
 
 
 @dataclass
@@ -507,7 +509,7 @@ def _add_density(
     config: Mapping[str, Any],
     qc: QCResult,
     inputs: list[dict[str, Any]],
-    out: Path,
+    out: Mapping[str, Path],
 ) -> list[dict[str, str]]:
     """Antigen density for calibrated channels: ``abc_median``/``abc_q25``/``abc_q75`` and
     ``low_density`` in ``table``, the standard curves in ``calibration.json``; returns flags
@@ -542,7 +544,7 @@ def _add_density(
                 )
             except CalibrationError as exc:
                 qc.warnings.append(str(exc))
-    write_json(out / "calibration.json", {d: c.to_json() for d, c in curves.items()})
+    write_json(out["calibration"], {d: c.to_json() for d, c in curves.items()})
     limits = cal.get("low_density_below") or {}
     flags = []
     for index, row in table.iterrows():
@@ -771,22 +773,22 @@ def _audit_keywords(tube: Tube | None) -> dict[str, str]:
 def _write_failed(
     sample_id: str,
     fcs: str | Path,
-    out: Path,
+    out: Mapping[str, Path],
     qc: QCResult,
     inputs: list[dict[str, Any]],
     config: Mapping[str, Any],
     tube: Tube | None = None,
 ) -> ProfileResult:
     """Outputs for a sample that cannot be analysed: header-only tables and the reason."""
-    write_tsv(out / "populations.tsv", pd.DataFrame(columns=POPULATION_COLUMNS))
-    write_tsv(out / "antigens.tsv", pd.DataFrame(columns=ANTIGEN_COLUMNS))
-    write_tsv(out / "coverage.tsv", pd.DataFrame(columns=COVERAGE_COLUMNS))
-    write_tsv(out / "coexpression.tsv", pd.DataFrame(columns=UPSET_COLUMNS))
-    write_json(out / "calibration.json", {})
-    write_tsv(out / "positive_controls.tsv", pd.DataFrame(columns=POSITIVE_CONTROL_COLUMNS))
-    write_json(out / "qc.json", qc.to_json(sample_id, str(fcs)))
-    write_json(out / "gates.json", [])
-    write_text(out / "gates.xml", "")
-    write_npz(out / "plotdata.npz", {})
-    write_json(out / "profile.json", _profile_doc(sample_id, tube, inputs, config, [], qc))
-    return ProfileResult(sample_id, out, "fail", qc.reasons)
+    write_tsv(out["populations"], pd.DataFrame(columns=POPULATION_COLUMNS))
+    write_tsv(out["antigens"], pd.DataFrame(columns=ANTIGEN_COLUMNS))
+    write_tsv(out["coverage"], pd.DataFrame(columns=COVERAGE_COLUMNS))
+    write_tsv(out["coexpression"], pd.DataFrame(columns=UPSET_COLUMNS))
+    write_json(out["calibration"], {})
+    write_tsv(out["positive_controls"], pd.DataFrame(columns=POSITIVE_CONTROL_COLUMNS))
+    write_json(out["qc"], qc.to_json(sample_id, str(fcs)))
+    write_json(out["gates"], [])
+    write_text(out["gatingml"], "")
+    write_npz(out["plotdata"], {})
+    write_json(out["profile"], _profile_doc(sample_id, tube, inputs, config, [], qc))
+    return ProfileResult(sample_id, out["profile"].parent, "fail", qc.reasons)

@@ -15,87 +15,135 @@ from typing import Any
 import pandas as pd
 
 from antigen_profile.files import write_json, write_tsv
+from antigen_profile.outputs import (
+    COHORT_FILES,
+    DECISION_FILE,
+    DECISION_READS,
+    PROFILE_FILES,
+    REPORT_FILE,
+    REPORT_READS,
+    cohort_paths,
+    sample_paths,
+)
 from antigen_profile.recommend import load_trial
+
+#: ``decide_sample``'s ``patient_record`` default: read the record from ``patients_sheet``.
+FROM_SHEET: Any = object()
+
+
+def patient_param(record: Mapping[str, Any] | None) -> str:
+    """A patient's row as the JSON text a rule passes as a param (``decide_sample`` reads it
+    back): params are stored and shown in Snakemake's own HTML report, so ``<``, ``>`` and
+    ``&`` of free text are written as JSON escapes and cannot open a tag there."""
+    text = json.dumps(record, sort_keys=True, ensure_ascii=True)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def decide_sample(
-    sample_dir: str | Path,
+    sample_dir: str | Path | Mapping[str, str | Path],
     sample_id: str,
     patient_id: str,
     patients_sheet: str | Path | None,
     trial_path: str | Path,
     config: Mapping[str, Any],
     timepoint: str | None = None,
+    out: str | Path | None = None,
+    patient_record: Mapping[str, Any] | str | None = FROM_SHEET,
 ) -> dict[str, Any]:
-    """Apply the trial's rules to one profiled sample and write ``decision.json``."""
-    from antigen_profile.recommend import decide, parse_patient
-    from antigen_profile.sheets import patient_record, read_patients
+    """Apply the trial's rules to one profiled sample and write ``decision.json``.
 
-    sample_dir = Path(sample_dir)
+    ``sample_dir`` is the sample's folder or the profile files a rule declared
+    (:data:`~antigen_profile.outputs.DECISION_READS`); ``out`` defaults to ``decision.json``
+    beside them. ``patient_record`` (the patient's row as text, ``None``: not in the sheet)
+    replaces reading ``patients_sheet``: the workflow passes the row, so editing one patient
+    reruns that patient's decisions only; as text, it is :func:`patient_param`'s JSON. Only
+    ``config["floors"]`` is read.
+    """
+    from antigen_profile.recommend import decide, parse_patient
+    from antigen_profile.sheets import patient_record as sheet_record
+    from antigen_profile.sheets import read_patients
+
+    files = sample_paths(sample_dir, DECISION_READS)
     trial = load_trial(trial_path)
-    record = None
-    if patients_sheet:
-        record = patient_record(read_patients(patients_sheet), patient_id)
+    record = None if patient_record is FROM_SHEET else patient_record
+    if isinstance(record, str):
+        record = json.loads(record)
+    if patient_record is FROM_SHEET and patients_sheet:
+        record = sheet_record(read_patients(patients_sheet), patient_id)
     patient = parse_patient(record, trial) if record is not None else None
-    coverage_file = sample_dir / "coverage.tsv"
+    coverage_file = files["coverage"]
     decision = decide(
         sample_id,
         patient_id,
-        pd.read_csv(sample_dir / "antigens.tsv", sep="\t"),
-        pd.read_csv(sample_dir / "populations.tsv", sep="\t"),
-        _read_json(sample_dir / "qc.json"),
+        pd.read_csv(files["antigens"], sep="\t"),
+        pd.read_csv(files["populations"], sep="\t"),
+        _read_json(files["qc"]),
         patient,
         trial,
         config["floors"],
         timepoint=timepoint,
         coverage=pd.read_csv(coverage_file, sep="\t") if coverage_file.exists() else None,
-        flags=_read_json(sample_dir / "profile.json").get("flags", []),
+        flags=_read_json(files["profile"]).get("flags", []),
     ).to_dict()
-    write_json(sample_dir / "decision.json", decision)
+    write_json(Path(out) if out else files["profile"].parent / DECISION_FILE, decision)
     return decision
 
 
 def write_cohort_table(
     decision_files: Sequence[str | Path],
-    out_dir: str | Path,
+    out_dir: str | Path | Mapping[str, str | Path],
     config: Mapping[str, Any],
+    antigen_files: Sequence[str | Path] | None = None,
 ) -> dict[str, Path]:
     """The cohort outputs from every sample's ``decision.json`` and ``antigens.tsv``:
     ``recommendations.tsv``, ``decisions.json`` (every rule of every sample, for audit),
-    ``patients.tsv`` and ``patient_timeline.tsv``."""
+    ``patients.tsv`` and ``patient_timeline.tsv``.
+
+    ``antigen_files`` pairs with ``decision_files`` (default: ``antigens.tsv`` beside each
+    decision); ``out_dir`` is a folder or the :data:`~antigen_profile.outputs.COHORT_FILES`
+    keys mapped to paths. Only ``config["timepoints"]`` is read."""
     from antigen_profile.cohort import patient_table, patient_timeline
     from antigen_profile.recommend import write_recommendations
 
-    out = Path(out_dir)
+    if isinstance(out_dir, Mapping):
+        out = {k: Path(out_dir[k]) for k in COHORT_FILES}
+    else:
+        out = cohort_paths(out_dir)
+    if antigen_files is None:
+        antigen_files = [Path(f).parent / PROFILE_FILES["antigens"] for f in decision_files]
     decisions = [_read_json(f) for f in decision_files]
     antigens = {
-        str(d["sample_id"]): pd.read_csv(Path(f).parent / "antigens.tsv", sep="\t")
-        for d, f in zip(decisions, decision_files, strict=True)
+        str(d["sample_id"]): pd.read_csv(a, sep="\t")
+        for d, a in zip(decisions, antigen_files, strict=True)
     }
     order = list(config["timepoints"]["order"])
     timeline = patient_timeline(decisions, antigens, order, config["timepoints"]["loss_points"])
     paths = {
-        "recommendations": write_recommendations(decisions, out / "recommendations.tsv"),
+        "recommendations": write_recommendations(decisions, out["recommendations"]),
         "decisions": write_json(
-            out / "decisions.json", sorted(decisions, key=lambda d: str(d["sample_id"]))
+            out["decisions"], sorted(decisions, key=lambda d: str(d["sample_id"]))
         ),
-        "patients": write_tsv(out / "patients.tsv", patient_table(decisions, timeline, order)),
-        "timeline": write_tsv(out / "patient_timeline.tsv", timeline),
+        "patients": write_tsv(out["patients"], patient_table(decisions, timeline, order)),
+        "timeline": write_tsv(out["timeline"], timeline),
     }
     return paths
 
 
 def write_sample_report(
-    sample_dir: str | Path,
+    sample_dir: str | Path | Mapping[str, str | Path],
     config: Mapping[str, Any],
     patient_samples: Sequence[str] | None = None,
+    out: str | Path | None = None,
 ) -> Path:
-    """``report.html`` for one sample, from its outputs only; ``patient_samples`` (the ids of
-    every sample of the same patient, in timepoint order) adds links to the others."""
+    """``report.html`` for one sample, from its outputs only (the sample's folder, or the
+    :data:`~antigen_profile.outputs.REPORT_READS` a rule declared); ``patient_samples`` (the
+    ids of every sample of the same patient, in timepoint order) adds links to the others.
+    ``out`` defaults to ``report.html`` beside the profile."""
     from antigen_profile.report import render_sample_report, write_html
 
-    path = Path(sample_dir) / "report.html"
-    write_html(render_sample_report(Path(sample_dir), config, patient_samples), path)
+    files = sample_paths(sample_dir, REPORT_READS)
+    path = Path(out) if out else files["profile"].parent / REPORT_FILE
+    write_html(render_sample_report(files, config, patient_samples), path)
     return path
 
 
@@ -113,3 +161,53 @@ def write_cohort_report(
 def _read_json(path: str | Path) -> Any:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def run_summary(results: str | Path, sample_ids: Sequence[str], top: int = 3) -> str:
+    """The few lines a run ends with (after Snakemake's log): samples by decision, the most
+    frequent reasons for review or refusal, the samples not analysed and why, and where the
+    report is; or, when the cohort table was not written, which samples have no decision."""
+    from collections import Counter
+
+    root = Path(results)
+    table_path = cohort_paths(root)["recommendations"]
+    lines = []
+    if table_path.is_file():
+        table = pd.read_csv(table_path, sep="\t", dtype=str, keep_default_na=False)
+        table = table[table["sample_id"].isin(list(sample_ids))]
+        counts = Counter(table["decision"])
+        lines.append(
+            f"antigen-profile: {len(table)} sample(s): "
+            + ", ".join(f"{n} {word}" for word, n in counts.most_common())
+        )
+        reasons: Counter[str] = Counter()
+        for column in ("review_reasons", "clinical_reasons"):
+            for cell in table.get(column, pd.Series(dtype=str)):
+                reasons.update(r.strip() for r in cell.split(";") if r.strip())
+        if reasons:
+            lines.append(
+                "  most frequent reasons: "
+                + "; ".join(f"{r} ({n})" for r, n in reasons.most_common(top))
+            )
+    else:
+        decided = [s for s in sample_ids if (root / s / DECISION_FILE).is_file()]
+        lines.append(
+            f"antigen-profile: {len(decided)} of {len(sample_ids)} sample(s) decided; "
+            f"no {table_path.name} yet: see the errors above and {root / 'logs'}"
+        )
+    failed = []
+    for sample_id in sample_ids:
+        qc_path = root / sample_id / PROFILE_FILES["qc"]
+        if not qc_path.is_file():
+            continue
+        qc = _read_json(qc_path)
+        if qc.get("status") == "fail":
+            failed.append(f"{sample_id}: {'; '.join(qc.get('reasons') or ['see qc.json'])}")
+    if failed:
+        lines.append(f"  not analysed ({len(failed)}): " + " | ".join(failed[:top]))
+        if len(failed) > top:
+            lines.append(f"  ... and {len(failed) - top} more: see {table_path}")
+    report = root / REPORT_FILE
+    if report.is_file():
+        lines.append(f"  report: {report}")
+    return "\n".join(lines)

@@ -24,6 +24,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from antigen_profile import __version__
 from antigen_profile.files import write_text
+from antigen_profile.outputs import REPORT_READS, sample_paths
 from antigen_profile.report import plots
 from antigen_profile.report.offtumour import off_tumour_note
 
@@ -55,18 +56,11 @@ STATUS_CLASS = {
     "undetermined": "warn",
 }
 
-SAMPLE_FILES = (
-    "qc.json",
-    "populations.tsv",
-    "antigens.tsv",
-    "gates.json",
-    "plotdata.npz",
-    "profile.json",
-    "decision.json",
-)
+#: The result files a report needs (keys of :data:`antigen_profile.outputs.SAMPLE_FILES`).
+REQUIRED_FILES = ("qc", "populations", "antigens", "gates", "plotdata", "profile", "decision")
 #: Written by later versions of the profile stage: a results folder without them still renders,
 #: with a note where their section would be.
-OPTIONAL_FILES = ("coverage.tsv", "coexpression.tsv", "positive_controls.tsv")
+OPTIONAL_FILES = ("coverage", "coexpression", "positive_controls")
 
 #: Content-Security-Policy of the sample report: nothing may load or run except the inline
 #: styles and the data: images the report itself carries. A string that escaped escaping could
@@ -294,30 +288,32 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def read_sample(sample_dir: Path) -> SampleFiles:
+def read_sample(sample_dir: Path | Mapping[str, str | Path]) -> SampleFiles:
     """Read the seven result files of a sample, failing loudly when one is missing, and the
     optional ones (coverage.tsv, coexpression.tsv) when they are there.
 
-    A report silently missing its decision or its gates would look complete to a clinician;
-    an error in the workflow log is the safer outcome. The optional files are newer than some
-    results folders: their absence is said in the report, not raised.
+    ``sample_dir`` is the sample's folder or the files a rule declared
+    (:data:`antigen_profile.outputs.REPORT_READS`). A report silently missing its decision or
+    its gates would look complete to a clinician; an error in the workflow log is the safer
+    outcome. The optional files are newer than some results folders: their absence is said in
+    the report, not raised.
     """
-    sample_dir = Path(sample_dir)
-    missing = [name for name in SAMPLE_FILES if not (sample_dir / name).is_file()]
+    paths = sample_paths(sample_dir, REPORT_READS)
+    missing = [str(paths[key]) for key in REQUIRED_FILES if not paths[key].is_file()]
     if missing:
-        raise FileNotFoundError(f"{sample_dir}: missing result file(s) {', '.join(missing)}")
-    gates = _read_json(sample_dir / "gates.json")
+        raise FileNotFoundError(f"missing result file(s) {', '.join(missing)}")
+    gates = _read_json(paths["gates"])
     if not isinstance(gates, list):
-        raise ValueError(f"{sample_dir / 'gates.json'}: expected a list of gates")
+        raise ValueError(f"{paths['gates']}: expected a list of gates")
     return SampleFiles(
-        qc=_read_json(sample_dir / "qc.json"),
-        populations=_read_tsv(sample_dir / "populations.tsv"),
-        antigens=_read_tsv(sample_dir / "antigens.tsv"),
+        qc=_read_json(paths["qc"]),
+        populations=_read_tsv(paths["populations"]),
+        antigens=_read_tsv(paths["antigens"]),
         gates=gates,
-        plotdata=_read_npz(sample_dir / "plotdata.npz"),
-        profile=_read_json(sample_dir / "profile.json"),
-        decision=_read_json(sample_dir / "decision.json"),
-        **{name.removesuffix(".tsv"): _read_table(sample_dir / name) for name in OPTIONAL_FILES},
+        plotdata=_read_npz(paths["plotdata"]),
+        profile=_read_json(paths["profile"]),
+        decision=_read_json(paths["decision"]),
+        **{key: _read_table(paths[key]) for key in OPTIONAL_FILES},
     )
 
 
@@ -1264,7 +1260,7 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 
 def render_sample_report(
-    sample_dir: Path,
+    sample_dir: Path | Mapping[str, str | Path],
     config: Mapping[str, Any],
     patient_samples: Sequence[str] | None = None,
 ) -> str:
@@ -1273,7 +1269,8 @@ def render_sample_report(
     Parameters
     ----------
     sample_dir
-        ``results/{sample_id}/`` holding the files of docs/outputs.md.
+        ``results/{sample_id}/`` holding the files of docs/outputs.md, or those files by
+        key (:data:`antigen_profile.outputs.REPORT_READS`) as a rule declared them.
     config
         The workflow configuration; only used to label plots and, when profile.json records
         no settings, to print the configured ones (marked as such).
@@ -1281,7 +1278,7 @@ def render_sample_report(
         The ids of every sample of this sample's patient, in timepoint order; with more than
         one, the report lists them with links to their reports (``../{id}/report.html``).
     """
-    files = read_sample(Path(sample_dir))
+    files = read_sample(sample_dir)
     context = sample_context(files, config, patient_samples)
     return environment().get_template("sample.html").render(**context)
 

@@ -1,0 +1,141 @@
+"""The workflow's output files, named once.
+
+The Snakemake rules declare their outputs from these tables, the writers write to the paths
+they are handed (a rule's declared paths, or a folder's default names) and the readers read
+them: a file is renamed or added here, not in each stage. docs/outputs.md describes what each
+file holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+#: What ``profile`` writes per sample: key -> file name in ``results/{sample_id}/``.
+PROFILE_FILES: dict[str, str] = {
+    "qc": "qc.json",
+    "populations": "populations.tsv",
+    "antigens": "antigens.tsv",
+    "coverage": "coverage.tsv",
+    "coexpression": "coexpression.tsv",
+    "gates": "gates.json",
+    "gatingml": "gates.xml",
+    "plotdata": "plotdata.npz",
+    "profile": "profile.json",
+    "calibration": "calibration.json",
+    "positive_controls": "positive_controls.tsv",
+}
+#: What ``decide`` writes per sample.
+DECISION_FILE = "decision.json"
+#: The per-sample HTML report (and the cohort index, one level up).
+REPORT_FILE = "report.html"
+#: What ``decide`` reads of the profile.
+DECISION_READS = ("antigens", "coverage", "populations", "qc", "profile")
+#: What ``sample_report`` reads: the profile's files but the Gating-ML export, the
+#: calibration curves, and the decision.
+REPORT_READS = (
+    "qc",
+    "populations",
+    "antigens",
+    "coverage",
+    "coexpression",
+    "gates",
+    "plotdata",
+    "profile",
+    "positive_controls",
+    "decision",
+)
+#: What ``recommendations`` writes for the cohort: key -> file name in ``results/``.
+COHORT_FILES: dict[str, str] = {
+    "recommendations": "recommendations.tsv",
+    "decisions": "decisions.json",
+    "patients": "patients.tsv",
+    "timeline": "patient_timeline.tsv",
+}
+#: File names in ``results/`` that no sample id may take (its folder would shadow them).
+COHORT_NAMES = frozenset({*COHORT_FILES.values(), REPORT_FILE, "logs", "benchmarks"})
+
+#: Every per-sample file name: key -> name.
+SAMPLE_FILES: dict[str, str] = {
+    **PROFILE_FILES,
+    "decision": DECISION_FILE,
+    "report": REPORT_FILE,
+}
+
+
+def sample_paths(
+    where: str | Path | Mapping[str, str | Path], keys: tuple[str, ...] | None = None
+) -> dict[str, Path]:
+    """The paths of a sample's files (``keys``: all of :data:`SAMPLE_FILES` by default).
+
+    ``where`` is the sample's folder (each file under its default name) or a mapping from
+    key to path, as a Snakemake rule declares them; a mapping must hold every key asked for,
+    so a stage never falls back to a name its rule did not declare.
+    """
+    keys = tuple(SAMPLE_FILES) if keys is None else keys
+    unknown = [k for k in keys if k not in SAMPLE_FILES]
+    if unknown:
+        raise KeyError(f"not a per-sample output: {', '.join(unknown)}")
+    if isinstance(where, Mapping):
+        missing = [k for k in keys if k not in where]
+        if missing:
+            raise KeyError(f"no path given for {', '.join(missing)}")
+        return {k: Path(where[k]) for k in keys}
+    folder = Path(where)
+    return {k: folder / SAMPLE_FILES[k] for k in keys}
+
+
+def sample_patterns(results: str, keys: tuple[str, ...]) -> dict[str, str]:
+    """``{key: "{results}/{sample}/{name}"}``: a rule's declaration of per-sample files."""
+    return {k: f"{results}/{{sample}}/{SAMPLE_FILES[k]}" for k in keys}
+
+
+def cohort_paths(results: str | Path) -> dict[str, Path]:
+    """The cohort tables in ``results``."""
+    return {k: Path(results) / name for k, name in COHORT_FILES.items()}
+
+
+def layout_problems(
+    results: str | Path,
+    sample_ids: Iterable[str],
+    inputs: Mapping[str, Iterable[str | Path]],
+) -> list[str]:
+    """What would make the run write where it must not, one line each: a sample id that is
+    not a plain folder name inside ``results`` (``.``, ``..``, a cohort output's name), or
+    an output that resolves onto one of ``inputs`` (what -> paths: the sheets, the tubes, the
+    trial, the template, ...). Checked before any job runs: an output written over a user's
+    sheet or tube cannot be taken back."""
+    problems: list[str] = []
+    root = Path(results).resolve()
+    targets: dict[Path, str] = {root / name: name for name in COHORT_FILES.values()}
+    targets[root / REPORT_FILE] = REPORT_FILE
+    for sample_id in sample_ids:
+        if sample_id in {".", ".."} or "/" in sample_id or "\\" in sample_id:
+            problems.append(
+                f"sample_id {sample_id!r} is not a folder name: its outputs would land outside "
+                f"{results}/; rename the sample in the sheet"
+            )
+            continue
+        if sample_id in COHORT_NAMES:
+            problems.append(
+                f"sample_id {sample_id!r} is the name of a cohort output in {results}/; rename "
+                "the sample in the sheet"
+            )
+            continue
+        folder = (root / sample_id).resolve()
+        if folder.parent != root:
+            problems.append(
+                f"{results}/{sample_id} is a link to {folder}: outputs must stay in {results}/; "
+                "remove the link"
+            )
+            continue
+        targets.update({folder / name: f"{sample_id}/{name}" for name in SAMPLE_FILES.values()})
+    for what, paths in inputs.items():
+        for given in paths:
+            path = Path(given).resolve()
+            if path in targets:
+                problems.append(
+                    f"{what} {given} would be overwritten by the output {targets[path]} of "
+                    f"results={results}; choose another results folder"
+                )
+    return problems
