@@ -30,3 +30,12 @@ rule all:
         f"{RESULTS}/recommendations.tsv",
         f"{RESULTS}/report.html",
         expand(f"{RESULTS}/{{sample}}/report.html", sample=SAMPLE_IDS),
+
+
+# The last lines of every run: decisions, main reasons, failed samples, the report's path.
+onsuccess:
+    print(run_summary(RESULTS, SAMPLE_IDS))
+
+
+onerror:
+    print(run_summary(RESULTS, SAMPLE_IDS))

@@ -1,22 +1,23 @@
-# Config and sheets: validated here, at parse time, so a bad sheet stops the run before any job.
+# Config, sheets, trial and output locations: checked here, at parse time, so a bad input
+# stops the run before any job, in one line naming the fix.
 import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-from antigen_profile import simulate
+from antigen_profile import outputs, simulate, stages
 from antigen_profile.cohort import timepoint_rank
-from antigen_profile.config import ConfigError, resolve_paths, validate_config
+from antigen_profile.config import ConfigError, missing_files, resolve_paths, validate_config
+from antigen_profile.recommend import TrialError, load_trial
+from antigen_profile.steps import patient_param, run_summary
 from antigen_profile.sheets import (
     SheetError,
     marker_control_columns,
+    patient_record,
     read_patients,
     read_samples,
-    typed_patients,
 )
 
-validate(config, "../schemas/config.schema.yaml")
 try:
     validate_config(config)
 except ConfigError as exc:
@@ -36,15 +37,39 @@ def _demo_makes(path):
     return IS_DEMO and path.parent == DEMO_DIR / "fcs" and path.suffix == ".fcs" and path.stem in DEMO_TUBES
 
 
+_missing = missing_files(config)
+if _missing:
+    raise WorkflowError("nothing was run: " + "\n".join(_missing))
+try:
+    load_trial(config["trial"])
+except TrialError as exc:
+    raise WorkflowError(f"trial rules rejected, nothing was run: {exc}")
 try:
     SAMPLES = read_samples(config["samples"], producible=_demo_makes)
     PATIENTS = read_patients(config["patients"])
 except SheetError as exc:
     raise WorkflowError(f"sample or patient sheet rejected, nothing was run:\n{exc}")
-validate(SAMPLES.reset_index(drop=True), "../schemas/samples.schema.yaml")
-validate(typed_patients(PATIENTS), "../schemas/patients.schema.yaml")
 SAMPLE_IDS = list(SAMPLES["sample_id"])
 MARKER_CONTROLS = marker_control_columns(SAMPLES)
+
+
+def _tubes():
+    columns = ["fcs", "control_fcs", "bead_fcs", *MARKER_CONTROLS]
+    return [p for c in columns if c in SAMPLES for p in SAMPLES[c] if p]
+
+
+_layout = outputs.layout_problems(
+    RESULTS,
+    SAMPLE_IDS,
+    {
+        "sample sheet": [config["samples"]],
+        "patient sheet": [config["patients"]],
+        "tube": _tubes(),
+        "config file": list(stages.profile_inputs(config).values()),
+    },
+)
+if _layout:
+    raise WorkflowError("output locations rejected, nothing was run:\n" + "\n".join(_layout))
 
 _unknown = sorted(set(SAMPLES["patient_id"]) - set(PATIENTS["patient_id"]))
 if _unknown:

@@ -1,27 +1,26 @@
 # Per sample: ingest -> QC -> compensation -> gating -> quantification (one job, one file read).
+# Inputs: the tubes and every file the config points at (gating template or lab gating, trial,
+# compensation matrix); params: every config value that changes a number. Change either and
+# Snakemake reruns exactly the samples it affects.
+
+PROFILE_OUTPUTS = outputs.sample_patterns(RESULTS, tuple(outputs.PROFILE_FILES))
+PROFILE_OUTPUTS["antigens"] = report(
+    PROFILE_OUTPUTS["antigens"],
+    caption="../report/antigens.rst",
+    category="Samples",
+    subcategory="{sample}",
+    labels={"sample": "{sample}", "file": "antigens.tsv"},
+)
 
 
 rule profile:
     input:
         unpack(sample_inputs),
+        **stages.profile_inputs(config),
     output:
-        qc=f"{RESULTS}/{{sample}}/qc.json",
-        populations=f"{RESULTS}/{{sample}}/populations.tsv",
-        antigens=report(
-            f"{RESULTS}/{{sample}}/antigens.tsv",
-            caption="../report/antigens.rst",
-            category="Samples",
-            subcategory="{sample}",
-            labels={"sample": "{sample}", "file": "antigens.tsv"},
-        ),
-        coverage=f"{RESULTS}/{{sample}}/coverage.tsv",
-        coexpression=f"{RESULTS}/{{sample}}/coexpression.tsv",
-        gates=f"{RESULTS}/{{sample}}/gates.json",
-        gatingml=f"{RESULTS}/{{sample}}/gates.xml",
-        plotdata=f"{RESULTS}/{{sample}}/plotdata.npz",
-        profile=f"{RESULTS}/{{sample}}/profile.json",
-        calibration=f"{RESULTS}/{{sample}}/calibration.json",
-        positive_controls=f"{RESULTS}/{{sample}}/positive_controls.tsv",
+        **PROFILE_OUTPUTS,
+    params:
+        settings=stages.digest(config, stages.PROFILE_SETTINGS),
     log:
         f"{RESULTS}/logs/profile/{{sample}}.log",
     benchmark:

@@ -1,21 +1,22 @@
 # Per sample: the trial's rules applied to the antigen profile and the patient's facts.
 # Cohort: all decisions in one table.
+# The patient's row of the sheet is a param, not the sheet an input: editing one patient
+# reruns that patient's decisions, not the cohort's.
 
 
 rule decide:
     input:
-        antigens=f"{RESULTS}/{{sample}}/antigens.tsv",
-        coverage=f"{RESULTS}/{{sample}}/coverage.tsv",
-        populations=f"{RESULTS}/{{sample}}/populations.tsv",
-        qc=f"{RESULTS}/{{sample}}/qc.json",
-        profile=f"{RESULTS}/{{sample}}/profile.json",
-        patients=config["patients"],
+        **outputs.sample_patterns(RESULTS, outputs.DECISION_READS),
         trial=config["trial"],
     output:
-        f"{RESULTS}/{{sample}}/decision.json",
+        f"{RESULTS}/{{sample}}/{outputs.DECISION_FILE}",
     params:
         patient_id=lambda wc: SAMPLES.loc[wc.sample, "patient_id"],
+        patient=lambda wc: patient_param(
+            patient_record(PATIENTS, SAMPLES.loc[wc.sample, "patient_id"])
+        ),
         timepoint=lambda wc: SAMPLES.loc[wc.sample, "timepoint"] or None,
+        settings=stages.digest(config, stages.DECISION_SETTINGS),
     log:
         f"{RESULTS}/logs/decide/{{sample}}.log",
     benchmark:
@@ -31,30 +32,30 @@ rule decide:
         "../scripts/decide.py"
 
 
+COHORT_OUTPUTS = {k: str(p) for k, p in outputs.cohort_paths(RESULTS).items()}
+for _key, _caption in (
+    ("recommendations", "recommendations"),
+    ("patients", "patients"),
+    ("timeline", "patient_timeline"),
+):
+    COHORT_OUTPUTS[_key] = report(
+        COHORT_OUTPUTS[_key],
+        caption=f"../report/{_caption}.rst",
+        category="Cohort",
+        labels={"file": outputs.COHORT_FILES[_key]},
+    )
+
+
 rule recommendations:
     input:
-        decisions=expand(f"{RESULTS}/{{sample}}/decision.json", sample=SAMPLE_IDS),
-        antigens=expand(f"{RESULTS}/{{sample}}/antigens.tsv", sample=SAMPLE_IDS),
+        decisions=expand(f"{RESULTS}/{{sample}}/{outputs.DECISION_FILE}", sample=SAMPLE_IDS),
+        antigens=expand(
+            f"{RESULTS}/{{sample}}/{outputs.PROFILE_FILES['antigens']}", sample=SAMPLE_IDS
+        ),
     output:
-        recommendations=report(
-            f"{RESULTS}/recommendations.tsv",
-            caption="../report/recommendations.rst",
-            category="Cohort",
-            labels={"file": "recommendations.tsv"},
-        ),
-        decisions=f"{RESULTS}/decisions.json",
-        patients=report(
-            f"{RESULTS}/patients.tsv",
-            caption="../report/patients.rst",
-            category="Cohort",
-            labels={"file": "patients.tsv"},
-        ),
-        timeline=report(
-            f"{RESULTS}/patient_timeline.tsv",
-            caption="../report/patient_timeline.rst",
-            category="Cohort",
-            labels={"file": "patient_timeline.tsv"},
-        ),
+        **COHORT_OUTPUTS,
+    params:
+        settings=stages.digest(config, stages.COHORT_SETTINGS),
     log:
         f"{RESULTS}/logs/recommendations.log",
     benchmark:

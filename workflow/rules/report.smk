@@ -5,26 +5,18 @@
 
 rule sample_report:
     input:
-        qc=f"{RESULTS}/{{sample}}/qc.json",
-        populations=f"{RESULTS}/{{sample}}/populations.tsv",
-        antigens=f"{RESULTS}/{{sample}}/antigens.tsv",
-        coverage=f"{RESULTS}/{{sample}}/coverage.tsv",
-        coexpression=f"{RESULTS}/{{sample}}/coexpression.tsv",
-        gates=f"{RESULTS}/{{sample}}/gates.json",
-        plotdata=f"{RESULTS}/{{sample}}/plotdata.npz",
-        profile=f"{RESULTS}/{{sample}}/profile.json",
-        decision=f"{RESULTS}/{{sample}}/decision.json",
-        positive_controls=f"{RESULTS}/{{sample}}/positive_controls.tsv",
+        **outputs.sample_patterns(RESULTS, outputs.REPORT_READS),
     output:
         report(
-            f"{RESULTS}/{{sample}}/report.html",
+            f"{RESULTS}/{{sample}}/{outputs.REPORT_FILE}",
             caption="../report/sample_report.rst",
             category="Samples",
             subcategory="{sample}",
-            labels={"sample": "{sample}", "file": "report.html"},
+            labels={"sample": "{sample}", "file": outputs.REPORT_FILE},
         ),
     params:
         patient_samples=patient_samples,
+        settings=stages.digest(config, stages.REPORT_SETTINGS),
     log:
         f"{RESULTS}/logs/sample_report/{{sample}}.log",
     benchmark:
@@ -42,17 +34,25 @@ rule sample_report:
 
 rule cohort_report:
     input:
-        recommendations=f"{RESULTS}/recommendations.tsv",
-        patients=f"{RESULTS}/patients.tsv",
-        timeline=f"{RESULTS}/patient_timeline.tsv",
-        reports=expand(f"{RESULTS}/{{sample}}/report.html", sample=SAMPLE_IDS),
+        recommendations=COHORT_OUTPUTS["recommendations"],
+        patients=COHORT_OUTPUTS["patients"],
+        timeline=COHORT_OUTPUTS["timeline"],
+        reports=expand(f"{RESULTS}/{{sample}}/{outputs.REPORT_FILE}", sample=SAMPLE_IDS),
+        # read per sample by the index (trial version, flags, QC reasons, antigen heatmap)
+        sample_files=expand(
+            f"{RESULTS}/{{sample}}/{{name}}",
+            sample=SAMPLE_IDS,
+            name=[outputs.SAMPLE_FILES[k] for k in ("decision", "profile", "qc", "antigens")],
+        ),
     output:
         report(
-            f"{RESULTS}/report.html",
+            f"{RESULTS}/{outputs.REPORT_FILE}",
             caption="../report/cohort_report.rst",
             category="Cohort",
-            labels={"file": "report.html"},
+            labels={"file": outputs.REPORT_FILE},
         ),
+    params:
+        settings=stages.digest(config, stages.COHORT_REPORT_SETTINGS),
     log:
         f"{RESULTS}/logs/cohort_report.log",
     benchmark:
