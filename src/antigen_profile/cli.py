@@ -16,7 +16,7 @@ from antigen_profile import __version__
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from antigen_profile.config import ConfigError, load_config, resolve_paths
+    from antigen_profile.config import ConfigError, load_config, missing_files, resolve_paths
     from antigen_profile.inputs import InputFileError, require_regular_file
     from antigen_profile.paths import REPO_ROOT
     from antigen_profile.pipeline import profile_sample
@@ -31,6 +31,10 @@ def _profile(args: argparse.Namespace) -> int:
         return 2
     # Paths in the default config are relative to the repository; in the user's, to the cwd.
     resolve_paths(config, Path.cwd() if args.config else REPO_ROOT)
+    missing = missing_files(config, args.config or "config", sheets=False)
+    if missing:
+        print(f"antigen-profile: {missing[0]}", file=sys.stderr)
+        return 2
     # The trial and the patient sheet are read here, after the analysis: one that is a FIFO
     # or a device would hang that read (issue 14). The analysis checks its own inputs.
     for what, given in (("trial file", config["trial"]), ("patient sheet", args.patients)):
