@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import warnings
@@ -679,18 +678,13 @@ def test_template_with_a_doctype_is_refused_in_one_line(
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "dev-zero"])
 def test_template_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
-    from test_inputs import within_limit
+    from test_inputs import SPECIAL_WORDS, special_file, within_limit
 
     path = tmp_path / "template.xml"
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "directory":
-        path.mkdir()
-    else:
-        path.symlink_to("/dev/zero")
-    what = {"fifo": "FIFO", "directory": "is a directory", "dev-zero": "character device"}[kind]
+    fifos = special_file(path, kind)
+    what = SPECIAL_WORDS[kind]
     with pytest.raises(GatingError) as error:
-        within_limit(lambda: GatingTemplate(path), (path,) if kind == "fifo" else ())
+        within_limit(lambda: GatingTemplate(path), fifos)
     text = str(error.value)
     assert text.startswith(f"{path}: gating template ") and what in text and "\n" not in text
 

@@ -56,6 +56,23 @@ def within_limit(call: Callable[[], T], fifos: tuple[Path, ...] = ()) -> T:
     return outcome["value"]
 
 
+#: What the one-line refusal says for each special file :func:`special_file` makes.
+SPECIAL_WORDS = {"fifo": "(FIFO)", "dev-zero": "(character device)", "directory": "is a directory"}
+
+
+def special_file(path: Path, kind: str) -> tuple[Path, ...]:
+    """Make ``path`` a FIFO, a link to ``/dev/zero`` or a directory; returns the FIFOs that
+    :func:`within_limit` must release if the reader blocks on them."""
+    if kind == "fifo":
+        os.mkfifo(path)
+        return (path,)
+    if kind == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to("/dev/zero")
+    return ()
+
+
 def _release(fifo: Path) -> None:
     """Give a reader blocked on ``fifo`` an end of file."""
     try:

@@ -463,20 +463,14 @@ def test_result_type() -> None:
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
 def test_lab_gating_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
     """A FIFO used to hang the job, ``/dev/zero`` to eat the memory."""
-    from test_inputs import within_limit
+    from test_inputs import SPECIAL_WORDS, special_file, within_limit
 
     path = tmp_path / "lab.wsp"
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "directory":
-        path.mkdir()
-    else:
-        path.symlink_to("/dev/zero")
-    what = {"fifo": "(FIFO)", "dev-zero": "(character device)", "directory": "is a directory"}
+    fifos = special_file(path, kind)
     with pytest.raises(LabGatingError) as error:
-        within_limit(lambda: LabGating(path, LAB_MAPPING), (path,) if kind == "fifo" else ())
+        within_limit(lambda: LabGating(path, LAB_MAPPING), fifos)
     text = _one_line(error)
-    assert text.startswith(f"{path}: lab gating file ") and what[kind] in text
+    assert text.startswith(f"{path}: lab gating file ") and SPECIAL_WORDS[kind] in text
 
 
 def test_lab_gating_over_the_size_cap_is_refused_before_reading(
