@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from antigen_profile.gating import POPULATION_COLUMNS
 from antigen_profile.pipeline import profile_sample
+from antigen_profile.populations import POPULATION_COLUMNS
 from antigen_profile.quantify import ANTIGEN_COLUMNS
 from antigen_profile.simulate import demo_tube_names
 from antigen_profile.steps import decide_sample

@@ -26,8 +26,8 @@ from antigen_profile.coverage import (
     recommend_combination,
     upset_data,
 )
-from antigen_profile.gating import POPULATION_COLUMNS
 from antigen_profile.ingest import Tube
+from antigen_profile.populations import POPULATION_COLUMNS
 from antigen_profile.qc import QCSettings, check_acquisition
 from antigen_profile.quantify import ANTIGEN_COLUMNS, POSITIVE_CONTROL_COLUMNS
 from antigen_profile.recommend import RECOMMENDATION_COLUMNS

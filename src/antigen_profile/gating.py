@@ -23,15 +23,18 @@ import numpy as np
 import pandas as pd
 
 from antigen_profile import gatefit
-from antigen_profile.inputs import (
-    InputFileError,
-    has_doctype,
-    read_gating_bytes,
-    safe_xml_parser,
+from antigen_profile.gatingml import (
+    DATATYPE_NS,
+    GATING_NS,
+    TRANSFORMS_NS,
+    datatype_tag,
+    gating_tag,
+    one_line,
+    read_xml,
+    transforms_tag,
 )
+from antigen_profile.populations import percent, population_table
 from antigen_profile.transforms import logicle_table
-
-POPULATION_COLUMNS = ["population", "parent", "events", "pct_parent", "pct_total"]
 
 
 class GatingError(ValueError):
@@ -77,20 +80,18 @@ class Populations:
 
     def counts(self) -> pd.DataFrame:
         """The ``populations.tsv`` table (see docs/outputs.md)."""
-        rows = []
-        for gate in self.gates:
-            events = self.count(gate.id)
-            parent_events = self.count(gate.parent) if gate.parent else self.n_total
-            rows.append(
-                {
-                    "population": gate.id,
-                    "parent": gate.parent or "",
-                    "events": events,
-                    "pct_parent": _pct(events, parent_events),
-                    "pct_total": _pct(events, self.n_total),
-                }
-            )
-        return pd.DataFrame(rows, columns=POPULATION_COLUMNS)
+        return population_table(
+            (
+                (
+                    gate.id,
+                    gate.parent,
+                    self.count(gate.id),
+                    self.count(gate.parent) if gate.parent else self.n_total,
+                )
+                for gate in self.gates
+            ),
+            self.n_total,
+        )
 
     def lineage(self, population: str) -> list[str]:
         """The population and its ancestors, root first."""
@@ -133,25 +134,9 @@ class FitSpec:
 #: :mod:`antigen_profile.registration` for a singlet gate on a pulse-width channel).
 FIT_METHODS = frozenset({"valley", "ratio", "cluster", "contain", "width"})
 
-GATING_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/gating"
-DATATYPE_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/datatypes"
-TRANSFORMS_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/transformations"
-PREFIXES = {GATING_NS: "gating", DATATYPE_NS: "data-type", TRANSFORMS_NS: "transforms"}
 #: Compensation references a template may use: the caller hands in events compensated with
 #: the tube's own spillover, which is what ``FCS`` asks for; a named matrix is not supported.
 COMPENSATION_REFS = {"uncompensated", "FCS"}
-
-
-def _g(name: str) -> str:
-    return f"{{{GATING_NS}}}{name}"
-
-
-def _d(name: str) -> str:
-    return f"{{{DATATYPE_NS}}}{name}"
-
-
-def _t(name: str) -> str:
-    return f"{{{TRANSFORMS_NS}}}{name}"
 
 
 @cache
@@ -166,12 +151,6 @@ def _schema() -> Any:
         if xsd.is_file():
             return etree.XMLSchema(etree.parse(str(xsd)))
     return None
-
-
-def _one_line(text: str) -> str:
-    for uri, prefix in PREFIXES.items():
-        text = text.replace(f"{{{uri}}}", f"{prefix}:")
-    return " ".join(str(text).split())
 
 
 def _read_template(
@@ -189,26 +168,16 @@ def _read_template(
     """
     from lxml import etree
 
-    # Read the way a lab's gating file is read (issue 14): a regular file under the size
-    # cap, parsed without DTD, entities or network, and no DOCTYPE at all.
-    try:
-        data = read_gating_bytes(path, "gating template")
-    except InputFileError as exc:
-        raise GatingError(str(exc)) from None
-    try:
-        root = etree.fromstring(data, safe_xml_parser())
-    except etree.XMLSyntaxError as exc:
-        raise GatingError(
-            f"{path}: not a valid Gating-ML 2.0 file ({_one_line(str(exc))}); "
-            "validate it against the Gating-ML 2.0 schema"
-        ) from None
-    if root is None:
-        raise GatingError(f"{path}: the file holds no XML document; give a Gating-ML 2.0 file")
-    if has_doctype(root):
-        raise GatingError(
-            f"{path}: declares a DOCTYPE, which Gating-ML 2.0 never does; remove the "
-            "<!DOCTYPE ...> declaration (and any entities) from the template"
-        )
+    root, _ = read_xml(
+        path,
+        "gating template",
+        GatingError,
+        syntax="{path}: not a valid Gating-ML 2.0 file ({reason}); validate it against the "
+        "Gating-ML 2.0 schema",
+        empty="{path}: the file holds no XML document; give a Gating-ML 2.0 file",
+        doctype="{path}: declares a DOCTYPE, which Gating-ML 2.0 never does; remove the "
+        "<!DOCTYPE ...> declaration (and any entities) from the template",
+    )
     tree = root.getroottree()
     schema = _schema()
     if schema is None:
@@ -217,7 +186,7 @@ def _read_template(
         first = schema.error_log[0]
         raise GatingError(
             f"{path}: not a valid Gating-ML 2.0 file (line {first.line}: "
-            f"{_one_line(first.message)}); validate it against the Gating-ML 2.0 schema"
+            f"{one_line(first.message)}); validate it against the Gating-ML 2.0 schema"
         )
     root = tree.getroot()
 
@@ -226,12 +195,14 @@ def _read_template(
 
     transforms: dict[str, dict[str, float]] = {}
     other_kinds: dict[str, str] = {}
-    for element in root.iterchildren(_t("transformation")):
-        xform_id = str(element.get(_t("id")))
+    for element in root.iterchildren(transforms_tag("transformation")):
+        xform_id = str(element.get(transforms_tag("id")))
         kind = next((etree.QName(c).localname for c in element if isinstance(c.tag, str)), "")
         if kind == "logicle":
-            child = element.find(_t("logicle"))
-            transforms[xform_id] = {k: float(child.get(_t(k))) for k in ("T", "W", "M", "A")}
+            child = element.find(transforms_tag("logicle"))
+            transforms[xform_id] = {
+                k: float(child.get(transforms_tag(k))) for k in ("T", "W", "M", "A")
+            }
         else:
             other_kinds[xform_id] = kind
 
@@ -244,7 +215,7 @@ def _read_template(
         qname = etree.QName(element)
         if qname.namespace != GATING_NS or not qname.localname.endswith("Gate"):
             continue
-        name = str(element.get(_g("id")))
+        name = str(element.get(gating_tag("id")))
         if qname.localname not in ("PolygonGate", "RectangleGate"):
             article = "an" if qname.localname[0] in "AEIOU" else "a"
             raise fail(
@@ -255,12 +226,12 @@ def _read_template(
             raise fail(f"gate id {name} is used twice")
         axes: list[Axis] = []
         bounds: dict[str, tuple[float | None, float | None]] = {}
-        dims = element.findall(_g("dimension"))
+        dims = element.findall(gating_tag("dimension"))
         for key, dim in zip(("x", "y", "z"), dims, strict=False):
-            fcs = dim.find(_d("fcs-dimension"))
+            fcs = dim.find(datatype_tag("fcs-dimension"))
             if fcs is None:
                 raise fail(f"gate {name} uses a derived (ratio) dimension; templates gate markers")
-            xform = dim.get(_g("transformation-ref"))
+            xform = dim.get(gating_tag("transformation-ref"))
             if xform is not None and xform not in transforms:
                 kind = other_kinds.get(xform)
                 raise fail(
@@ -268,23 +239,26 @@ def _read_template(
                     if kind
                     else f"gate {name} refers to transform {xform}, which the file does not define"
                 )
-            compensation = dim.get(_g("compensation-ref"))
+            compensation = dim.get(gating_tag("compensation-ref"))
             if compensation not in COMPENSATION_REFS:
                 raise fail(
                     f"gate {name} refers to compensation {compensation}; templates gate "
                     "events compensated with the tube's own spillover: use "
                     'compensation-ref="uncompensated"'
                 )
-            axes.append(Axis(str(fcs.get(_d("name"))), xform))
-            lo, hi = dim.get(_g("min")), dim.get(_g("max"))
+            axes.append(Axis(str(fcs.get(datatype_tag("name"))), xform))
+            lo, hi = dim.get(gating_tag("min")), dim.get(gating_tag("max"))
             bounds[key] = (None if lo is None else float(lo), None if hi is None else float(hi))
-        parent = element.get(_g("parent_id"))
+        parent = element.get(gating_tag("parent_id"))
         if qname.localname == "PolygonGate":
             if len(axes) != 2:
                 raise fail(f"gate {name} must have two dimensions")
             vertices = []
-            for vertex in element.findall(_g("vertex")):
-                coords = [float(c.get(_d("value"))) for c in vertex.findall(_g("coordinate"))]
+            for vertex in element.findall(gating_tag("vertex")):
+                coords = [
+                    float(c.get(datatype_tag("value")))
+                    for c in vertex.findall(gating_tag("coordinate"))
+                ]
                 if len(coords) != 2:
                     raise fail(f"gate {name} has a vertex without two coordinates")
                 vertices.append((coords[0], coords[1]))
@@ -294,7 +268,7 @@ def _read_template(
                 raise fail(f"gate {name} must have one or two dimensions")
             y = axes[1] if len(axes) > 1 else None
             gates[name] = GateShape(name, parent, "rectangle", axes[0], y, bounds=bounds)
-        for info in element.findall(_d("custom_info")):
+        for info in element.findall(datatype_tag("custom_info")):
             spec = info.find("fit")
             if spec is not None:
                 fits[name] = FitSpec(spec.get("method", ""), dict(spec.attrib))
@@ -323,10 +297,6 @@ def _parents_first(gates: Mapping[str, GateShape], fail: Any) -> list[GateShape]
         cyclic = sorted(set(gates) - {g.id for g in order})
         raise fail(f"gates {', '.join(cyclic)} are their own ancestors")
     return order
-
-
-def _pct(part: int, whole: int) -> float:
-    return round(100.0 * part / whole, 4) if whole else float("nan")
 
 
 #: Events per block when testing polygons: bounds the index and point buffers to a few MiB.
@@ -814,7 +784,7 @@ class GatingTemplate:
         out = [
             '<?xml version="1.0" encoding="UTF-8"?>',
             f'<gating:Gating-ML xmlns:gating="{GATING_NS}"',
-            '    xmlns:transforms="http://www.isac-net.org/std/Gating-ML/v2.0/transformations"',
+            f'    xmlns:transforms="{TRANSFORMS_NS}"',
             f'    xmlns:data-type="{DATATYPE_NS}">',
         ]
         for name, params in self.transforms.items():
@@ -891,7 +861,7 @@ def gate_to_json(gate: GateShape, populations: Populations) -> dict[str, Any]:
     events = populations.count(gate.id)
     parent_events = populations.count(gate.parent) if gate.parent else populations.n_total
     entry["events"] = events
-    entry["pct_parent"] = _pct(events, parent_events)
+    entry["pct_parent"] = percent(events, parent_events)
     return entry
 
 

@@ -26,13 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from antigen_profile.inputs import (
-    NOT_FOUND,
-    InputFileError,
-    has_doctype,
-    read_gating_bytes,
-    safe_xml_parser,
-)
+from antigen_profile.gatingml import DATATYPE_NS, TRANSFORMS_NS, read_xml
+from antigen_profile.populations import percent, population_table
 
 __all__ = [
     "ACQUISITION_DEFINED",
@@ -51,11 +46,6 @@ REQUIRED_POPULATIONS: tuple[str, ...] = ("blasts", "lymphocytes", "leukocytes")
 OPTIONAL_POPULATIONS: tuple[str, ...] = ("cells", "singlets")
 #: FlowJo's name for the matrix an instrument wrote into the FCS file: each tube brings its own.
 ACQUISITION_DEFINED = "Acquisition-defined"
-#: ``populations.tsv`` columns (docs/outputs.md), repeated here so this module stands alone.
-POPULATION_COLUMNS = ["population", "parent", "events", "pct_parent", "pct_total"]
-
-TRANSFORMS_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/transformations"
-DATATYPE_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/datatypes"
 SUFFIXES = (".xml", ".wsp")
 
 _TRANSFORM_KINDS = {
@@ -134,25 +124,14 @@ class LabGatingResult:
         """The ``populations.tsv`` table for our mapped populations; a population's parent is
         its nearest mapped ancestor in the lab's tree (empty at the top)."""
         n = self.n_total
-        rows = []
-        for name, mask in self.masks.items():
-            parent = self._parents.get(name)
-            events = int(mask.sum())
-            parent_events = int(self.masks[parent].sum()) if parent else n
-            rows.append(
-                {
-                    "population": name,
-                    "parent": parent or "",
-                    "events": events,
-                    "pct_parent": _pct(events, parent_events),
-                    "pct_total": _pct(events, n),
-                }
-            )
-        return pd.DataFrame(rows, columns=POPULATION_COLUMNS)
-
-
-def _pct(part: int, whole: int) -> float:
-    return round(100.0 * part / whole, 4) if whole else float("nan")
+        parents = {name: self._parents.get(name) for name in self.masks}
+        return population_table(
+            (
+                (name, parent, int(mask.sum()), int(self.masks[parent].sum()) if parent else n)
+                for (name, mask), parent in zip(self.masks.items(), parents.values(), strict=True)
+            ),
+            n,
+        )
 
 
 @dataclass(frozen=True)
@@ -184,32 +163,18 @@ def _read_xml(path: Path) -> tuple[Any, bytes]:
     or touching the network: the file comes from outside the project, and a DOCTYPE has no
     business in Gating-ML or a FlowJo workspace.
     """
-    from lxml import etree
-
-    try:
-        data = read_gating_bytes(path, "lab gating file")
-    except InputFileError as exc:
-        if exc.problem == NOT_FOUND:
-            raise LabGatingError(
-                f"{path}: cannot be read (not found); check the lab gating path in config"
-            ) from None
-        raise LabGatingError(str(exc)) from None
-    try:
-        root = etree.fromstring(data, safe_xml_parser())
-    except etree.XMLSyntaxError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else "syntax error"
-        raise LabGatingError(
-            f"{path}: not a readable XML file ({reason}); export it again from the gating "
-            "software as Gating-ML 2.0 (.xml) or a FlowJo 10 workspace (.wsp)"
-        ) from None
-    if root is None:
-        raise LabGatingError(f"{path}: the file holds no XML document; export it again")
-    if has_doctype(root):
-        raise LabGatingError(
-            f"{path}: declares a DOCTYPE, which Gating-ML and FlowJo workspaces never do; "
-            "export the file again from the gating software"
-        )
-    return root, data
+    return read_xml(
+        path,
+        "lab gating file",
+        LabGatingError,
+        not_found="{path}: cannot be read (not found); check the lab gating path in config",
+        syntax="{path}: not a readable XML file ({reason}); export it again from the gating "
+        "software as Gating-ML 2.0 (.xml) or a FlowJo 10 workspace (.wsp)",
+        empty="{path}: the file holds no XML document; export it again",
+        doctype="{path}: declares a DOCTYPE, which Gating-ML and FlowJo workspaces never do; "
+        "export the file again from the gating software",
+        reason=lambda text: text.splitlines()[0] if text else "syntax error",
+    )
 
 
 def _read_document(path: Path) -> tuple[str, bytes, int]:
@@ -489,31 +454,24 @@ class LabGating:
         strategy = self._strategy
         found: list[_Node] = []
         for name, gate_path in strategy.get_gate_ids():
+            quadrant = None
             try:
                 gate = strategy.get_gate(name, gate_path=gate_path)
-            except QuadrantReferenceError:
-                container_path = gate_path[:-1]
-                container = strategy.get_gate(gate_path[-1], gate_path=container_path)
-                found.append(
-                    _Node(
-                        name=name,
-                        path=(*gate_path[1:], name),
-                        parent=tuple(container_path[1:]) or None,
-                        result_path=tuple(container_path),
-                        gate=container,
-                        quadrant=container.quadrants[name],
-                    )
-                )
-                continue
-            if type(gate).__name__ == "QuadrantGate":
+                parent_path = tuple(gate_path)
+            except QuadrantReferenceError:  # a quadrant: its container holds the gate
+                parent_path = tuple(gate_path[:-1])
+                gate = strategy.get_gate(gate_path[-1], gate_path=parent_path)
+                quadrant = gate.quadrants[name]
+            if quadrant is None and type(gate).__name__ == "QuadrantGate":
                 continue  # a container, not a population: its quadrants are
             found.append(
                 _Node(
                     name=name,
                     path=(*gate_path[1:], name),
-                    parent=tuple(gate_path[1:]) or None,
-                    result_path=tuple(gate_path),
+                    parent=parent_path[1:] or None,
+                    result_path=parent_path,
                     gate=gate,
+                    quadrant=quadrant,
                 )
             )
         children: dict[tuple[str, ...] | None, list[_Node]] = {}
@@ -816,7 +774,7 @@ class LabGating:
         entry.update(_shape_json(node, ids, strategy))
         entry["events"] = counts[node.key]
         # JSON has no NaN: an empty parent gives no percentage rather than an invalid file
-        entry["pct_parent"] = _pct(counts[node.key], parent_events) if parent_events else None
+        entry["pct_parent"] = percent(counts[node.key], parent_events) if parent_events else None
         entry["name"] = node.name
         entry["path"] = node.key
         return entry

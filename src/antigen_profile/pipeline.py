@@ -33,7 +33,6 @@ from antigen_profile.coverage import (
 )
 from antigen_profile.files import write_json, write_npz, write_text, write_tsv
 from antigen_profile.gating import (
-    POPULATION_COLUMNS,
     GatingError,
     GatingTemplate,
     export_gatingml,
@@ -57,6 +56,7 @@ from antigen_profile.inputs import (
 )
 from antigen_profile.lab_gating import LabGating, LabGatingError
 from antigen_profile.outputs import PROFILE_FILES, sample_paths
+from antigen_profile.populations import POPULATION_COLUMNS
 from antigen_profile.qc import (
     QCResult,
     QCSettings,
