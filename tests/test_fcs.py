@@ -26,13 +26,12 @@ from antigen_profile import fcs
 from antigen_profile.fcs import (
     FCSError,
     find_spillover,
+    find_spillover_keyword,
     parse_spillover,
     read_fcs,
     read_header_and_text,
-    spillover_keyword,
 )
-from antigen_profile.simulate import spillover_keyword as spillover_value
-from antigen_profile.simulate import write_fcs
+from antigen_profile.fcs_write import format_spillover, write_fcs
 
 BROKEN = ("fcsparser/corrupted/corrupted.fcs", "fcsparser/cytek-nl-2000/sample_header.fcs")
 CYTEK_24BIT = (
@@ -576,7 +575,7 @@ def test_miltenyi_off_by_one_supplemental_text_and_names_only_spillover() -> Non
     assert any("DATA end offset is off by one" in w for w in data.warnings)
     assert any("merged" in w and "supplemental TEXT" in w for w in data.warnings)
     assert data.keywords["@MB_P1_USERNAME"] == "HDR-T"  # from the supplemental TEXT
-    assert spillover_keyword(data.keywords) == "$SPILLOVER"
+    assert find_spillover_keyword(data.keywords) == "$SPILLOVER"
     spill, notes = find_spillover(data.keywords, data.channels)
     assert spill is None
     assert notes == [
@@ -646,7 +645,7 @@ def test_write_fcs_round_trip_with_spillover(tmp_path: Path) -> None:
         events,
         ["FSC-A", "SSC-A", "PE-A", "APC-A"],
         ["", "", "CD22 PE", "CD123 APC"],
-        {"$SPILLOVER": spillover_value(["PE-A", "APC-A"], matrix), "$CYT": "demo"},
+        {"$SPILLOVER": format_spillover(["PE-A", "APC-A"], matrix), "$CYT": "demo"},
     )
     data = read_fcs(path)
     np.testing.assert_array_equal(data.events, events)
@@ -1074,13 +1073,13 @@ def test_comp_without_names() -> None:
         parse_spillover("2,1,0,0,1", CHANNELS)  # only $COMP may omit the names
 
 
-def test_spillover_keyword_order_and_fallback() -> None:
+def test_find_spillover_keyword_order_and_fallback() -> None:
     good = "2,FL1-A,FL2-A,1,0,0,1"
-    assert spillover_keyword({}) is None
-    assert spillover_keyword({"$SPILLOVER": "  ", "SPILL": good}) == "SPILL"
+    assert find_spillover_keyword({}) is None
+    assert find_spillover_keyword({"$SPILLOVER": "  ", "SPILL": good}) == "SPILL"
     lowest_first = ["SPILLOVER", "$COMP", "$SPILL", "SPILL", "$SPILLOVER"]
     for i, key in enumerate(lowest_first):
-        assert spillover_keyword(dict.fromkeys(lowest_first[: i + 1], good)) == key
+        assert find_spillover_keyword(dict.fromkeys(lowest_first[: i + 1], good)) == key
     spill, notes = find_spillover({"$SPILLOVER": "6,A,B,C,D,E,F", "SPILL": good}, CHANNELS)
     assert spill is not None and spill.keyword == "SPILL"
     assert notes == [

@@ -19,6 +19,7 @@ from matplotlib.path import Path as MplPath
 
 from antigen_profile.compensate import compensate
 from antigen_profile.config import load_config
+from antigen_profile.fcs import parse_spillover
 from antigen_profile.gating import (
     Axis,
     GateShape,
@@ -28,7 +29,7 @@ from antigen_profile.gating import (
     gate_to_json,
     membership,
 )
-from antigen_profile.ingest import find_markers, parse_spillover
+from antigen_profile.ingest import find_markers
 from antigen_profile.paths import REPO_ROOT
 from antigen_profile.simulate import Truth, demo_tube_events, demo_tube_spec
 from antigen_profile.transforms import logicle
@@ -136,7 +137,8 @@ def demo() -> tuple[dict[str, np.ndarray], Truth]:
     events, truth = demo_tube_events("P01-R1")
     channels = [c.name for c in spec.channels]
     labels = [c.label for c in spec.channels]
-    spill = parse_spillover(spec.keywords()["$SPILLOVER"], channels)
+    names, matrix = parse_spillover(spec.keywords()["$SPILLOVER"], channels)
+    spill = pd.DataFrame(matrix, index=names, columns=names)
     compensated = compensate(events, channels, spill)
     markers = find_markers(channels, labels, CONFIG["markers"], CONFIG["scatter"]).markers
     data = {m: compensated[:, channels.index(d)] for m, d in markers.items()}

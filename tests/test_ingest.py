@@ -14,14 +14,13 @@ from conftest import CORPUS, corpus_skip_reason
 
 from antigen_profile import ingest
 from antigen_profile.config import load_config
+from antigen_profile.fcs_write import format_spillover, write_fcs
 from antigen_profile.ingest import (
     IngestError,
     find_markers,
     map_control,
-    parse_spillover,
     read_tube,
 )
-from antigen_profile.simulate import spillover_keyword, write_fcs
 
 CONFIG = load_config()
 MARKERS: dict[str, list[str]] = CONFIG["markers"]
@@ -181,54 +180,14 @@ def test_unknown_marker_is_simply_absent() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# parse_spillover
-# --------------------------------------------------------------------------------------------
-
-
-def test_parse_spillover_with_names() -> None:
-    text = spillover_keyword(["APC-A", "PE-A"], np.array([[1.0, 0.2], [0.05, 1.0]]))
-    frame = parse_spillover(text, CHANNELS)
-    assert list(frame.index) == ["APC-A", "PE-A"]
-    assert list(frame.columns) == ["APC-A", "PE-A"]
-    np.testing.assert_array_equal(frame.to_numpy(), [[1.0, 0.2], [0.05, 1.0]])
-
-
-def test_parse_spillover_with_one_based_channel_numbers() -> None:
-    # channel 4 is PE-A and 5 is APC-A (1-based)
-    frame = parse_spillover("2, 4, 5, 1, 0.1, 0.3, 1", CHANNELS)
-    assert list(frame.index) == ["PE-A", "APC-A"]
-    assert frame.loc["APC-A", "PE-A"] == pytest.approx(0.3)
-    assert frame.loc["PE-A", "APC-A"] == pytest.approx(0.1)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "3,PE-A,APC-A,1,0,0,1",  # declares 3, names 2
-        "2,PE-A,APC-A,1,0,0",  # one value short
-        "2,PE-A,APC-A,1,0,0,1,0",  # one value too many
-        "",
-        "two,PE-A,APC-A,1,0,0,1",
-        "0",
-        "2,PE-A,NOPE-A,1,0,0,1",  # a detector not in the file
-        "2,4,99,1,0,0,1",  # a channel number out of range
-        "2,PE-A,APC-A,1,x,0,1",
-    ],
-)
-def test_parse_spillover_malformed_raises_value_error(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_spillover(text, CHANNELS)
-
-
-# --------------------------------------------------------------------------------------------
-# read_tube on files written by simulate.write_fcs
+# read_tube on files written by fcs_write.write_fcs
 # --------------------------------------------------------------------------------------------
 
 
 def test_read_tube_round_trip(tmp_path: Path) -> None:
     events = _events()
     keywords = {
-        "$SPILLOVER": spillover_keyword(FLUO, SPILL),
+        "$SPILLOVER": format_spillover(FLUO, SPILL),
         "$CYT": "Test cytometer",
         "$P4R": "1024",
     }
@@ -264,7 +223,7 @@ def test_read_tube_round_trip(tmp_path: Path) -> None:
 
 
 def test_read_tube_spill_keyword(tmp_path: Path) -> None:
-    text = spillover_keyword(FLUO, SPILL)
+    text = format_spillover(FLUO, SPILL)
     path = _write(tmp_path / "bd.fcs", keywords={"SPILL": text})
     tube = read_tube(path, MARKERS, SCATTER)
     assert tube.spillover_source == "SPILL"
@@ -275,8 +234,8 @@ def test_read_tube_spill_keyword(tmp_path: Path) -> None:
 def test_spillover_keyword_wins_over_spill(tmp_path: Path) -> None:
     other = np.eye(3) + 0.5 * np.eye(3, k=1)
     keywords = {
-        "$SPILLOVER": spillover_keyword(FLUO, SPILL),
-        "SPILL": spillover_keyword(FLUO, other),
+        "$SPILLOVER": format_spillover(FLUO, SPILL),
+        "SPILL": format_spillover(FLUO, other),
     }
     tube = read_tube(_write(tmp_path / "both.fcs", keywords=keywords), MARKERS, SCATTER)
     assert tube.spillover_source == "$SPILLOVER"
@@ -285,7 +244,7 @@ def test_spillover_keyword_wins_over_spill(tmp_path: Path) -> None:
 
 
 def test_read_tube_dollar_spill_keyword(tmp_path: Path) -> None:
-    path = _write(tmp_path / "spill.fcs", keywords={"$SPILL": spillover_keyword(FLUO, SPILL)})
+    path = _write(tmp_path / "spill.fcs", keywords={"$SPILL": format_spillover(FLUO, SPILL)})
     tube = read_tube(path, MARKERS, SCATTER)
     assert tube.spillover is not None
     assert tube.spillover_source != "none"
@@ -295,7 +254,7 @@ def test_read_tube_dollar_spill_keyword(tmp_path: Path) -> None:
 def test_malformed_spillover_falls_back_with_a_warning(tmp_path: Path) -> None:
     keywords = {
         "$SPILLOVER": "3,PE-A,APC-A,1,0,0,1",
-        "SPILL": spillover_keyword(FLUO, SPILL),
+        "SPILL": format_spillover(FLUO, SPILL),
     }
     tube = read_tube(_write(tmp_path / "bad.fcs", keywords=keywords), MARKERS, SCATTER)
     assert tube.spillover_source == "SPILL"
@@ -311,7 +270,7 @@ def test_no_spillover_keyword(tmp_path: Path) -> None:
 def test_spillover_from_config_csv_overrides_the_file(tmp_path: Path) -> None:
     csv = tmp_path / "spill.csv"
     csv.write_text("detector,PE-A,APC-A\nPE-A,1,0.25\nAPC-A,0,1\n")
-    keywords = {"$SPILLOVER": spillover_keyword(FLUO, SPILL)}
+    keywords = {"$SPILLOVER": format_spillover(FLUO, SPILL)}
     path = _write(tmp_path / "tube.fcs", keywords=keywords)
     tube = read_tube(path, MARKERS, SCATTER, spillover_csv=csv)
     assert tube.spillover_source == "config"
@@ -320,7 +279,7 @@ def test_spillover_from_config_csv_overrides_the_file(tmp_path: Path) -> None:
 
 
 def test_read_tube_checksum_and_file_untouched(tmp_path: Path) -> None:
-    path = _write(tmp_path / "tube.fcs", keywords={"$SPILLOVER": spillover_keyword(FLUO, SPILL)})
+    path = _write(tmp_path / "tube.fcs", keywords={"$SPILLOVER": format_spillover(FLUO, SPILL)})
     before = path.read_bytes()
     stat = path.stat()
     tube = read_tube(path, MARKERS, SCATTER)

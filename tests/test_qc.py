@@ -1,4 +1,4 @@
-"""Tests of acquisition QC: tubes written with simulate.write_fcs and read with ingest, and demo
+"""Tests of acquisition QC: tubes written with fcs_write.write_fcs and read with ingest, and demo
 cells acquired along a controlled time course (clogs, gaps, bursts, shifts)."""
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from conftest import CORPUS, corpus_skip_reason
 
 from antigen_profile.compensate import compensate
 from antigen_profile.config import ConfigError, load_config, resolve
+from antigen_profile.fcs_write import format_spillover, write_fcs
 from antigen_profile.gating import GatingTemplate
 from antigen_profile.ingest import Tube, find_markers, read_tube
 from antigen_profile.qc import (
     QCResult,
     QCSettings,
     check_acquisition,
-    check_compensation,
     compensation_warnings,
     densest_population,
     failed_qc,
@@ -39,14 +39,12 @@ from antigen_profile.simulate import (
     demo_tube_names,
     demo_tube_spec,
     simulate_events,
-    spillover_keyword,
-    write_fcs,
 )
 
 CONFIG = load_config()
 CHANNELS = ["FSC-A", "SSC-A", "PE-A", "APC-A", "Time"]
 LABELS = ["", "", "CD22 PE", "CD123 APC", ""]
-SPILLOVER = {"$SPILLOVER": spillover_keyword(["PE-A", "APC-A"], np.array([[1, 0.1], [0.02, 1]]))}
+SPILLOVER = {"$SPILLOVER": format_spillover(["PE-A", "APC-A"], np.array([[1, 0.1], [0.02, 1]]))}
 SETTINGS = QCSettings.from_config(CONFIG)
 
 
@@ -309,7 +307,7 @@ def test_clog_is_dropped_end_to_end(tmp_path: Path) -> None:
     ticks[:, TIME] = times / 0.01  # the cytometer records 10-ms ticks
     keywords = {
         "$TIMESTEP": "0.01",
-        "$SPILLOVER": spillover_keyword(DEMO_FLUORESCENCE, DEMO_SPILL.to_numpy()),
+        "$SPILLOVER": format_spillover(DEMO_FLUORESCENCE, DEMO_SPILL.to_numpy()),
     }
     path = write_fcs(tmp_path / "clog.fcs", ticks, DEMO_CHANNELS, DEMO_LABELS, keywords)
     tube = read_tube(path, CONFIG["markers"], CONFIG["scatter"])
@@ -591,7 +589,12 @@ def test_correct_compensation_raises_no_warning() -> None:
     for name in demo_tube_names():
         events, _ = demo_tube_events(name)
         compensated = compensate(events, DEMO_CHANNELS, DEMO_SPILL)
-        assert check_compensation(compensated, DEMO_CHANNELS, DEMO_FLUORESCENCE, SETTINGS) == []
+        assert (
+            compensation_warnings(
+                negative_pileups(compensated, DEMO_CHANNELS, DEMO_FLUORESCENCE, SETTINGS), SETTINGS
+            )
+            == []
+        )
 
 
 def test_overcompensation_piles_events_below_zero() -> None:
@@ -599,7 +602,9 @@ def test_overcompensation_piles_events_below_zero() -> None:
     wrong = DEMO_SPILL.copy()
     wrong.loc["PE-A", "PE-Cy7-A"] = 0.3  # the true PE -> PE-Cy7 spillover is 0.03
     compensated = compensate(events, DEMO_CHANNELS, wrong)
-    notes = check_compensation(compensated, DEMO_CHANNELS, DEMO_FLUORESCENCE, SETTINGS)
+    notes = compensation_warnings(
+        negative_pileups(compensated, DEMO_CHANNELS, DEMO_FLUORESCENCE, SETTINGS), SETTINGS
+    )
     assert len(notes) == 1 and notes[0].startswith("PE-Cy7-A: ")
     assert "below zero" in notes[0] and "spillover matrix" in notes[0]
     shares = negative_pileups(compensated, DEMO_CHANNELS, DEMO_FLUORESCENCE, SETTINGS)
@@ -608,7 +613,12 @@ def test_overcompensation_piles_events_below_zero() -> None:
     assert max(v for k, v in shares.items() if k != "PE-Cy7-A") <= SETTINGS.max_negative_fraction
     # the limit comes from the settings
     lenient = QCSettings(max_negative_fraction=0.9)
-    assert check_compensation(compensated, DEMO_CHANNELS, DEMO_FLUORESCENCE, lenient) == []
+    assert (
+        compensation_warnings(
+            negative_pileups(compensated, DEMO_CHANNELS, DEMO_FLUORESCENCE, lenient), lenient
+        )
+        == []
+    )
 
 
 def test_densest_population_ignores_a_distant_population() -> None:

@@ -153,7 +153,7 @@ def test_write_fcs_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         handle.write(b"FCS3.1 half a header")
         raise RuntimeError("disk gone")
 
-    monkeypatch.setattr(simulate.flowio, "create_fcs", crash)
+    monkeypatch.setattr(flowio, "create_fcs", crash)
     with pytest.raises(RuntimeError):
         write_fcs(target, np.ones((3, 2)), ["A", "B"], None)
     assert target.read_bytes() == b"previous complete file"

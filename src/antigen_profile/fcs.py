@@ -40,10 +40,10 @@ __all__ = [
     "HeaderText",
     "Spillover",
     "find_spillover",
+    "find_spillover_keyword",
     "parse_spillover",
     "read_fcs",
     "read_header_and_text",
-    "spillover_keyword",
 ]
 
 HEADER_SIZE = 58
@@ -1164,7 +1164,7 @@ def _read(path: Path, wanted: int | None, *, preprocess: bool, order: str) -> FC
 # --------------------------------------------------------------------------------------------
 
 
-def spillover_keyword(keywords: Mapping[str, str]) -> str | None:
+def find_spillover_keyword(keywords: Mapping[str, str]) -> str | None:
     """The keyword that holds the spillover matrix, looked for in the order
     ``$SPILLOVER``, ``SPILL``, ``$SPILL``, ``$COMP``, ``SPILLOVER``; ``None`` when there is
     none (a blank value counts as none)."""

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from antigen_profile import fcs
 from antigen_profile.fcs import FCSError, find_spillover, read_fcs
 from antigen_profile.inputs import sha256_regular
 
@@ -366,13 +365,6 @@ def panel_problem(
         f"{path}: no {role} stain in this tube: the blast gate needs {role} "
         f"(stains: {have}){advice}"
     )
-
-
-def parse_spillover(text: str, channels: Sequence[str]) -> pd.DataFrame:
-    """A spillover keyword's value (names or 1-based channel numbers, see
-    :func:`antigen_profile.fcs.parse_spillover`) as a matrix indexed by detector."""
-    names, matrix = fcs.parse_spillover(text, channels)
-    return pd.DataFrame(matrix, index=names, columns=names)
 
 
 def read_spillover_csv(path: str | Path, channels: Sequence[str]) -> pd.DataFrame:

@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from antigen_profile.fcs_write import format_spillover as spillover_keyword
 from antigen_profile.files import atomic_write
 from antigen_profile.sheets import PATIENT_COLUMNS
 from antigen_profile.simulate import (
@@ -54,7 +55,6 @@ from antigen_profile.simulate import (
     demo_tube_names,
     demo_tube_spec,
     simulate_events,
-    spillover_keyword,
 )
 
 __all__ = [

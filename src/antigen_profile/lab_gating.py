@@ -17,7 +17,6 @@ import copy
 import io
 import re
 import warnings
-from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from antigen_profile.fcs_write import format_spillover, write_fcs_to
 from antigen_profile.gatingml import DATATYPE_NS, TRANSFORMS_NS, read_xml
 from antigen_profile.populations import percent, population_table
 
@@ -37,7 +37,6 @@ __all__ = [
     "LabGatingError",
     "LabGatingResult",
     "flowkit_sample",
-    "spillover_text",
     "template_workspace",
 ]
 
@@ -281,13 +280,6 @@ def _xml_id(name: str, taken: set[str]) -> str:
 # ------------------------------------------------------------------------------------------
 
 
-def spillover_text(spillover: pd.DataFrame) -> str:
-    """A spillover matrix as the FCS ``$SPILLOVER`` value (``n,names,row-major values``)."""
-    names = [str(c) for c in spillover.columns]
-    values = ",".join(repr(float(v)) for v in spillover.to_numpy(dtype=np.float64).ravel())
-    return f"{len(names)},{','.join(names)},{values}"
-
-
 def flowkit_sample(
     events: np.ndarray,
     channels: Sequence[str],
@@ -308,12 +300,10 @@ def flowkit_sample(
     data = np.asarray(events, dtype=np.float64)
     meta = {"$FIL": f"{sample_id}.fcs"}
     if spillover is not None and not spillover.empty:
-        meta["$SPILLOVER"] = spillover_text(spillover)
-    flat = array("f")
-    flat.frombytes(np.ascontiguousarray(data, dtype="<f4").tobytes())
+        detectors = [str(c) for c in spillover.columns]
+        meta["$SPILLOVER"] = format_spillover(detectors, spillover.to_numpy(dtype=np.float64))
     handle = io.BytesIO()
-    pns = None if labels is None else [str(s or "") for s in labels]
-    flowio.create_fcs(handle, flat, list(channels), opt_channel_names=pns, metadata_dict=meta)
+    write_fcs_to(handle, data, channels, labels, meta)
     handle.seek(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

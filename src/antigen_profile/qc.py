@@ -7,9 +7,10 @@ saturation, and the presence of a spillover matrix. Unstable bins are dropped: `
 which events go on to gating, and ``qc.json`` records what was dropped, when and why.
 
 Two checks need results that only exist later and are run by the pipeline:
-:func:`check_compensation` (negative pile-ups after compensation) and :func:`gating_shares`
-with :func:`gating_warnings` (debris and doublet shares from the gates). Their findings are
-added with :meth:`QCResult.add_findings`.
+:func:`negative_pileups` with :func:`compensation_warnings` (negative pile-ups after
+compensation) and :func:`gating_shares` with :func:`gating_warnings` (debris and doublet shares
+from the gates). Each pair is a measure and its warnings, so the measures are recorded too;
+their findings are added with :meth:`QCResult.add_findings`.
 
 A failed tube still produces a ``qc.json`` with its reasons, so the cohort goes on and the
 sample is reported as ``qc_failed`` rather than silently missing.
@@ -754,8 +755,15 @@ def negative_pileups(
     events: np.ndarray, channels: list[str], fluorescence: list[str], settings: QCSettings
 ) -> dict[str, float]:
     """Per fluorescence channel, the share of compensated events more than ``negative_sd``
-    SDs of the negative population below zero (see :func:`check_compensation`); empty for
-    fewer than 1000 events, whose tail shares are too noisy to judge."""
+    SDs of the negative population below zero; empty for fewer than 1000 events, whose tail
+    shares are too noisy to judge.
+
+    Such a pile-up is the mark of a wrong spillover matrix: with a too-large coefficient, the
+    cells bright in one dye are pushed far below zero in its neighbour's detector, much
+    further than the negative population's own spread. ``events`` are compensated,
+    ``channels`` name their columns, ``fluorescence`` are the detectors to check (the
+    spillover matrix's); :func:`compensation_warnings` words the shares over the limit.
+    """
     shares: dict[str, float] = {}
     n = events.shape[0]
     if n < MIN_COMPENSATION_EVENTS:
@@ -769,31 +777,6 @@ def negative_pileups(
             continue
         shares[name] = round(float(np.count_nonzero(column < -settings.negative_sd * sd)) / n, 6)
     return shares
-
-
-def check_compensation(
-    events: np.ndarray, channels: list[str], fluorescence: list[str], settings: QCSettings
-) -> list[str]:
-    """Warn about negative pile-ups after compensation, the mark of a wrong spillover matrix.
-
-    Compensation subtracts each dye's spillover; with a too-large coefficient, the cells bright
-    in one dye are pushed far below zero in its neighbour's detector, much further than the
-    negative population's own spread. A share of events beyond ``negative_sd`` of those SDs
-    below zero above ``max_negative_fraction`` raises a warning naming the channel.
-
-    Parameters
-    ----------
-    events : numpy.ndarray
-        Compensated events (``n_events x n_channels``).
-    channels : list of str
-        Detector names, one per column.
-    fluorescence : list of str
-        The compensated detectors to check (the spillover matrix's detectors).
-    settings : QCSettings
-        ``negative_sd`` and ``max_negative_fraction``.
-    """
-    shares = negative_pileups(events, channels, fluorescence, settings)
-    return compensation_warnings(shares, settings)
 
 
 def compensation_warnings(shares: Mapping[str, float], settings: QCSettings) -> list[str]:

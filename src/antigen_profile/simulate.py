@@ -1,8 +1,9 @@
-"""Simulated flow cytometry data: an FCS writer, a small event generator and the demo cohort.
+"""Simulated flow cytometry data: a small event generator and the demo cohort.
 
 The workflow has to be runnable, testable and reviewable without patient data, and a gating or
 quantification step can only be checked against data whose answer is known. This module makes
-FCS 3.1 files from a declarative description of cell populations and records, for every event,
+FCS 3.1 files (through :func:`antigen_profile.fcs_write.write_fcs`, which this module hands
+on) from a declarative description of cell populations and records, for every event,
 which population it came from and which antigens it truly carries. The built-in demo cohort
 (:data:`DEMO_SAMPLES`) covers each decision the workflow can reach.
 
@@ -14,18 +15,16 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import zipfile
 import zlib
-from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
-import flowio
 import numpy as np
 
+from antigen_profile.fcs_write import format_spillover, write_fcs
 from antigen_profile.files import atomic_write
 from antigen_profile.sheets import PATIENT_COLUMNS, SAMPLE_REQUIRED
 
@@ -49,7 +48,6 @@ __all__ = [
     "demo_tube_spec",
     "load_truth",
     "simulate_events",
-    "spillover_keyword",
     "write_demo_cohort",
     "write_demo_sheets",
     "write_demo_tube",
@@ -92,71 +90,8 @@ CONTROL_EVENTS = 20_000
 
 
 # --------------------------------------------------------------------------------------------
-# FCS writing
+# Ground truth files (FCS files are written by antigen_profile.fcs_write)
 # --------------------------------------------------------------------------------------------
-
-
-def write_fcs(
-    path: str | Path,
-    events: np.ndarray,
-    channels: Sequence[str],
-    labels: Sequence[str | None] | None,
-    keywords: Mapping[str, str] | None = None,
-) -> Path:
-    """Write an FCS 3.1 file (float32, little endian) atomically.
-
-    Parameters
-    ----------
-    path
-        Output file; its folder is created when missing.
-    events
-        ``n x p`` event matrix, one column per channel (stored as float32).
-    channels
-        ``$PnN`` detector names.
-    labels
-        ``$PnS`` marker labels; ``None`` or empty entries write no ``$PnS`` for that channel.
-    keywords
-        Further TEXT keywords, e.g. ``{"$SPILLOVER": ..., "$CYT": ..., "$TIMESTEP": "0.01"}``.
-        Keys without ``$`` are written upper-cased; ``$PnR``/``$PnG`` are honoured, while
-        ``$PnN``/``$PnS``/``$PnB``/``$PnE`` come from the arguments. ``$FIL`` defaults to the
-        file name. FlowIO writes no date keyword, so identical input gives identical bytes.
-
-    Returns
-    -------
-    Path
-        The written file.
-    """
-    path = Path(path)
-    data = np.asarray(events)
-    if data.ndim != 2 or data.shape[1] != len(channels):
-        raise ValueError(f"events must be n x {len(channels)}, got shape {data.shape}")
-    if labels is not None and len(labels) != len(channels):
-        raise ValueError("labels must have one entry per channel")
-    meta = {"$FIL": path.name}
-    meta.update(keywords or {})
-    for key, value in meta.items():
-        if not isinstance(value, str) or value == "":
-            # an empty FCS value would be read as an escaped delimiter and corrupt the TEXT
-            raise ValueError(f"keyword {key!r} needs a non-empty string value, got {value!r}")
-    flat = array("f")
-    flat.frombytes(np.ascontiguousarray(data, dtype=np.float32).tobytes())
-    if sys.byteorder == "big":  # FlowIO declares $BYTEORD 1,2,3,4 (little endian)
-        flat.byteswap()
-    pns = None if labels is None else [lab or "" for lab in labels]
-
-    def _write(handle: BinaryIO) -> None:
-        flowio.create_fcs(handle, flat, list(channels), opt_channel_names=pns, metadata_dict=meta)
-
-    return atomic_write(path, _write, "wb")
-
-
-def spillover_keyword(detectors: Sequence[str], matrix: np.ndarray) -> str:
-    """Format a spillover matrix as an FCS ``$SPILLOVER`` value (``n,names...,row-major``)."""
-    matrix = np.asarray(matrix, dtype=float)
-    if matrix.shape != (len(detectors), len(detectors)):
-        raise ValueError("spillover matrix must be square with one row per detector")
-    values = ",".join(f"{v:.10g}" for v in matrix.ravel())
-    return f"{len(detectors)},{','.join(detectors)},{values}"
 
 
 def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
@@ -311,7 +246,7 @@ class TubeSpec:
         meta = {"$CYT": self.cytometer, "$TIMESTEP": f"{self.timestep:g}"}
         if self.spillover is not None:
             names = [c.name for c in self.fluorescence]
-            meta["$SPILLOVER"] = spillover_keyword(names, self.spillover_matrix())
+            meta["$SPILLOVER"] = format_spillover(names, self.spillover_matrix())
         return meta
 
     def unstained(self, markers: Sequence[str]) -> TubeSpec:
