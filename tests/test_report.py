@@ -1582,7 +1582,7 @@ def test_patient_samples_are_linked_in_the_given_order(tmp_path: Path, fast_plot
 def _audit_profile(sample_dir: Path, tamper: bool = False) -> dict[str, Any]:
     """Add issue 7's audit fields to profile.json: the resolved config with its hash among
     the inputs, the host, hostile FCS keywords and stain names."""
-    from antigen_profile.report.render import canonical_sha256
+    from antigen_profile.report.audit_trail import canonical_sha256
 
     path = sample_dir / "profile.json"
     profile = json.loads(path.read_text(encoding="utf-8"))

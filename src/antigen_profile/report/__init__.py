@@ -2,8 +2,17 @@
 
 The report reads what the profile and decide stages wrote (docs/outputs.md) and computes
 nothing new, so every number a clinician reads can be traced back to a result file.
+
+Where things are: :mod:`.sample_page` and :mod:`.cohort_page` build the two pages (with the
+sample page's sections in :mod:`.settings_table`, :mod:`.escape_section` and
+:mod:`.audit_trail`); :mod:`.result_files` reads the files; :mod:`.format` turns values into
+text and CSS class words; :mod:`.plots` draws (:mod:`.sample_plots`, :mod:`.cohort_plots`,
+:mod:`.plot_style`); :mod:`.page` holds the Jinja2 environment, the Content-Security-Policy
+and the atomic writer; ``templates/_base.html`` is the page both templates extend.
 """
 
-from antigen_profile.report.render import render_cohort_report, render_sample_report, write_html
+from antigen_profile.report.cohort_page import render_cohort_report
+from antigen_profile.report.page import write_html
+from antigen_profile.report.sample_page import render_sample_report
 
 __all__ = ["render_cohort_report", "render_sample_report", "write_html"]
