@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from antigen_profile import __version__
+from antigen_profile.outputs import COHORT_FILES, SAMPLE_FILES
 from antigen_profile.report import plots
 from antigen_profile.report.format import (
     CALL_CLASS,
@@ -85,7 +86,7 @@ def _trials(results_dir: Path, sample_ids: Sequence[str]) -> list[str]:
     """
     seen: list[str] = []
     for sample_id in sample_ids:
-        decision = _sample_json(results_dir, sample_id, "decision.json")
+        decision = _sample_json(results_dir, sample_id, SAMPLE_FILES["decision"])
         if decision is None:
             continue
         trial = decision.get("trial") if isinstance(decision.get("trial"), Mapping) else {}
@@ -98,7 +99,7 @@ def _trials(results_dir: Path, sample_ids: Sequence[str]) -> list[str]:
 def _flag_count(results_dir: Path, sample_id: str) -> tuple[str, str]:
     """Number of flags in a sample's profile.json and its CSS class (red when one of them is
     a red flag); a dash when profile.json is missing or records no flags."""
-    profile = _sample_json(results_dir, sample_id, "profile.json")
+    profile = _sample_json(results_dir, sample_id, SAMPLE_FILES["profile"])
     flags = None if profile is None else profile.get("flags")
     if not isinstance(flags, list):
         return DASH, "neutral"
@@ -151,7 +152,7 @@ def _heatmap_view(
     and its numbers. Calls without a trustworthy number (too few events, no reference) and
     samples without antigens.tsv rows are grey, never zero."""
     tables = {
-        sid: _read_optional_tsv(_sample_file(results_dir, sid, "antigens.tsv"))
+        sid: _read_optional_tsv(_sample_file(results_dir, sid, SAMPLE_FILES["antigens"]))
         for sid in sample_ids
     }
     markers = _markers(config, tables.values())
@@ -228,8 +229,8 @@ def _timeline_plots(timeline: Table | None) -> list[dict[str, Any]]:
 def _patients_view(results_dir: Path) -> dict[str, Any]:
     """The Patients section: patients.tsv (antigen loss in red) and the timeline plots, or a
     note when the files are absent (a results folder older than the timeline)."""
-    patients = _read_optional_tsv(Path(results_dir) / "patients.tsv")
-    timeline = _read_optional_tsv(Path(results_dir) / "patient_timeline.tsv")
+    patients = _read_optional_tsv(Path(results_dir) / COHORT_FILES["patients"])
+    timeline = _read_optional_tsv(Path(results_dir) / COHORT_FILES["timeline"])
     rows = []
     for row in patients.rows if patients else []:
         decision = row.get("decision") or ""
@@ -285,7 +286,7 @@ def cohort_context(
         antigen_status = _cell(record.get("antigen_status"))
         clinical_status = _cell(record.get("clinical_status"))
         flags, flags_class = _flag_count(results_dir, sample_id)
-        qc = _sample_json(results_dir, sample_id, "qc.json") or {}
+        qc = _sample_json(results_dir, sample_id, SAMPLE_FILES["qc"]) or {}
         qc_status = str(qc.get("status") or "")
         rows.append(
             {
