@@ -282,7 +282,7 @@ def test_each_input_file_is_hashed_once(
     """Hashing reads the whole file; the audit entry's checksum is reused by ingest."""
     import collections
 
-    from antigen_profile import ingest, pipeline
+    from antigen_profile import ingest, provenance
 
     calls: collections.Counter[str] = collections.Counter()
     real = ingest.sha256_file
@@ -292,7 +292,7 @@ def test_each_input_file_is_hashed_once(
         return real(path)
 
     monkeypatch.setattr(ingest, "sha256_file", counting)
-    monkeypatch.setattr(pipeline, "sha256_file", counting)
+    monkeypatch.setattr(provenance, "sha256_file", counting)
     fcs = demo_cohort / "fcs"
     profile_sample(
         "P01-R1", fcs / "P01-R1.fcs", tmp_path, config, control=fcs / "P01-R1_control.fcs"

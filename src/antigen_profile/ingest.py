@@ -455,6 +455,28 @@ def read_tube(
     return tube
 
 
+def marker_data(tube: Tube, events: np.ndarray) -> dict[str, np.ndarray]:
+    """Each marker's column of ``events`` (the tube's events, or the same compensated), by
+    marker name: what gating and quantification read."""
+    return {m: events[:, tube.channels.index(ch)] for m, ch in tube.markers.items()}
+
+
+def shared_stain_notes(tube: Tube) -> dict[str, str]:
+    """Markers whose only detector carries a stain naming two or more antigens (a dump or
+    dual-label channel such as ``CD3/CD19 PE-Cy7``), with the sentence a reviewer reads:
+    such a channel measures neither antigen alone, so the antigen counts as not measured."""
+    notes = {}
+    for channel, markers in tube.shared.items():
+        label = tube.labels[tube.channels.index(channel)]
+        for marker in markers:
+            if marker not in tube.markers:
+                notes[marker] = (
+                    f"{marker} not measured: its only detector, {channel}, carries '{label}', "
+                    "a stain shared with another antigen, which measures neither alone"
+                )
+    return notes
+
+
 def map_control(control: Tube, stained: Tube) -> Tube:
     """Give a control tube the stained tube's marker map, through the detectors.
 

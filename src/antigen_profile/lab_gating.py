@@ -17,7 +17,8 @@ import copy
 import io
 import re
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,19 @@ _TRANSFORM_KINDS = {
 
 class LabGatingError(ValueError):
     """A lab gating file that cannot be read or applied; one line: file, problem, fix."""
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """FlowKit's warnings silenced: what they say that matters is checked and worded here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _first_line(exc: Exception) -> str:
+    """FlowKit's reason for a refusal, for a one-line message."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 # ------------------------------------------------------------------------------------------
@@ -305,8 +319,7 @@ def flowkit_sample(
     handle = io.BytesIO()
     write_fcs_to(handle, data, channels, labels, meta)
     handle.seek(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet():
         sample = fk.Sample(flowio.FlowData(handle), sample_id=sample_id)
     sample._raw_events = data.copy()  # float64 back (see docstring)
     return sample
@@ -370,8 +383,7 @@ class LabGating:
         import flowkit as fk
 
         buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _quiet():
             fk.export_gatingml(self._strategy, buffer)
         return buffer.getvalue().decode("utf-8")
 
@@ -381,11 +393,10 @@ class LabGating:
         import flowkit as fk
 
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with _quiet():
                 return fk.parse_gating_xml(io.BytesIO(document))
         except Exception as exc:
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            reason = _first_line(exc)
             raise LabGatingError(
                 f"{self.path}: not a valid Gating-ML 2.0 document ({reason}); validate it "
                 "against the Gating-ML 2.0 schema or export it again"
@@ -395,13 +406,12 @@ class LabGating:
         import flowkit as fk
 
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with _quiet():
                 workspace = fk.Workspace(io.BytesIO(document), load_missing_file_data=True)
                 samples = workspace.get_sample_ids(loaded_only=False)
                 groups = workspace.get_sample_groups()
         except Exception as exc:
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            reason = _first_line(exc)
             raise LabGatingError(
                 f"{self.path}: not a FlowJo 10 workspace FlowKit can read ({reason}); save it "
                 "again from FlowJo 10 with linear, log, logicle, biex or arcsinh transforms"
@@ -577,11 +587,10 @@ class LabGating:
         notes = self._compensation(strategy, spillover)
         sample = flowkit_sample(data, channels, spillover, sample_id, labels)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with _quiet():
                 results = strategy.gate_sample(sample)
         except Exception as exc:
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            reason = _first_line(exc)
             raise LabGatingError(
                 f"{sample_id}: the lab gating {self.path} cannot be applied ({reason}); check "
                 "that it was made for this panel"
@@ -971,8 +980,7 @@ def template_workspace(
     from antigen_profile.files import atomic_write
 
     names = dict(names or {})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet():
         source = fk.parse_gating_xml(str(template))
     has_spill = spillover is not None and not spillover.empty
     compensated = {str(c) for c in spillover.columns} if has_spill else set()
@@ -1017,8 +1025,7 @@ def template_workspace(
     panel = list(channels) if channels is not None else used
     sample = flowkit_sample(np.zeros((1, len(panel))), panel, spillover, sample_name)
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet():
         fk.Session(gating_strategy=strategy, fcs_samples=[sample]).export_wsp(buffer, group)
     root = etree.fromstring(buffer.getvalue())
     _embed_shared_matrices(root)  # where FlowJo 10 (and FlowKit's reader) look for it

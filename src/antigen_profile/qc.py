@@ -301,6 +301,29 @@ SPECTRAL = re.compile(
 GATING_ROLES = ("FSC-A", "SSC-A", "CD45")
 
 
+#: Events moved per step by :func:`keep_events`: a bounded temporary (measured as fast as one
+#: boolean-mask copy of the whole tube).
+KEEP_BLOCK = 8192
+
+
+def keep_events(tube: Tube, keep: np.ndarray) -> np.ndarray:
+    """The QC-kept events (``keep``), which become ``tube.events``: the tube's own array when
+    QC keeps every event, else the kept rows moved up over the dropped ones, block by block,
+    so that the tube is never held twice (issue 9; ``profile.json`` counts events from QC)."""
+    events = tube.events
+    n_kept = int(np.count_nonzero(keep))
+    if n_kept == events.shape[0]:
+        return events
+    done = 0
+    for first in range(0, events.shape[0], KEEP_BLOCK):
+        # a copy, taken before writing: kept rows only ever move towards the start
+        rows = events[first : first + KEEP_BLOCK][keep[first : first + KEEP_BLOCK]]
+        events[done : done + rows.shape[0]] = rows
+        done += rows.shape[0]
+    tube.events = events[:n_kept]
+    return tube.events
+
+
 def _constant_channels(tube: Tube) -> list[str]:
     """A failure reason when a channel the blast gate needs holds one value in every event:
     such a file (anonymised, synthetic or a stuck detector) has no populations to find, and
