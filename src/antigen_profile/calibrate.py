@@ -20,7 +20,8 @@ The steps, each a plain function:
    refused (``ok=False`` and a one-line reason) and cannot convert anything.
 3. :meth:`StandardCurve.to_molecules` converts a channel's intensities, and
    :func:`density_summary` gives median and quartiles (``abc_median``, ``abc_q25``,
-   ``abc_q75`` in ``antigens.tsv``).
+   ``abc_q75`` in ``antigens.tsv``); :mod:`antigen_profile.density` applies the curves to a
+   sample's blasts.
 
 QuantiBRITE-style PE beads (four levels) state PE molecules per bead; the ABC (antibodies bound
 per cell) of a cell is then its PE molecules per cell, which assumes one PE per antibody (true

@@ -1,9 +1,12 @@
 """Gating: a Gating-ML 2.0 template applied to one tube gives :class:`Populations`.
 
-The only module that talks Gating-ML. Templates name markers (``CD45``, ``SSC-A``), not
+Our template's route (a lab's own gating is :mod:`antigen_profile.lab_gating`; both read
+files through :mod:`antigen_profile.gatingml` and are run by
+:mod:`antigen_profile.gating_engine`). Templates name markers (``CD45``, ``SSC-A``), not
 detectors; the caller hands in each marker's compensated events under that name, so the same
 template serves every instrument. Templates are read here (lxml, checked against the Gating-ML
-2.0 schema FlowKit ships) and gated here with FlowKit's own membership rules, so results match
+2.0 schema FlowKit ships), fitted to the tube (numerics in :mod:`antigen_profile.gatefit`),
+exported as Gating-ML, and gated here with FlowKit's own membership rules, so results match
 FlowKit's ``gate_sample`` without its cost: each display column is transformed once (logicle by
 table), each gate tests only its parent's events, and the masks computed while fitting are the
 final ones wherever a gate did not change afterwards.

@@ -1,8 +1,10 @@
 """Ingest: an FCS file becomes a :class:`Tube`.
 
-This is the only module that knows FCS quirks. Everything after it sees events as a NumPy
-array, detector names, and a map from marker names (``CD22``, ``SSC-A``) to detectors, so no
-later stage ever hard-codes a detector name.
+The FCS file itself is parsed by :mod:`antigen_profile.fcs`; here its channels are matched to
+markers, its spillover matrix chosen and its panel checked. Everything after it sees events as
+a NumPy array, detector names, and a map from marker names (``CD22``, ``SSC-A``) to
+detectors (:func:`marker_data` gives each marker's column), so no later stage ever hard-codes
+a detector name.
 """
 
 from __future__ import annotations
