@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from antigen_profile.errors import AntigenProfileError
+
 __all__ = [
     "MODELS",
     "BeadPeaks",
@@ -67,7 +69,7 @@ _EDGE_SD = 2.5  # a peak whose median + 2.5 robust SD reaches the scale top is n
 _CLIP_TOL = 1e-6
 
 
-class CalibrationError(Exception):
+class CalibrationError(AntigenProfileError):
     """A bead file or standard curve that cannot be used; the message is one line."""
 
 

@@ -11,13 +11,14 @@ from typing import Any
 import jsonschema
 import yaml
 
+from antigen_profile.errors import AntigenProfileError
 from antigen_profile.paths import REPO_ROOT, repo_path
 
 CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
 DEFAULT_CONFIG = "config/config.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(AntigenProfileError, ValueError):
     """A configuration that does not match its schema; one line naming the key."""
 
 

@@ -31,6 +31,7 @@ from typing import BinaryIO, Literal, NamedTuple
 
 import numpy as np
 
+from antigen_profile.errors import AntigenProfileError
 from antigen_profile.inputs import NOT_FOUND, InputFileError, open_regular
 
 __all__ = [
@@ -64,7 +65,7 @@ _COPY_AGAIN = "copy the file again from the instrument or re-export it"
 _MAX_LISTED = 8
 
 
-class FCSError(Exception):
+class FCSError(AntigenProfileError):
     """A file that cannot be read as FCS; the message is one line: file, problem, what to do."""
 
 

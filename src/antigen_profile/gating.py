@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from antigen_profile import gatefit
+from antigen_profile.errors import AntigenProfileError
 from antigen_profile.gatingml import (
     DATATYPE_NS,
     GATING_NS,
@@ -40,7 +41,7 @@ from antigen_profile.populations import percent, population_table
 from antigen_profile.transforms import logicle_table
 
 
-class GatingError(ValueError):
+class GatingError(AntigenProfileError, ValueError):
     """A template that cannot be read or applied; one line naming the template and the fix."""
 
 

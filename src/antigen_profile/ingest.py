@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from antigen_profile.errors import AntigenProfileError
 from antigen_profile.fcs import FCSError, find_spillover, read_fcs
 from antigen_profile.inputs import sha256_regular
 
 
-class IngestError(Exception):
+class IngestError(AntigenProfileError):
     """An input file that cannot be analysed; the message is one line: file, problem, fix."""
 
 

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from antigen_profile.errors import AntigenProfileError
+
 #: Largest gating file (a Gating-ML template, a lab's Gating-ML or FlowJo workspace) read:
 #: parsing takes about 8x the file size in memory, and FlowKit as much again for a workspace.
 #: A gating strategy is kilobytes; a workspace this large holds thousands of samples.
@@ -34,7 +36,7 @@ _KINDS = {
 }
 
 
-class InputFileError(ValueError):
+class InputFileError(AntigenProfileError, ValueError):
     """An input that is not a readable regular file (or is too large); one line: the file,
     what it is, and the fix. ``problem`` and ``fix`` hold the two parts, for callers that
     word their own message around them."""

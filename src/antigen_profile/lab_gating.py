@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from antigen_profile.errors import AntigenProfileError
 from antigen_profile.fcs_write import format_spillover, write_fcs_to
 from antigen_profile.gatingml import DATATYPE_NS, TRANSFORMS_NS, read_xml
 from antigen_profile.populations import percent, population_table
@@ -60,7 +61,7 @@ _TRANSFORM_KINDS = {
 }
 
 
-class LabGatingError(ValueError):
+class LabGatingError(AntigenProfileError, ValueError):
     """A lab gating file that cannot be read or applied; one line: file, problem, fix."""
 
 
