@@ -361,7 +361,7 @@ def run_reference(
     from flowkit_reference import reference_profile
 
     from antigen_profile.config import resolve
-    from antigen_profile.recommend import load_trial
+    from antigen_profile.trial import load_trial
 
     config = config or bench_config()
     return reference_profile(

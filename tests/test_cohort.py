@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from antigen_profile.cohort import (
-    PATIENT_COLUMNS,
+    PATIENT_TABLE_COLUMNS,
     TIMELINE_COLUMNS,
     patient_table,
     patient_timeline,
@@ -59,7 +59,7 @@ def test_cd22_falling_from_95_to_30_over_three_timepoints_is_flagged() -> None:
     assert not timeline[timeline["marker"] == "CD10"]["loss"].any()
 
     patients = patient_table(decisions, timeline, ORDER)
-    assert list(patients.columns) == PATIENT_COLUMNS
+    assert list(patients.columns) == PATIENT_TABLE_COLUMNS
     row = patients.set_index("patient_id").loc["P09"]
     assert row["latest_sample_id"] == "P09-F" and row["latest_timepoint"] == "follow-up"
     assert row["decision"] == "needs_review"

@@ -12,25 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from antigen_profile.cohort import RECOMMENDATION_COLUMNS, write_recommendations
 from antigen_profile.coverage import coverage_table
+from antigen_profile.decision import Decision, decide, parse_patient
+from antigen_profile.evaluate import FAIL, PASS, UNKNOWN, evaluate_clinical_rule, evaluate_condition
 from antigen_profile.paths import repo_path
-from antigen_profile.recommend import (
-    FAIL,
-    PASS,
-    RECOMMENDATION_COLUMNS,
-    UNKNOWN,
-    ClinicalRule,
-    Condition,
-    Decision,
-    Trial,
-    TrialError,
-    decide,
-    evaluate_clinical_rule,
-    evaluate_condition,
-    load_trial,
-    parse_patient,
-    write_recommendations,
-)
+from antigen_profile.trial import ClinicalRule, Condition, Trial, TrialError, load_trial
 
 FLOORS = {"detect": 20, "quantify": 50}
 QC_PASS: dict[str, Any] = {"status": "pass", "reasons": []}

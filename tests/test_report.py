@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from matplotlib.colors import to_rgba
 
+from antigen_profile.cohort import RECOMMENDATION_COLUMNS
 from antigen_profile.coverage import (
     COVERAGE_COLUMNS,
     UPSET_COLUMNS,
@@ -30,7 +31,6 @@ from antigen_profile.ingest import Tube
 from antigen_profile.populations import POPULATION_COLUMNS
 from antigen_profile.qc import QCSettings, check_acquisition
 from antigen_profile.quantify import ANTIGEN_COLUMNS, POSITIVE_CONTROL_COLUMNS
-from antigen_profile.recommend import RECOMMENDATION_COLUMNS
 from antigen_profile.report import plots, render_cohort_report, render_sample_report, write_html
 from antigen_profile.report.offtumour import NO_NOTE, OFF_TUMOUR_NOTES, off_tumour_note
 
@@ -1642,7 +1642,8 @@ def test_a_printed_config_that_was_not_the_run_one_is_red(tmp_path: Path, fast_p
 
 def _patient_files(root: Path, patient: str = "P01") -> None:
     """patients.tsv and patient_timeline.tsv: ``patient`` with two samples and a CD22 loss."""
-    from antigen_profile.cohort import PATIENT_COLUMNS, TIMELINE_COLUMNS
+    from antigen_profile.cohort import PATIENT_TABLE_COLUMNS as PATIENT_COLUMNS
+    from antigen_profile.cohort import TIMELINE_COLUMNS
 
     _write_tsv(
         root / "patients.tsv",

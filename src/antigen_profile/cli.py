@@ -17,11 +17,10 @@ from antigen_profile import __version__
 
 def _profile(args: argparse.Namespace) -> int:
     from antigen_profile.config import ConfigError, load_config, missing_files, resolve_paths
+    from antigen_profile.errors import AntigenProfileError
     from antigen_profile.inputs import InputFileError, require_regular_file
     from antigen_profile.paths import REPO_ROOT
     from antigen_profile.pipeline import profile_sample
-    from antigen_profile.recommend import TrialError
-    from antigen_profile.sheets import SheetError
     from antigen_profile.steps import decide_sample, write_sample_report
 
     try:
@@ -64,7 +63,7 @@ def _profile(args: argparse.Namespace) -> int:
         decision = decide_sample(
             out, sample_id, args.patient_id or sample_id, args.patients, config["trial"], config
         )
-    except (SheetError, TrialError) as exc:
+    except AntigenProfileError as exc:
         print(f"antigen-profile: {exc}", file=sys.stderr)
         return 2
     report = write_sample_report(out, config)

@@ -1,19 +1,44 @@
-"""Cohort: every sample's decision together, and each patient's samples over time.
+"""Cohort tables: every sample's decision together, and each patient's samples over time.
 
-A patient may have several samples (diagnosis, relapse after CD19 therapy, post-CAR
-follow-up). Antigen loss between them is how the next relapse starts, so the timeline and any
-fall larger than the configured amount are reported per patient, and the patient's row is
-taken from the latest sample. Reads only the per-sample outputs; computes nothing per event.
+``recommendations.tsv`` is one row per sample from its decision.json. A patient may have
+several samples (diagnosis, relapse after CD19 therapy, post-CAR follow-up). Antigen loss
+between them is how the next relapse starts, so the timeline and any fall larger than the
+configured amount are reported per patient, and the patient's row is taken from the latest
+sample. Reads only the per-sample outputs; computes nothing per event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import csv
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
 
 import pandas as pd
 
-PATIENT_COLUMNS = [
+from antigen_profile.cells import as_number, is_missing
+from antigen_profile.files import atomic_write
+
+#: recommendations.tsv columns, in contract order (docs/outputs.md): append, never reorder.
+RECOMMENDATION_COLUMNS: list[str] = [
+    "sample_id",
+    "patient_id",
+    "blast_events",
+    "blast_pct_leukocytes",
+    "cd19_status",
+    "eligible_targets",
+    "antigen_status",
+    "clinical_status",
+    "clinical_reasons",
+    "decision",
+    "recommended_combination",
+    "combination_coverage_pct",
+    "review_reasons",
+]
+
+#: patients.tsv columns of the cohort (one row per patient: its samples and latest decision);
+#: not the patient sheet's columns (:data:`antigen_profile.sheets.PATIENT_COLUMNS`).
+PATIENT_TABLE_COLUMNS = [
     "patient_id",
     "samples",
     "timepoints",
@@ -25,6 +50,7 @@ PATIENT_COLUMNS = [
     "antigen_loss",
     "review_reasons",
 ]
+#: patient_timeline.tsv columns: one row per patient, sample and marker, in time order.
 TIMELINE_COLUMNS = [
     "patient_id",
     "sample_id",
@@ -37,6 +63,47 @@ TIMELINE_COLUMNS = [
     "change_points",
     "loss",
 ]
+
+
+def recommendation_row(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """One recommendations.tsv row from a decision.json dict.
+
+    Lists are joined (targets by ",", reasons by "; "), percentages rounded to 2 decimals,
+    counts kept as integers, unknown values left empty.
+    """
+    events = decision.get("blast_events")
+    pct = as_number(decision.get("blast_pct_leukocytes"))
+    combo = decision.get("combination") or {}
+    return {
+        "sample_id": decision.get("sample_id"),
+        "patient_id": decision.get("patient_id"),
+        "blast_events": None if is_missing(events) else int(events),
+        "blast_pct_leukocytes": None if pct is None else round(pct, 2),
+        "cd19_status": decision.get("cd19_status"),
+        "eligible_targets": ",".join(decision.get("eligible_targets") or []),
+        "antigen_status": decision.get("antigen_status"),
+        "clinical_status": decision.get("clinical_status"),
+        "clinical_reasons": "; ".join(decision.get("clinical_reasons") or []),
+        "decision": decision.get("decision"),
+        "recommended_combination": combo.get("label") or "",
+        "combination_coverage_pct": combo.get("coverage_pct") if combo.get("label") else None,
+        "review_reasons": "; ".join(decision.get("review_reasons") or []),
+    }
+
+
+def write_recommendations(decisions: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write recommendations.tsv (contract columns, one row per sample, sorted by sample_id)."""
+    rows = sorted((recommendation_row(d) for d in decisions), key=lambda r: str(r["sample_id"]))
+
+    def write(handle: IO[str]) -> None:
+        writer = csv.DictWriter(
+            handle, fieldnames=RECOMMENDATION_COLUMNS, delimiter="\t", lineterminator="\n"
+        )
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row[k] is None else row[k] for k in RECOMMENDATION_COLUMNS})
+
+    return atomic_write(path, write)
 
 
 def timepoint_rank(timepoint: str | None, order: Sequence[str], position: int) -> tuple[int, int]:
@@ -124,4 +191,4 @@ def patient_table(
                 "review_reasons": "; ".join(latest.get("review_reasons") or []),
             }
         )
-    return pd.DataFrame(rows, columns=PATIENT_COLUMNS)
+    return pd.DataFrame(rows, columns=PATIENT_TABLE_COLUMNS)

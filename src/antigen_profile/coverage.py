@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from antigen_profile.quantify import MEASURED_CALLS, clopper_pearson, reference_threshold
+from antigen_profile.quantify import clopper_pearson, reference_threshold
+from antigen_profile.vocabulary import MEASURED_CALLS
 
 #: coverage.tsv columns, in contract order: append, never reorder.
 COVERAGE_COLUMNS: list[str] = [
@@ -60,8 +61,6 @@ NEGATIVE_FOR_ALL = "none"
 
 #: Joins the targets of a combination ("CD22+CD10").
 SEPARATOR = "+"
-
-#: antigens.tsv calls that carry a measured threshold (the others give no number).
 
 #: Decimals of every percentage written (as in antigens.tsv).
 DECIMALS = 2

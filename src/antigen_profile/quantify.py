@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: Calls that carry a measurement; the others say why there is no number.
-MEASURED_CALLS: frozenset[str] = frozenset({"negative", "partial", "positive"})
+from antigen_profile.vocabulary import MEASURED_CALLS, Call, ReferenceSource
 
 ANTIGEN_COLUMNS = [
     "sample_id",
@@ -85,13 +84,13 @@ class PositivitySettings:
         )
 
 
-def call_from_pct(pct_positive: float, settings: PositivitySettings) -> str:
+def call_from_pct(pct_positive: float, settings: PositivitySettings) -> Call:
     """Bethesda-style category for a share of positive blasts."""
     if pct_positive >= settings.positive:
-        return "positive"
+        return Call.POSITIVE
     if pct_positive >= settings.partial:
-        return "partial"
-    return "negative"
+        return Call.PARTIAL
+    return Call.NEGATIVE
 
 
 def quantify_marker(
@@ -107,13 +106,13 @@ def quantify_marker(
         "median": None,
         "rmfi": None,
         "threshold": None,
-        "threshold_source": reference.source if reference is not None else "none",
+        "threshold_source": reference.source if reference is not None else ReferenceSource.NONE,
         "call": None,
         "note": "",
     }
     if n < settings.quantify_floor:
         detected = "detected" if n >= settings.detect_floor else "not detected"
-        row["call"] = "insufficient_events"
+        row["call"] = Call.INSUFFICIENT_EVENTS
         row["note"] = (
             f"{n} blast events: {detected}, below the quantification floor of "
             f"{settings.quantify_floor}"
@@ -122,12 +121,12 @@ def quantify_marker(
     median = float(np.median(values))
     row["median"] = round(median, 2)
     if reference is None:
-        row["call"] = "no_reference"
+        row["call"] = Call.NO_REFERENCE
         row["note"] = "no control tube and no valid internal negative population for this antigen"
         return row
     ref = np.asarray(reference.values, dtype=np.float64)
     if ref.size < settings.min_reference_events:
-        row["call"] = "no_reference"
+        row["call"] = Call.NO_REFERENCE
         row["note"] = (
             f"reference {reference.source} has {ref.size} events, fewer than the "
             f"{settings.min_reference_events} needed for a {settings.percentile}th percentile"
@@ -151,14 +150,14 @@ def quantify_marker(
     if ref_median > 0:
         rmfi = median / ref_median
         row["rmfi"] = round(rmfi, 2)
-        if call != "negative":
+        if call != Call.NEGATIVE:
             # The positive blasts' own median against the reference says how much antigen
             # they carry; the whole-population median would mix in the negatives.
             bright = float(np.median(values[values > threshold])) / ref_median
             row["intensity"] = "bright" if bright >= settings.bright_rmfi else "dim"
     else:
         row["note"] = "reference median is not above zero, so no rMFI"
-    if reference.source.startswith("mixture:"):
+    if reference.source == ReferenceSource.MIXTURE:
         row["note"] = (
             "threshold from a two-component mixture fit on the blasts themselves (no control "
             "tube, no valid internal negative): the weakest reference; confirm with a control"
@@ -232,7 +231,7 @@ def mixture_reference(
     z = float(norm.ppf(settings.percentile / 100))
     threshold = float(logicle_inverse(np.array([means[lo] + z * sds[lo]]), logicle_params)[0])
     negative = mixture_labels(values, model, logicle_params) == lo
-    return Reference(values[negative], "mixture:blasts", threshold)
+    return Reference(values[negative], ReferenceSource.MIXTURE, threshold)
 
 
 #: Half-width (logicle units, times the boundary's size when above 1) of the band around each
@@ -363,8 +362,8 @@ def antigen_table(
                 {
                     **base,
                     "events": None,
-                    "threshold_source": "none",
-                    "call": "not_measured",
+                    "threshold_source": ReferenceSource.NONE,
+                    "call": Call.NOT_MEASURED,
                     "note": not_measured[marker],
                 }
             )
@@ -374,8 +373,8 @@ def antigen_table(
                 {
                     **base,
                     "events": None,
-                    "threshold_source": "none",
-                    "call": "not_in_panel",
+                    "threshold_source": ReferenceSource.NONE,
+                    "call": Call.NOT_IN_PANEL,
                     "note": f"{marker} is not in this tube's panel",
                 }
             )
@@ -392,8 +391,8 @@ def lineage_flags(table: pd.DataFrame, b_lineage: Sequence[str]) -> list[dict[st
     therapy a lineage switch (to myeloid) is a known escape and must not be reported as a
     plain "no target"."""
     rows = table[table["marker"].isin(list(b_lineage))]
-    measured = rows[rows["call"].isin(["negative", "partial", "positive"])]
-    if measured.empty or (measured["call"] != "negative").any():
+    measured = rows[rows["call"].isin(list(MEASURED_CALLS))]
+    if measured.empty or (measured["call"] != Call.NEGATIVE).any():
         return []
     markers = ", ".join(measured["marker"])
     return [

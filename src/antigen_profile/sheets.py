@@ -17,6 +17,7 @@ import jsonschema
 import pandas as pd
 
 from antigen_profile.config import load_yaml
+from antigen_profile.errors import AntigenProfileError
 from antigen_profile.inputs import NOT_FOUND, file_problem, fix_for, problem_message
 from antigen_profile.paths import repo_path
 
@@ -35,10 +36,12 @@ PATIENT_FLAGS = [
     "pregnant_or_nursing",
     "systemic_steroids_last_7d",
 ]
+#: The patient sheet's columns (the input patients.tsv), in order; the cohort's output of the
+#: same name has :data:`antigen_profile.cohort.PATIENT_TABLE_COLUMNS`.
 PATIENT_COLUMNS = ["patient_id", *PATIENT_NUMBERS, *PATIENT_FLAGS]
 
 
-class SheetError(ValueError):
+class SheetError(AntigenProfileError, ValueError):
     """One line per problem: sheet, line, id, problem and fix."""
 
 
@@ -239,7 +242,7 @@ def marker_control_columns(samples: pd.DataFrame) -> list[str]:
 
 def read_patients(path: str | Path) -> pd.DataFrame:
     """Read and check ``patients.tsv``. Cells stay text (empty = unknown); numbers and yes/no
-    are checked here, and interpreted by the recommend stage."""
+    are checked here, and read as facts by :func:`antigen_profile.decision.parse_patient`."""
     sheet = Path(path).resolve()
     frame = _read_tsv(sheet)
     missing = [c for c in PATIENT_COLUMNS if c not in frame.columns]

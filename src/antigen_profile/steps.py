@@ -25,7 +25,8 @@ from antigen_profile.outputs import (
     cohort_paths,
     sample_paths,
 )
-from antigen_profile.recommend import load_trial
+from antigen_profile.trial import load_trial
+from antigen_profile.vocabulary import QCStatus
 
 #: ``decide_sample``'s ``patient_record`` default: read the record from ``patients_sheet``.
 FROM_SHEET: Any = object()
@@ -59,7 +60,7 @@ def decide_sample(
     reruns that patient's decisions only; as text, it is :func:`patient_param`'s JSON. Only
     ``config["floors"]`` is read.
     """
-    from antigen_profile.recommend import decide, parse_patient
+    from antigen_profile.decision import decide, parse_patient
     from antigen_profile.sheets import patient_record as sheet_record
     from antigen_profile.sheets import read_patients
 
@@ -102,8 +103,7 @@ def write_cohort_table(
     ``antigen_files`` pairs with ``decision_files`` (default: ``antigens.tsv`` beside each
     decision); ``out_dir`` is a folder or the :data:`~antigen_profile.outputs.COHORT_FILES`
     keys mapped to paths. Only ``config["timepoints"]`` is read."""
-    from antigen_profile.cohort import patient_table, patient_timeline
-    from antigen_profile.recommend import write_recommendations
+    from antigen_profile.cohort import patient_table, patient_timeline, write_recommendations
 
     if isinstance(out_dir, Mapping):
         out = {k: Path(out_dir[k]) for k in COHORT_FILES}
@@ -201,7 +201,7 @@ def run_summary(results: str | Path, sample_ids: Sequence[str], top: int = 3) ->
         if not qc_path.is_file():
             continue
         qc = _read_json(qc_path)
-        if qc.get("status") == "fail":
+        if qc.get("status") == QCStatus.FAIL:
             failed.append(f"{sample_id}: {'; '.join(qc.get('reasons') or ['see qc.json'])}")
     if failed:
         lines.append(f"  not analysed ({len(failed)}): " + " | ".join(failed[:top]))

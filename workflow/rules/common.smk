@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 from antigen_profile import outputs, simulate, stages
 from antigen_profile.cohort import timepoint_rank
 from antigen_profile.config import ConfigError, missing_files, resolve_paths, validate_config
-from antigen_profile.recommend import TrialError, load_trial
+from antigen_profile.trial import TrialError, load_trial
 from antigen_profile.steps import patient_param, run_summary
 from antigen_profile.sheets import (
     SheetError,
