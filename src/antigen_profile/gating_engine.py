@@ -10,7 +10,7 @@ and hands every later stage the same :class:`Gated`: population masks, ``populat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,3 +221,28 @@ def control_blasts(
         return None, f"control tube not used ({exc}); thresholds from internal negatives"
     mask = masks[BLASTS]
     return {m: cdata[m][mask] for m in cdata}, None
+
+
+def gate_controls(
+    tubes: Sequence[tuple[str, str | Path | None]],
+    tube: Tube,
+    gater: Gater,
+    sample_id: str,
+    checksums: Mapping[str, str | None],
+    template: GatingTemplate | None = None,
+) -> tuple[dict[str, dict[str, np.ndarray]], str | None]:
+    """The blasts of each control tube that could be gated (``tubes``: key, path; keyed as
+    given) and, in one line, why any was not used. ``checksums`` are the tubes' SHA-256 by
+    path, already taken for the audit trail (a tube is hashed once)."""
+    controls: dict[str, dict[str, np.ndarray]] = {}
+    notes: list[str] = []
+    for key, path in tubes:
+        if not path:
+            continue
+        checksum = checksums.get(str(path))
+        blasts, note = control_blasts(path, tube, gater, sample_id, checksum, template)
+        if blasts is not None:
+            controls[key] = blasts
+        if note:
+            notes.append(note)
+    return controls, "; ".join(notes) or None

@@ -31,7 +31,7 @@ from antigen_profile.coverage import (
 )
 from antigen_profile.density import add_density
 from antigen_profile.gating import GatingError
-from antigen_profile.gating_engine import BLASTS, Gated, Gater, control_blasts
+from antigen_profile.gating_engine import BLASTS, Gated, Gater, gate_controls
 from antigen_profile.ingest import (
     IngestError,
     Tube,
@@ -66,10 +66,10 @@ from antigen_profile.quantify import (
     lineage_flags,
     positive_controls,
 )
+from antigen_profile.recommend import load_trial
 from antigen_profile.references import ANY_MARKER, choose_references
 from antigen_profile.sample_profile import SampleProfile, write_profile
 from antigen_profile.transforms import display_logicle
-from antigen_profile.trial import load_trial
 
 
 @dataclass
@@ -181,40 +181,15 @@ def compute_profile(
         return failed(qc, tube)
     shares = gating_shares(gated.table)  # debris and doublets: QC itself never gates
     qc.add_findings("gating", shares, gating_warnings(shares, qc_settings))
-    controls, control_note = _control_blasts(
-        tube, gater, gated, inputs, sample_id, control, marker_controls
-    )
+    checksums = {i["path"]: i["sha256"] for i in inputs}
+    tubes = [(ANY_MARKER, control), *(marker_controls or {}).items()]
+    controls, control_note = gate_controls(tubes, tube, gater, sample_id, checksums, gated.template)
     if control_note:
         qc.warnings.append(control_note)
         qc.status = "warn" if qc.status == "pass" else qc.status
     return _quantify(
         sample_id, fcs, config, tube, data, gated, controls, control_note, qc, inputs, bead_fcs
     )
-
-
-def _control_blasts(
-    tube: Tube,
-    gater: Gater,
-    gated: Gated,
-    inputs: list[dict[str, Any]],
-    sample_id: str,
-    control: str | Path | None,
-    marker_controls: Mapping[str, str | Path] | None,
-) -> tuple[dict[str, dict[str, np.ndarray]], str | None]:
-    """The blasts of each control tube that could be gated (keyed by marker, the sample's
-    control under :data:`~antigen_profile.references.ANY_MARKER`), and why any was not used."""
-    controls: dict[str, dict[str, np.ndarray]] = {}
-    notes: list[str] = []
-    for key, path in [(ANY_MARKER, control), *(marker_controls or {}).items()]:
-        if not path:
-            continue
-        checksum = next((i["sha256"] for i in inputs if i["path"] == str(path)), None)
-        blasts, note = control_blasts(path, tube, gater, sample_id, checksum, gated.template)
-        if blasts is not None:
-            controls[key] = blasts
-        if note:
-            notes.append(note)
-    return controls, "; ".join(notes) or None
 
 
 def _quantify(
