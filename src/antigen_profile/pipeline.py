@@ -66,10 +66,10 @@ from antigen_profile.quantify import (
     lineage_flags,
     positive_controls,
 )
-from antigen_profile.recommend import load_trial
 from antigen_profile.references import ANY_MARKER, choose_references
 from antigen_profile.sample_profile import SampleProfile, write_profile
 from antigen_profile.transforms import display_logicle
+from antigen_profile.trial import load_trial
 
 
 @dataclass
