@@ -21,6 +21,7 @@ def _profile(args: argparse.Namespace) -> int:
     from antigen_profile.inputs import InputFileError, require_regular_file
     from antigen_profile.paths import REPO_ROOT
     from antigen_profile.pipeline import profile_sample
+    from antigen_profile.settings import Settings
     from antigen_profile.steps import decide_sample, write_sample_report
 
     try:
@@ -57,7 +58,12 @@ def _profile(args: argparse.Namespace) -> int:
     out = Path(args.out) / sample_id if args.per_sample_folder else Path(args.out)
     marker_controls = dict(item.split("=", 1) for item in args.marker_control)
     result = profile_sample(
-        sample_id, fcs, out, config, control=args.control, marker_controls=marker_controls
+        sample_id,
+        fcs,
+        out,
+        Settings.from_config(config),
+        control=args.control,
+        marker_controls=marker_controls,
     )
     try:
         decision = decide_sample(

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from antigen_profile.compensate import CompensationError, compensate, compensate_inplace
-from antigen_profile.config import resolve
 from antigen_profile.gating import (
     GatingError,
     GatingTemplate,
@@ -32,6 +31,7 @@ from antigen_profile.ingest import IngestError, Tube, map_control, marker_data, 
 from antigen_profile.lab_gating import LabGating, LabGatingError
 from antigen_profile.plotdata import PLOT_SEED, add_gate_arrays
 from antigen_profile.registration import register
+from antigen_profile.settings import Settings
 
 #: Our population whose antigens are quantified.
 BLASTS = "blasts"
@@ -54,37 +54,38 @@ class Gated:
     template: GatingTemplate | None = None
 
 
-def backbone(config: Mapping[str, Any]) -> dict[str, str]:
+def backbone(settings: Settings) -> dict[str, str]:
     """Backbone markers the config adds to the blast definition (``blast_definition``)."""
-    return dict(config.get("blast_definition", {}).get("require") or {})
+    return dict(settings.blast_require)
 
 
 class Gater:
     """Our fitted Gating-ML template, or a lab's own Gating-ML / FlowJo gating (config
     ``lab_gating``), behind one call."""
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        self.config = config
-        self.limit = int(config["report"]["max_plot_events"])
-        lab = config.get("lab_gating") or {}
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.limit = settings.max_plot_events
+        lab = settings.lab_gating
         self.lab: LabGating | None = None
         self.template: GatingTemplate | None = None
-        self.role, self.path = self.source(config)
-        if self.role == "lab_gating":
-            self.lab = LabGating(self.path, lab["populations"], lab.get("sample"))
+        self.role, self.path = self.source(settings)
+        if lab is not None:
+            self.lab = LabGating(self.path, dict(lab.populations), lab.sample)
             self.required: list[str] = []
         else:
             self.template = GatingTemplate(self.path)
             self.required = self.template.required
 
     @staticmethod
-    def source(config: Mapping[str, Any]) -> tuple[str, Path]:
+    def source(settings: Settings) -> tuple[str, Path]:
         """The gating file the config names and its audit role: the lab's own gating
         (``lab_gating.file``) when given, else our template."""
-        lab = config.get("lab_gating") or {}
-        if lab.get("file"):
-            return "lab_gating", resolve(lab["file"])
-        return "gating_template", resolve(config["gating_template"])
+        if settings.lab_gating is not None:
+            return "lab_gating", settings.lab_gating.file
+        if settings.gating_template is None:
+            raise GatingError("no gating: set gating_template or lab_gating.file in the config")
+        return "gating_template", settings.gating_template
 
     def gate(
         self, tube: Tube, raw: np.ndarray, data: Mapping[str, np.ndarray], sample_id: str
@@ -113,12 +114,12 @@ class Gater:
             ).masks  # fmt: skip
         template = template or self.template
         assert template is not None
-        require = {m: sign for m, sign in backbone(self.config).items() if m in data}
+        require = {m: sign for m, sign in backbone(self.settings).items() if m in data}
         return template.apply(data, sample_id, require=require).masks
 
     def _gate_template(self, tube: Tube, data: Mapping[str, np.ndarray], sample_id: str) -> Gated:
         assert self.template is not None
-        required = backbone(self.config)
+        required = backbone(self.settings)
         tops = {m: tube.ranges.get(ch, float("nan")) for m, ch in tube.markers.items()}
         template, registration = register(self.template, data, tops, required)
         populations = template.apply(data, sample_id, require=required)
@@ -143,7 +144,7 @@ class Gater:
             gates=[gate_to_json(g, populations) for g in populations.gates],
             plot=plot,
             blast_defined_by=populations.defined_by(BLASTS),
-            flags=registration.flags + gating_flags(populations, self.config["floors"]),
+            flags=registration.flags + gating_flags(populations, self.settings.floors.as_dict()),
             gatingml=export_gatingml(template, populations, tube.markers, compensated),
             description={
                 "engine": "template",
@@ -181,7 +182,7 @@ class Gater:
             gates=result.gates,
             plot=plot,
             blast_defined_by=result.defined_by.get(BLASTS, []),
-            flags=floor_flags(blasts, self.config["floors"]),
+            flags=floor_flags(blasts, self.settings.floors.as_dict()),
             gatingml=lab.to_gatingml(),
             description={
                 "engine": "lab",

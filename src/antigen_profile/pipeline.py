@@ -51,7 +51,6 @@ from antigen_profile.provenance import (
 )
 from antigen_profile.qc import (
     QCResult,
-    QCSettings,
     check_acquisition,
     compensation_warnings,
     failed_qc,
@@ -61,13 +60,13 @@ from antigen_profile.qc import (
     negative_pileups,
 )
 from antigen_profile.quantify import (
-    PositivitySettings,
     antigen_table,
     lineage_flags,
     positive_controls,
 )
 from antigen_profile.references import ANY_MARKER, choose_references
 from antigen_profile.sample_profile import SampleProfile, write_profile
+from antigen_profile.settings import Settings, as_settings
 from antigen_profile.transforms import display_logicle
 from antigen_profile.trial import load_trial
 
@@ -86,7 +85,7 @@ def profile_sample(
     sample_id: str,
     fcs: str | Path,
     out_dir: str | Path | Mapping[str, str | Path],
-    config: Mapping[str, Any],
+    config: Settings | Mapping[str, Any],
     control: str | Path | None = None,
     marker_controls: Mapping[str, str | Path] | None = None,
     bead_fcs: str | Path | None = None,
@@ -108,11 +107,13 @@ def profile_sample(
         ``results/{sample_id}`` (each file under its name in
         :data:`~antigen_profile.outputs.PROFILE_FILES`), or those keys mapped to the paths a
         Snakemake rule declared.
-    config : mapping
-        The validated workflow configuration.
+    config : Settings or mapping
+        The run's :class:`~antigen_profile.settings.Settings`, or the validated
+        configuration they are built from.
     """
     out = sample_paths(out_dir, tuple(PROFILE_FILES))  # a rule's paths, checked first
-    profile = compute_profile(sample_id, fcs, config, control, marker_controls, bead_fcs)
+    settings = as_settings(config)
+    profile = compute_profile(sample_id, fcs, settings, control, marker_controls, bead_fcs)
     write_profile(profile, out)
     return ProfileResult(sample_id, out["profile"].parent, profile.status, profile.qc.reasons)
 
@@ -120,7 +121,7 @@ def profile_sample(
 def compute_profile(
     sample_id: str,
     fcs: str | Path,
-    config: Mapping[str, Any],
+    settings: Settings,
     control: str | Path | None = None,
     marker_controls: Mapping[str, str | Path] | None = None,
     bead_fcs: str | Path | None = None,
@@ -129,31 +130,30 @@ def compute_profile(
     reason where a stage refuses the tube; nothing is written."""
     # Every input is checked before anything reads or hashes it (a FIFO or /dev/zero would
     # hang the job); one that is not a regular file fails this sample only (issue 14).
-    gating_file = Gater.source(config)
-    problems = input_problems(config, fcs, control, marker_controls, bead_fcs, gating_file)
-    inputs = audit_inputs(config, fcs, control, marker_controls, gating_file)
+    gating_file = Gater.source(settings)
+    problems = input_problems(settings, fcs, control, marker_controls, bead_fcs, gating_file)
+    inputs = audit_inputs(settings, fcs, control, marker_controls, gating_file)
 
     def failed(qc: QCResult, tube: Tube | None = None) -> SampleProfile:
-        document = profile_document(sample_id, tube, inputs, config, [], qc)
+        document = profile_document(sample_id, tube, inputs, settings, [], qc)
         return SampleProfile.failed_sample(sample_id, fcs, qc, document)
 
     if problems:
         refused = failed_qc(problems[0], kind="unreadable")
         refused.reasons += problems[1:]
         return failed(refused)
-    gater = Gater(config)
-    spill_csv = config.get("compensation", {}).get("matrix")
-    spill_csv = resolve(spill_csv) if spill_csv else None
+    gater = Gater(settings)
+    markers, scatter = settings.markers, settings.scatter
     try:
         tube = read_tube(
-            fcs, config["markers"], config["scatter"], (), spill_csv, sha256=inputs[0]["sha256"]
+            fcs, markers, scatter, (), settings.compensation_matrix, sha256=inputs[0]["sha256"]
         )
     except IngestError as exc:
         return failed(failed_qc(str(exc)))
-    problem = panel_problem(tube, gater.required, config["markers"], config["scatter"])
+    problem = panel_problem(tube, gater.required, markers, scatter)
     if problem:  # read, but its panel cannot be gated: the report still shows what it holds
         return failed(failed_qc(problem, events=tube.n_events, kind="panel"), tube)
-    qc_settings = QCSettings.from_config(config)
+    qc_settings = settings.qc
     qc = check_acquisition(tube, qc_settings)
     if qc.status == "fail":
         return failed(qc, tube)
@@ -188,14 +188,14 @@ def compute_profile(
         qc.warnings.append(control_note)
         qc.status = "warn" if qc.status == "pass" else qc.status
     return _quantify(
-        sample_id, fcs, config, tube, data, gated, controls, control_note, qc, inputs, bead_fcs
+        sample_id, fcs, settings, tube, data, gated, controls, control_note, qc, inputs, bead_fcs
     )
 
 
 def _quantify(
     sample_id: str,
     fcs: str | Path,
-    config: Mapping[str, Any],
+    settings: Settings,
     tube: Tube,
     data: Mapping[str, np.ndarray],
     gated: Gated,
@@ -207,12 +207,12 @@ def _quantify(
 ) -> SampleProfile:
     """Thresholds, calls, density and coverage on the gated blasts, and the profile that
     holds them."""
-    positivity = PositivitySettings.from_config(config)
-    quantified = list(config["quantified"])
+    positivity = settings.positivity
+    quantified = list(settings.quantified)
     blast_mask = gated.masks[BLASTS]
     blasts = {m: data[m][blast_mask] for m in quantified if m in data}
     display = {
-        m: display_logicle(config["logicle"], data[m], tube.ranges.get(tube.markers[m], np.nan))
+        m: display_logicle(settings.logicle, data[m], tube.ranges.get(tube.markers[m], np.nan))
         for m in blasts
     }
     references = choose_references(
@@ -222,22 +222,22 @@ def _quantify(
     table = antigen_table(
         sample_id, blasts, references, positivity, quantified, not_measured=shared
     )
-    cal = config.get("calibration") or {}
-    beads = bead_fcs or cal.get("bead_fcs")
+    beads = resolve(bead_fcs) if bead_fcs else settings.bead_fcs
     if beads:
-        beads = resolve(beads)
         inputs.append(audit_entry("beads", beads))
-    density_flags, calibration = add_density(table, blasts, controls, tube, beads, cal, qc)
+    density_flags, calibration = add_density(
+        table, blasts, controls, tube, beads, settings.calibration, qc
+    )
     thresholds = thresholds_from_references(table, references, positivity.percentile)
-    positive = positive_matrix(blasts, thresholds, load_trial(resolve(config["trial"])).targets)
-    limit = int(config["report"]["max_plot_events"])
+    positive = positive_matrix(blasts, thresholds, load_trial(settings.trial).targets)
+    limit = settings.max_plot_events
     doc = profile_document(
-        sample_id, tube, inputs, config, gated.blast_defined_by, qc, control_note
+        sample_id, tube, inputs, settings, gated.blast_defined_by, qc, control_note
     )
     doc["flags"] = (
         gated.flags
         + [{"code": "shared_detector", "message": note} for note in shared.values()]
-        + lineage_flags(table, config["b_lineage_markers"])
+        + lineage_flags(table, list(settings.b_lineage_markers))
         + density_flags
     )
     doc["gating"] = gated.description
@@ -252,7 +252,7 @@ def _quantify(
         coverage=coverage_table(positive, sample_id, positivity.confidence),
         coexpression=upset_data(positive),
         positive_controls=positive_controls(
-            data, gated.masks, thresholds, config["positive_controls"]
+            data, gated.masks, thresholds, settings.positive_controls
         ),
         calibration=calibration,
         gates=gated.gates,

@@ -27,7 +27,7 @@ from antigen_profile.inputs import (
     require_regular_file,
 )
 from antigen_profile.qc import QCResult
-from antigen_profile.quantify import PositivitySettings
+from antigen_profile.settings import Settings
 
 SOFTWARE = ["antigen-profile", "flowkit", "flowio", "numpy", "pandas", "scikit-learn", "snakemake"]
 
@@ -81,7 +81,7 @@ def config_entry(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def audit_inputs(
-    config: Mapping[str, Any],
+    settings: Settings,
     fcs: str | Path,
     control: str | Path | None,
     marker_controls: Mapping[str, str | Path] | None,
@@ -95,13 +95,13 @@ def audit_inputs(
         inputs.insert(1, audit_entry("control", control))
     for marker, path in (marker_controls or {}).items():
         inputs.insert(1, audit_entry(f"control:{marker}", path))
-    inputs.append(audit_entry("trial", resolve(config["trial"])))
-    inputs.append(config_entry(config))
+    inputs.append(audit_entry("trial", settings.trial))
+    inputs.append(config_entry(settings.config))
     return inputs
 
 
 def input_problems(
-    config: Mapping[str, Any],
+    settings: Settings,
     fcs: str | Path,
     control: str | Path | None,
     marker_controls: Mapping[str, str | Path] | None,
@@ -116,14 +116,13 @@ def input_problems(
     if control:
         files.append(("control", control))
     files += [(f"control:{m}", p) for m, p in (marker_controls or {}).items() if p]
-    beads = bead_fcs or (config.get("calibration") or {}).get("bead_fcs")
+    beads = resolve(bead_fcs) if bead_fcs else settings.bead_fcs
     if beads:
-        files.append(("beads", resolve(beads)))
+        files.append(("beads", beads))
     files.append(gating)
-    files.append(("trial", resolve(config["trial"])))
-    matrix = (config.get("compensation") or {}).get("matrix")
-    if matrix:
-        files.append(("compensation_matrix", resolve(matrix)))
+    files.append(("trial", settings.trial))
+    if settings.compensation_matrix:
+        files.append(("compensation_matrix", settings.compensation_matrix))
     problems = []
     for role, path in files:
         marker = role.partition(":")[2]
@@ -148,13 +147,15 @@ def profile_document(
     sample_id: str,
     tube: Tube | None,
     inputs: list[dict[str, Any]],
-    config: Mapping[str, Any],
+    settings: Settings,
     blast_defined_by: list[str],
     qc: QCResult,
     control_note: str | None = None,
 ) -> dict[str, Any]:
     """``profile.json``: provenance and the settings every number depends on (``flags``
-    empty: the caller adds them)."""
+    empty: the caller adds them). The settings are recorded from the configuration as it was
+    given, which is what the "config" input's SHA-256 covers."""
+    config = settings.config
     return {
         "sample_id": sample_id,
         "inputs": inputs,
@@ -174,7 +175,7 @@ def profile_document(
             "internal_negative": dict(config["positivity"]["internal_negative"]),
             "min_reference_events": config["positivity"]["min_reference_events"],
             "intensity": dict(config["positivity"]["intensity"]),
-            "confidence": PositivitySettings.from_config(config).confidence,
+            "confidence": settings.positivity.confidence,
             "floors": dict(config["floors"]),
             "logicle": dict(config["logicle"]),
             "qc": dict(config["qc"]),

@@ -6,6 +6,7 @@ and the outputs are the paths the rule declares."""
 from antigen_profile.logs import job_log
 from antigen_profile.outputs import PROFILE_FILES
 from antigen_profile.pipeline import profile_sample
+from antigen_profile.settings import Settings
 from antigen_profile.stages import PROFILE_SETTINGS, declared, stage_config
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
@@ -14,7 +15,9 @@ with job_log(sm.log[0]) as log:
         sm.wildcards.sample,
         sm.input.fcs,
         {key: sm.output[key] for key in PROFILE_FILES},
-        stage_config(declared(sm.config, PROFILE_SETTINGS, sm.params.settings), sm.input),
+        Settings.from_config(
+            stage_config(declared(sm.config, PROFILE_SETTINGS, sm.params.settings), sm.input)
+        ),
         control=sm.input.get("control"),
         bead_fcs=sm.input.get("beads"),
         marker_controls={
