@@ -119,3 +119,14 @@ def test_results_section_keeps_other_sections(tmp_path: Path) -> None:
     fresh = tmp_path / "new.md"
     bench_sample.write_section(fresh, "## Per-sample analysis\n\nonly\n")
     assert fresh.read_text().startswith("# Benchmarks\n\n## Per-sample analysis")
+
+
+def test_every_profiled_stage_still_resolves() -> None:
+    """The per-stage profile wraps functions by where the pipeline looks them up; a stage
+    that moved module would silently drop out of benchmarks/RESULTS.md."""
+    recorder = bench_sample.StageRecorder(1)
+    recorder.install()
+    try:
+        assert recorder.missing == []
+    finally:
+        recorder.uninstall()
