@@ -777,7 +777,7 @@ def acquisition_reviews(prof: InstrumentProfile) -> list[str]:
 def _reviewed(truth: dict[str, Any], prof: InstrumentProfile) -> dict[str, Any]:
     """The demo truth with this instrument's review reasons: a clean candidate or
     not-candidate becomes ``needs_review`` when the acquisition could not be fully checked
-    (a clinical exclusion stands, as in :func:`antigen_profile.recommend.decide`)."""
+    (a clinical exclusion stands, as in :func:`antigen_profile.decision.decide`)."""
     reviews = acquisition_reviews(prof)
     truth["acquisition_reviews"] = reviews
     clean = truth["decision"] in ("candidate", "not_candidate")
