@@ -39,7 +39,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from antigen_profile.fcs_write import format_spillover as spillover_keyword
+from antigen_profile.fcs_write import format_spillover
 from antigen_profile.files import atomic_write
 from antigen_profile.sheets import PATIENT_COLUMNS
 from antigen_profile.simulate import (
@@ -711,7 +711,7 @@ def instrument_keywords(
         keywords["$TIMESTEP"] = f"{prof.timestep:g}"
     if prof.spillover:  # the demo's dyes, so the demo's matrix, in the demo's dye order
         names = [c.name for c in _simulation_channels(prof, True) if c.kind == "fluorescence"]
-        keywords[prof.spillover] = spillover_keyword(names, np.asarray(DEMO_SPILLOVER))
+        keywords[prof.spillover] = format_spillover(names, np.asarray(DEMO_SPILLOVER))
     keywords.update(dict(prof.keywords))
     for n, detector in enumerate(prof.detectors, start=1):
         keywords[f"$P{n}N"] = detector.name
