@@ -13,16 +13,8 @@ import numpy as np
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 
+from antigen_profile.report import plot_style as style
 from antigen_profile.report.format import DASH
-from antigen_profile.report.plot_style import (
-    DPI,
-    FONT,
-    number_or_nan,
-    plain_legend,
-    plain_text,
-    png_data_uri,
-    style_axes,
-)
 
 #: Heat map of % positive blasts: white (0%) to the blasts' blue (100%).
 HEATMAP_CMAP = LinearSegmentedColormap.from_list("pct_positive", ["#ffffff", "#9ecae1", "#08306b"])
@@ -59,7 +51,7 @@ def cohort_heatmap_figure(
     if not n or not k or data.shape != (n, k):
         return None
     height = min(max(1.8, 1.0 + 0.3 * n), 40.0)
-    fig = Figure(figsize=(max(4.0, 1.8 + 0.8 * k), height), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(max(4.0, 1.8 + 0.8 * k), height), dpi=style.DPI, layout="constrained")
     ax = fig.add_subplot()
     ax.set_facecolor(NO_NUMBER_COLOUR)
     image = ax.imshow(
@@ -73,8 +65,8 @@ def cohort_heatmap_figure(
     ax.set_xticks(np.arange(k), [str(m) for m in markers])
     ax.set_yticks(np.arange(n), [str(s) for s in samples])
     ax.xaxis.tick_top()
-    ax.tick_params(labelsize=FONT + 1, length=0, pad=2)
-    plain_text(ax.get_xticklabels() + ax.get_yticklabels())
+    ax.tick_params(labelsize=style.FONT + 1, length=0, pad=2)
+    style.plain_text(ax.get_xticklabels() + ax.get_yticklabels())
     ax.set_xticks(np.arange(k + 1) - 0.5, minor=True)
     ax.set_yticks(np.arange(n + 1) - 0.5, minor=True)
     ax.grid(which="minor", color="white", lw=1.0)
@@ -97,13 +89,13 @@ def cohort_heatmap_figure(
                     label,
                     ha="center",
                     va="center",
-                    fontsize=FONT,
+                    fontsize=style.FONT,
                     color="white" if dark else "#333333",
                     parse_math=False,
                 )
     bar = fig.colorbar(image, ax=ax, shrink=min(1.0, 3.0 / height + 0.3), pad=0.02)
-    bar.set_label("% positive blasts", fontsize=FONT)
-    bar.ax.tick_params(labelsize=FONT - 1, length=2)
+    bar.set_label("% positive blasts", fontsize=style.FONT)
+    bar.ax.tick_params(labelsize=style.FONT - 1, length=2)
     return fig
 
 
@@ -115,7 +107,7 @@ def cohort_heatmap_plot(
 ) -> str | None:
     """:func:`cohort_heatmap_figure` as a PNG data URI (None when there is nothing to draw)."""
     fig = cohort_heatmap_figure(samples, markers, values, text)
-    return None if fig is None else png_data_uri(fig)
+    return None if fig is None else style.png_data_uri(fig)
 
 
 #: One colour per antigen in the patient timelines (tab10 minus red, kept for losses).
@@ -156,15 +148,15 @@ def patient_timeline_figure(
     if n < 2 or not series:
         return None
     has_density = bool(density) and any(
-        math.isfinite(number_or_nan(v)) for values in density.values() for v in values
+        math.isfinite(style.number_or_nan(v)) for values in density.values() for v in values
     )
     width = min(7.0, 2.6 + 0.9 * n)
-    fig = Figure(figsize=(width, 4.4 if has_density else 2.8), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width, 4.4 if has_density else 2.8), dpi=style.DPI, layout="constrained")
     axes = fig.subplots(2 if has_density else 1, 1, sharex=True, squeeze=False)[:, 0]
     x = np.arange(n)
     for index, (marker, values) in enumerate(series.items()):
         colour = LINE_COLOURS[index % len(LINE_COLOURS)]
-        y = np.array([number_or_nan(v) for v in values], dtype=float)
+        y = np.array([style.number_or_nan(v) for v in values], dtype=float)
         ok = np.isfinite(y)
         # connect measured samples only, across unmeasured ones
         axes[0].plot(x[ok], y[ok], "-o", color=colour, lw=1.2, ms=3.5, label=str(marker))
@@ -182,30 +174,30 @@ def patient_timeline_figure(
                 (x[i], y[i]),
                 textcoords="offset points",
                 xytext=(4, 6),
-                fontsize=FONT - 1,
+                fontsize=style.FONT - 1,
                 color=LOSS_COLOUR,
                 fontweight="bold",
                 annotation_clip=False,
             ).set_parse_math(False)
         if has_density and density is not None and marker in density:
-            d = np.array([number_or_nan(v) for v in density[marker]], dtype=float)
+            d = np.array([style.number_or_nan(v) for v in density[marker]], dtype=float)
             keep = np.isfinite(d) & (d > 0)
             if keep.any():
                 axes[1].plot(x[keep], d[keep], "-o", color=colour, lw=1.2, ms=3.5)
     axes[0].set_ylim(-3, 108)
-    axes[0].set_ylabel("% positive blasts", fontsize=FONT)
-    axes[0].set_title(str(patient_id), fontsize=FONT + 1, parse_math=False)
+    axes[0].set_ylabel("% positive blasts", fontsize=style.FONT)
+    axes[0].set_title(str(patient_id), fontsize=style.FONT + 1, parse_math=False)
     if has_density:
         axes[1].set_yscale("log")
-        axes[1].set_ylabel("ABC median", fontsize=FONT)
+        axes[1].set_ylabel("ABC median", fontsize=style.FONT)
     for ax in axes:
-        style_axes(ax)
+        style.style_axes(ax)
         ax.set_xlim(-0.4, n - 0.6 + 0.4 * (n > 1))
     axes[-1].set_xticks(x, [str(s) for s in samples])
-    plain_text(axes[-1].get_xticklabels())
-    plain_legend(
-        axes[0], fontsize=FONT - 1, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-        handlelength=1.4, borderaxespad=0.2,
+    style.plain_text(axes[-1].get_xticklabels())
+    style.plain_legend(
+        axes[0], fontsize=style.FONT - 1, frameon=False, loc="upper left",
+        bbox_to_anchor=(1.01, 1.0), handlelength=1.4, borderaxespad=0.2,
     )  # fmt: skip
     return fig
 
@@ -219,4 +211,4 @@ def patient_timeline_plot(
 ) -> str | None:
     """:func:`patient_timeline_figure` as a PNG data URI (None when there is nothing to draw)."""
     fig = patient_timeline_figure(patient_id, samples, series, losses, density)
-    return None if fig is None else png_data_uri(fig)
+    return None if fig is None else style.png_data_uri(fig)
