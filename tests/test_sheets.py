@@ -391,3 +391,38 @@ def test_one_or_zero_in_a_yes_no_column_is_a_plain_sentence(tmp_path: Path, valu
         f"{sheet} line 3 (patient_id=P02): prior_anti_cd19 {value!r}: write yes or no (or "
         "leave it empty if unknown)"
     ]
+
+
+def test_specimen_id_defaults_to_the_sample_and_groups_tubes(tmp_path: Path) -> None:
+    """Issue 16: rows sharing specimen_id are tubes of one specimen; without it each tube is
+    its own specimen."""
+    for name in ("a.fcs", "b.fcs", "c.fcs"):
+        (tmp_path / name).write_bytes(b"x")
+    rows = [
+        {"sample_id": "S1-A", "patient_id": "P1", "fcs": "a.fcs", "specimen_id": "S1"},
+        {"sample_id": "S1-B", "patient_id": "P1", "fcs": "b.fcs", "specimen_id": "S1"},
+        {"sample_id": "S2", "patient_id": "P2", "fcs": "c.fcs", "specimen_id": ""},
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    samples = read_samples(tmp_path / "samples.tsv")
+    assert dict(samples["specimen_id"]) == {"S1-A": "S1", "S1-B": "S1", "S2": "S2"}
+    plain = [{k: v for k, v in r.items() if k != "specimen_id"} for r in rows]
+    pd.DataFrame(plain).to_csv(tmp_path / "plain.tsv", sep="\t", index=False)
+    assert list(read_samples(tmp_path / "plain.tsv")["specimen_id"]) == ["S1-A", "S1-B", "S2"]
+
+
+def test_tubes_of_one_specimen_must_share_patient_and_timepoint(tmp_path: Path) -> None:
+    for name in ("a.fcs", "b.fcs"):
+        (tmp_path / name).write_bytes(b"x")
+    rows = [
+        {"sample_id": "A", "patient_id": "P1", "fcs": "a.fcs", "specimen_id": "S1",
+         "timepoint": "relapse"},
+        {"sample_id": "B", "patient_id": "P2", "fcs": "b.fcs", "specimen_id": "S1",
+         "timepoint": "relapse"},
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    with pytest.raises(SheetError) as error:
+        read_samples(tmp_path / "samples.tsv")
+    [line] = str(error.value).splitlines()
+    assert "lines 2, 3 (specimen_id=S1)" in line and "must share patient_id" in line
+    assert "'P1' and 'P2'" in line

@@ -24,7 +24,7 @@ from antigen_profile.paths import repo_path
 SAMPLE_SCHEMA = "workflow/schemas/samples.schema.yaml"
 PATIENT_SCHEMA = "workflow/schemas/patients.schema.yaml"
 SAMPLE_REQUIRED = ["sample_id", "patient_id", "fcs"]
-SAMPLE_OPTIONAL = ["control_fcs", "timepoint", "bead_fcs"]
+SAMPLE_OPTIONAL = ["control_fcs", "timepoint", "bead_fcs", "specimen_id"]
 #: Optional per-antigen control tubes (an FMO for that antigen): ``control_CD22``, ...
 MARKER_CONTROL = re.compile(r"^control_(?!fcs$)[A-Za-z0-9-]+$")
 PATIENT_NUMBERS = ["age_years", "kps", "hgb_g_per_l", "life_expectancy_months"]
@@ -215,9 +215,31 @@ def read_samples(
             else:
                 at = "" if str(file) == given else f" ({file})"
                 problems.append(f"{where}{at} {problem}; {_fix(problem)}")
+    problems += _specimen_problems(frame, sheet)
     if problems:
         raise SheetError("\n".join(problems))
     return frame.set_index("sample_id", drop=False)
+
+
+def _specimen_problems(frame: pd.DataFrame, sheet: Path) -> list[str]:
+    """Tubes of one specimen (rows sharing ``specimen_id``; an empty cell: the tube is its
+    own specimen, ``specimen_id`` = ``sample_id``) come from one draw of one patient, so they
+    must agree on ``patient_id`` and ``timepoint``: one line per specimen that does not."""
+    named = frame[frame["specimen_id"].astype(str) != ""]
+    given = zip(frame["specimen_id"], frame["sample_id"], strict=True)
+    frame["specimen_id"] = [str(spec) or str(sid) for spec, sid in given]
+    problems = []
+    for specimen, rows in named.groupby("specimen_id", sort=False):
+        for column in ("patient_id", "timepoint"):
+            values = list(dict.fromkeys(str(v) for v in rows[column]))
+            if len(values) > 1:
+                lines = ", ".join(str(_line(int(i))) for i in rows.index)
+                problems.append(
+                    f"{sheet} lines {lines} (specimen_id={specimen}): the tubes of one specimen "
+                    f"must share {column}, found {' and '.join(repr(v) for v in values)}; fix "
+                    "the sheet or give the tubes different specimen_ids"
+                )
+    return problems
 
 
 def _resolved(path: Path) -> Path:
