@@ -1,0 +1,329 @@
+"""Split-panel specimens with known truth (issue 16, "Done when", first bullet).
+
+Demo patients are written as tubes that share a CD45/CD34 backbone and divide the six
+quantified antigens (:data:`antigen_profile.split_panel.TWO_TUBES`, and one specimen in
+:data:`~antigen_profile.split_panel.THREE_TUBES`); every tube is profiled as the workflow
+profiles one (:func:`antigen_profile.pipeline.profile_sample`, default config), the tubes are
+merged (:func:`antigen_profile.specimen.merge_specimen`) and the specimen is held to the
+generator's truth: % positive, eligible targets, and the coverage bounds of every
+combination, including patients whose best combination spans the tubes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from antigen_profile.config import load_config, resolve_paths
+from antigen_profile.ingest import read_tube
+from antigen_profile.paths import REPO_ROOT
+from antigen_profile.pipeline import profile_sample
+from antigen_profile.simulate import QUANTIFIED, load_truth
+from antigen_profile.specimen import SpecimenProfile, TubeResult, merge_specimen
+from antigen_profile.split_panel import (
+    BACKBONE,
+    THREE_TUBES,
+    TWO_TUBES,
+    SplitSpecimen,
+    SplitTube,
+    check_split,
+    specimen_truth,
+    split_tube_spec,
+    write_split_specimen,
+    write_split_tube,
+)
+from antigen_profile.trial import Trial, load_trial
+
+#: specimen_id -> (demo sample, split). Best pairs: P01 CD22 + CD10 (both tube A), P04
+#: CD123 + CD38 (both tube B), P08 CD22 (A) + CD20 (B) and P03 CD22 (A) + CD10 (C): the last
+#: two span their tubes.
+CASES: dict[str, tuple[str, tuple[SplitTube, ...]]] = {
+    "P01-R1-split": ("P01-R1", TWO_TUBES),
+    "P04-R1-split": ("P04-R1", TWO_TUBES),
+    "P08-R1-split": ("P08-R1", TWO_TUBES),
+    "P03-R1-split3": ("P03-R1", THREE_TUBES),
+}
+SPANNING = {"P08-R1-split": "CD22+CD20", "P03-R1-split3": "CD22+CD10"}
+#: The issue's accuracy bar for % positive, and for a coverage measured per cell in one tube.
+PCT_POINTS = 3.0
+#: Cross-tube bounds come from one aliquot while the true coverage is counted on another draw
+#: of the same specimen: a tube's share of ~10,000 blasts has a sampling SD of up to 0.5
+#: point (p = 0.5), and a 99.5th-percentile threshold calls ~0.5% of truly negative blasts
+#: positive by design (a 0% target measures ~0.5%), so 3 SD plus that is 1.5 points. A bound
+#: that misses the truth by more is wrong, not noisy.
+BOUND_ALLOWANCE = 1.5
+TRIAL_FILE = REPO_ROOT / "config" / "trials" / "4scar.yaml"
+
+
+@dataclass(frozen=True)
+class Specimen:
+    """One generated specimen: its truth, its tubes as profiled, and their merge."""
+
+    truth: dict[str, Any]
+    tubes: list[TubeResult]
+    profile: SpecimenProfile
+
+
+def _tube_result(sample_id: str, folder: Path) -> TubeResult:
+    """A :class:`TubeResult` from a tube's written outputs, as the specimen step reads them:
+    blasts and leukocytes from populations.tsv, the failure from qc.json."""
+    populations = pd.read_csv(folder / "populations.tsv", sep="\t").set_index("population")
+    qc = json.loads((folder / "qc.json").read_text())
+    count = {
+        p: int(populations.loc[p, "events"]) if p in populations.index else 0
+        for p in ("blasts", "leukocytes")
+    }
+    return TubeResult(
+        sample_id,
+        pd.read_csv(folder / "antigens.tsv", sep="\t"),
+        pd.read_csv(folder / "coverage.tsv", sep="\t"),
+        count["blasts"],
+        count["leukocytes"],
+        "; ".join(qc["reasons"]) if qc["status"] == "fail" else None,
+    )
+
+
+def _profile(sample_id: str, fcs: Path, control: Path, out: Path, config: dict[str, Any]) -> Path:
+    """Profile one tube as the workflow's rule does; returns its results folder."""
+    folder = out / "results" / sample_id
+    profile_sample(sample_id, fcs, folder, config, control=control)
+    return folder
+
+
+def _merge(
+    specimen_id: str, tubes: Sequence[TubeResult], config: dict[str, Any], trial: Trial
+) -> SpecimenProfile:
+    return merge_specimen(specimen_id, tubes, config["quantified"], trial.targets)
+
+
+@pytest.fixture(scope="module")
+def config() -> dict[str, Any]:
+    """The default configuration, its paths made absolute as a workflow job's are."""
+    return resolve_paths(load_config(), REPO_ROOT)
+
+
+@pytest.fixture(scope="module")
+def trial() -> Trial:
+    return load_trial(TRIAL_FILE)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SplitSpecimen]:
+    """Every case written once (FCS, per-event truth, truth.json) into one folder."""
+    out = tmp_path_factory.mktemp("split")
+    return {
+        specimen_id: write_split_specimen(sample_id, out, split, specimen_id=specimen_id)
+        for specimen_id, (sample_id, split) in CASES.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def generated(written: dict[str, SplitSpecimen]) -> Path:
+    """The folder the specimens were written to (``fcs/``, ``specimens/``)."""
+    return next(iter(written.values())).truth.parents[2]
+
+
+@pytest.fixture(scope="module")
+def specimens(
+    written: dict[str, SplitSpecimen], generated: Path, config: dict[str, Any], trial: Trial
+) -> dict[str, Specimen]:
+    """Every tube profiled with the default config, then merged per specimen."""
+    out: dict[str, Specimen] = {}
+    for specimen_id, specimen in written.items():
+        truth = json.loads(specimen.truth.read_text())
+        tubes = [
+            _tube_result(name, _profile(name, fcs, control, generated, config))
+            for name, fcs, control in specimen.tubes
+        ]
+        out[specimen_id] = Specimen(truth, tubes, _merge(specimen_id, tubes, config, trial))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The generator
+# --------------------------------------------------------------------------------------------
+
+
+def test_each_tube_carries_only_the_backbone_and_its_own_antigens(
+    generated: Path, config: dict[str, Any]
+) -> None:
+    for tube in TWO_TUBES:
+        name = f"P08-R1-split-{tube.name}"
+        fcs = generated / "fcs" / f"{name}.fcs"
+        found = read_tube(fcs, config["markers"], config["scatter"]).markers
+        assert {m for m in found if m in config["markers"]} == {*BACKBONE, *tube.antigens}
+        truth = load_truth(generated / "fcs" / f"{name}.truth.npz")
+        assert set(truth.markers) == {*BACKBONE, *tube.antigens}
+        control = load_truth(generated / "fcs" / f"{name}_control.truth.npz")
+        antigens = [i for i, m in enumerate(control.markers) if m in QUANTIFIED]
+        assert not control.positive[:, antigens].any()  # the control's antigens are unstained
+        assert control.is_positive("CD45").any()  # ... its backbone is stained
+    # the full-panel draw serves the truth only: no third stained tube
+    assert sorted(p.name for p in (generated / "fcs").glob("P08-R1-*.fcs")) == [
+        "P08-R1-split-A.fcs", "P08-R1-split-A_control.fcs",
+        "P08-R1-split-B.fcs", "P08-R1-split-B_control.fcs",
+    ]  # fmt: skip
+
+
+def test_tubes_are_separate_aliquots_of_one_specimen(generated: Path) -> None:
+    """Different draws (not the same cells re-stained), same blast share within counting."""
+    draws = [load_truth(generated / "fcs" / f"P08-R1-split-{t.name}.truth.npz") for t in TWO_TUBES]
+    assert not np.array_equal(draws[0].population, draws[1].population)
+    counts = [d.counts() for d in draws]
+    assert counts[0]["blasts"] != counts[1]["blasts"]  # aliquots differ by counting error
+    truth = json.loads((generated / "specimens" / "P08-R1-split" / "truth.json").read_text())
+    a, b = truth["tubes"]
+    assert a["blast_pct_leukocytes"] == pytest.approx(b["blast_pct_leukocytes"], abs=1.5)
+    assert a["blast_pct_leukocytes"] == pytest.approx(35.0, abs=1.5)
+
+
+def test_truth_json_is_what_the_events_say(written: dict[str, SplitSpecimen], trial: Trial) -> None:
+    truth = json.loads(written["P01-R1-split"].truth.read_text())
+    assert truth == json.loads(json.dumps(specimen_truth("P01-R1")))  # regenerated, no files
+    assert truth["split"] == {"A": ["CD19", "CD22", "CD10"], "B": ["CD123", "CD38", "CD20"]}
+    assert [t["sample_id"] for t in truth["tubes"]] == ["P01-R1-split-A", "P01-R1-split-B"]
+    assert set(truth["antigens"]) == set(QUANTIFIED)
+    assert len(truth["coverage"]) == 2 ** len(trial.targets) - 1
+    for name, row in truth["coverage"].items():  # the full draw agrees with the model
+        assert row["covered_pct"] == pytest.approx(row["model_pct"], abs=1.0), name
+    for marker, row in truth["antigens"].items():
+        assert row["pct_positive"] == pytest.approx(row["model_pct"], abs=2.0), marker
+
+
+def test_the_spanning_patients_have_their_two_best_targets_in_different_tubes(
+    written: dict[str, SplitSpecimen], trial: Trial
+) -> None:
+    assert trial.max_products == 2
+    for specimen_id, specimen in written.items():
+        truth = json.loads(specimen.truth.read_text())
+        best = truth["best_combination"]
+        pairs = {c: r for c, r in truth["coverage"].items() if r["n_products"] == 2}
+        assert best["combination"] == max(pairs, key=lambda c: pairs[c]["covered_pct"])
+        assert best["spans_tubes"] is (specimen_id in SPANNING), specimen_id
+        if specimen_id in SPANNING:
+            assert best["combination"] == SPANNING[specimen_id]
+            homes = {truth["antigens"][t]["sample_id"] for t in best["combination"].split("+")}
+            assert len(homes) == 2 and sorted(homes) == best["tubes"]
+    # it matters: P08's CD22 + CD20 reaches the trial's coverage, neither target alone does
+    truth = json.loads(written["P08-R1-split"].truth.read_text())
+    minimum = trial.min_coverage_pct or 95.0
+    assert truth["coverage"]["CD22+CD20"]["covered_pct"] >= minimum
+    assert max(truth["coverage"][t]["covered_pct"] for t in ("CD22", "CD20")) < minimum
+
+
+def test_a_split_must_place_every_antigen_once() -> None:
+    check_split(THREE_TUBES)
+    with pytest.raises(ValueError, match="exactly one tube"):
+        check_split((SplitTube("A", ("CD19", "CD22")), SplitTube("B", ("CD22", "CD38"))))
+    with pytest.raises(ValueError, match="backbone"):
+        check_split((*TWO_TUBES[:1], SplitTube("B", ("CD123", "CD38", "CD20", "CD34"))))
+    spec = split_tube_spec("P04-R1", THREE_TUBES[2])
+    assert set(spec.markers) == {"CD10", "CD20", *BACKBONE}
+    assert len(spec.spillover_matrix()) == len(spec.fluorescence)
+
+
+# --------------------------------------------------------------------------------------------
+# The merged specimen against the truth
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("specimen_id", CASES)
+def test_every_antigen_within_3_points_from_the_tube_that_measured_it(
+    specimens: dict[str, Specimen], specimen_id: str
+) -> None:
+    spec = specimens[specimen_id]
+    table = spec.profile.antigens.set_index("marker")
+    assert set(table.index) == set(QUANTIFIED)
+    for marker, truth in spec.truth["antigens"].items():
+        assert table.loc[marker, "sample_id"] == truth["sample_id"], marker
+        error = abs(float(table.loc[marker, "pct_positive"]) - truth["pct_positive"])
+        assert error <= PCT_POINTS, f"{specimen_id} {marker}: off by {error:.2f} points"
+
+
+@pytest.mark.parametrize("specimen_id", CASES)
+def test_coverage_bounds_contain_the_true_coverage_of_every_combination(
+    specimens: dict[str, Specimen], specimen_id: str, trial: Trial
+) -> None:
+    spec = specimens[specimen_id]
+    coverage = spec.profile.coverage.set_index("combination")
+    every = {"+".join(c) for n in range(1, 6) for c in combinations(trial.targets, n)}
+    assert set(coverage.index) == every == set(spec.truth["coverage"])
+    for name, truth in spec.truth["coverage"].items():
+        row = coverage.loc[name]
+        true_pct = truth["covered_pct"]
+        low, high = float(row["covered_pct"]), float(row["covered_pct_high"])
+        assert low - BOUND_ALLOWANCE <= true_pct <= high + BOUND_ALLOWANCE, (name, low, high)
+        assert low <= high <= 100.0
+        assert row["measured_together"] == truth["measured_together"], name
+        if truth["measured_together"]:  # exact: one tube's per-cell count
+            assert low == high
+            assert abs(low - true_pct) <= PCT_POINTS, (name, low, true_pct)
+
+
+@pytest.mark.parametrize("specimen_id", SPANNING)
+def test_the_spanning_combination_is_bounded_not_measured(
+    specimens: dict[str, Specimen], specimen_id: str
+) -> None:
+    """The best pair has no per-cell count: its lower bound is its best single target's,
+    and that figure (the one a recommendation may use) stays below the truth."""
+    spec = specimens[specimen_id]
+    coverage = spec.profile.coverage.set_index("combination")
+    name = SPANNING[specimen_id]
+    row = coverage.loc[name]
+    assert row["measured_together"] == ""
+    assert row["covered_pct"] == max(coverage.loc[t, "covered_pct"] for t in name.split("+"))
+    assert row["covered_pct"] < spec.truth["coverage"][name]["covered_pct"] - 3
+    assert row["covered_pct_high"] == 100.0
+
+
+@pytest.mark.parametrize("specimen_id", CASES)
+def test_eligible_targets_match_the_truth(
+    specimens: dict[str, Specimen], specimen_id: str, trial: Trial
+) -> None:
+    spec = specimens[specimen_id]
+    table = spec.profile.antigens.set_index("marker")
+    eligible = sorted(
+        t
+        for t in trial.targets
+        if t in table.index
+        and float(table.loc[t, "pct_positive"]) >= trial.target_rule(t).min_pct_positive
+    )
+    assert eligible == spec.truth["eligible_targets"]
+    assert spec.truth["eligible_targets"], "each case has at least one target"
+
+
+@pytest.mark.parametrize("specimen_id", CASES)
+def test_clean_specimens_raise_no_flag(specimens: dict[str, Specimen], specimen_id: str) -> None:
+    spec = specimens[specimen_id]
+    assert all(t.failure is None for t in spec.tubes)
+    assert not [f for f in spec.profile.flags if f["code"] == "blast_share_disagrees"]
+    assert spec.profile.flags == [] and spec.profile.unmeasured == {}
+
+
+def test_a_failed_tube_leaves_its_antigens_unmeasured_with_the_reason(
+    specimens: dict[str, Specimen], config: dict[str, Any], trial: Trial, tmp_path: Path
+) -> None:
+    """Tube B acquired short (3,000 events, under QC's 5,000): its antigens are unknown and
+    say why; tube A's still count, and only their combinations are reported."""
+    good = specimens["P08-R1-split"].tubes[0]
+    tube_b = TWO_TUBES[1]
+    fcs, _ = write_split_tube("P08-R1", tube_b, tmp_path, events=3000)
+    control, _ = write_split_tube("P08-R1", tube_b, tmp_path, control=True)
+    name = "P08-R1-split-B"
+    failed = _tube_result(name, _profile(name, fcs, control, tmp_path, config))
+    assert failed.failure is not None and "fewer than the minimum" in failed.failure
+    profile = _merge("P08-R1-split", [good, failed], config, trial)
+    assert sorted(profile.antigens["marker"]) == sorted(TWO_TUBES[0].antigens)
+    assert set(profile.unmeasured) == set(tube_b.antigens)
+    for marker in tube_b.antigens:
+        assert profile.unmeasured[marker] == f"{name} not analysed: {failed.failure}"
+    assert set(profile.coverage["combination"]) == {"CD22", "CD10", "CD22+CD10"}
+    assert profile.flags == []  # a failed tube has no blast share to disagree with
