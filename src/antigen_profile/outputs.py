@@ -53,9 +53,7 @@ COHORT_FILES: dict[str, str] = {
     "timeline": "patient_timeline.tsv",
 }
 #: File names in ``results/`` that no sample id may take (its folder would shadow them).
-COHORT_NAMES = frozenset(
-    {*COHORT_FILES.values(), REPORT_FILE, "logs", "benchmarks", "specimens"}
-)
+COHORT_NAMES = frozenset({*COHORT_FILES.values(), REPORT_FILE, "logs", "benchmarks", "specimens"})
 
 #: Every per-sample file name: key -> name.
 SAMPLE_FILES: dict[str, str] = {
