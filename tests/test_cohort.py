@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -85,3 +87,28 @@ def test_an_unquantified_sample_does_not_hide_a_fall() -> None:
 )
 def test_timepoint_rank(timepoint: str | None, expected: tuple[int, int]) -> None:
     assert timepoint_rank(timepoint, ORDER, 5) == expected
+
+
+def test_run_summary_counts_whole_reasons_even_with_semicolons(tmp_path: Path) -> None:
+    """The closing summary counts each decision's reasons as listed in decisions.json: the
+    table joins them with "; ", and a reason may hold "; " itself."""
+    import json
+
+    from antigen_profile.steps import run_summary
+
+    reason = "Flag (possible_lineage_switch): no B marker; review the myeloid markers"
+    decisions = [
+        {"sample_id": "S1", "decision": "needs_review", "review_reasons": [reason],
+         "clinical_reasons": []},
+        {"sample_id": "S2", "decision": "needs_review", "review_reasons": [reason, "QC warning"],
+         "clinical_reasons": []},
+    ]  # fmt: skip
+    (tmp_path / "decisions.json").write_text(json.dumps(decisions))
+    table = pd.DataFrame(
+        {"sample_id": ["S1", "S2"], "decision": ["needs_review"] * 2,
+         "review_reasons": ["; ".join(d["review_reasons"]) for d in decisions]}
+    )  # fmt: skip
+    table.to_csv(tmp_path / "recommendations.tsv", sep="\t", index=False)
+    text = run_summary(tmp_path, ["S1", "S2"])
+    assert "2 sample(s): 2 needs_review" in text
+    assert f"most frequent reasons: {reason} (2); QC warning (1)" in text

@@ -216,6 +216,8 @@ def read_samples(
                 at = "" if str(file) == given else f" ({file})"
                 problems.append(f"{where}{at} {problem}; {_fix(problem)}")
     problems += _specimen_problems(frame, sheet)
+    given = zip(frame["specimen_id"], frame["sample_id"], strict=True)
+    frame["specimen_id"] = [str(spec) or str(sid) for spec, sid in given]
     if problems:
         raise SheetError("\n".join(problems))
     return frame.set_index("sample_id", drop=False)
@@ -223,11 +225,9 @@ def read_samples(
 
 def _specimen_problems(frame: pd.DataFrame, sheet: Path) -> list[str]:
     """Tubes of one specimen (rows sharing ``specimen_id``; an empty cell: the tube is its
-    own specimen, ``specimen_id`` = ``sample_id``) come from one draw of one patient, so they
+    own specimen) come from one draw of one patient, so they
     must agree on ``patient_id`` and ``timepoint``: one line per specimen that does not."""
     named = frame[frame["specimen_id"].astype(str) != ""]
-    given = zip(frame["specimen_id"], frame["sample_id"], strict=True)
-    frame["specimen_id"] = [str(spec) or str(sid) for spec, sid in given]
     problems = []
     for specimen, rows in named.groupby("specimen_id", sort=False):
         for column in ("patient_id", "timepoint"):

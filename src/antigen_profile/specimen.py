@@ -29,17 +29,14 @@ from itertools import combinations
 
 import pandas as pd
 
-from antigen_profile.coverage import COVERAGE_COLUMNS
+from antigen_profile.coverage import COVERAGE_COLUMNS, DECIMALS, SEPARATOR
 
-#: Joins a combination's targets, as coverage.tsv does.
-SEPARATOR = "+"
 #: Two tubes' blast shares of leukocytes may differ by counting error (1.96 standard errors)
 #: plus this much: the larger of an absolute gap (fraction of leukocytes) and a relative one.
 SHARE_TOLERANCE_ABS = 0.02
 SHARE_TOLERANCE_REL = 0.15
 #: The rule that picks one tube's value for an antigen measured in several, said in outputs.
 VALUE_RULE = "the tube with the most blast events"
-DECIMALS = 2
 
 
 @dataclass(frozen=True)

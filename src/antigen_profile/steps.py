@@ -180,10 +180,15 @@ def run_summary(results: str | Path, sample_ids: Sequence[str], top: int = 3) ->
             f"antigen-profile: {len(table)} sample(s): "
             + ", ".join(f"{n} {word}" for word, n in counts.most_common())
         )
+        # Reasons from decisions.json, where each is a list item: the table joins them with
+        # "; ", and a reason may hold "; " itself.
         reasons: Counter[str] = Counter()
-        for column in ("review_reasons", "clinical_reasons"):
-            for cell in table.get(column, pd.Series(dtype=str)):
-                reasons.update(r.strip() for r in cell.split(";") if r.strip())
+        decisions_path = cohort_paths(root)["decisions"]
+        decisions = _read_json(decisions_path) if decisions_path.is_file() else []
+        for decision in decisions:
+            if decision.get("sample_id") in set(sample_ids):
+                for key in ("review_reasons", "clinical_reasons"):
+                    reasons.update(str(r) for r in decision.get(key) or [])
         if reasons:
             lines.append(
                 "  most frequent reasons: "
