@@ -26,8 +26,9 @@ from antigen_profile.config import load_config, resolve_paths
 from antigen_profile.ingest import read_tube
 from antigen_profile.paths import REPO_ROOT
 from antigen_profile.pipeline import profile_sample
+from antigen_profile.sheets import patient_record, read_patients
 from antigen_profile.simulate import QUANTIFIED, load_truth
-from antigen_profile.specimen import SpecimenProfile, TubeResult, merge_specimen
+from antigen_profile.specimen import SpecimenProfile, TubeResult, merge_specimen, tube_from_outputs
 from antigen_profile.split_panel import (
     BACKBONE,
     THREE_TUBES,
@@ -40,6 +41,7 @@ from antigen_profile.split_panel import (
     write_split_specimen,
     write_split_tube,
 )
+from antigen_profile.steps import decide_sample, decide_specimen
 from antigen_profile.trial import Trial, load_trial
 
 #: specimen_id -> (demo sample, split). Best pairs: P01 CD22 + CD10 (both tube A), P04
@@ -70,25 +72,16 @@ class Specimen:
     truth: dict[str, Any]
     tubes: list[TubeResult]
     profile: SpecimenProfile
+    decision: dict[str, Any]
+    folder: Path
+
+
+PATIENTS = REPO_ROOT / "resources" / "demo" / "patients.tsv"
 
 
 def _tube_result(sample_id: str, folder: Path) -> TubeResult:
-    """A :class:`TubeResult` from a tube's written outputs, as the specimen step reads them:
-    blasts and leukocytes from populations.tsv, the failure from qc.json."""
-    populations = pd.read_csv(folder / "populations.tsv", sep="\t").set_index("population")
-    qc = json.loads((folder / "qc.json").read_text())
-    count = {
-        p: int(populations.loc[p, "events"]) if p in populations.index else 0
-        for p in ("blasts", "leukocytes")
-    }
-    return TubeResult(
-        sample_id,
-        pd.read_csv(folder / "antigens.tsv", sep="\t"),
-        pd.read_csv(folder / "coverage.tsv", sep="\t"),
-        count["blasts"],
-        count["leukocytes"],
-        "; ".join(qc["reasons"]) if qc["status"] == "fail" else None,
-    )
+    """A :class:`TubeResult` from a tube's written outputs, as the specimen step reads them."""
+    return tube_from_outputs(sample_id, folder, floor=100)
 
 
 def _profile(sample_id: str, fcs: Path, control: Path, out: Path, config: dict[str, Any]) -> Path:
@@ -101,7 +94,21 @@ def _profile(sample_id: str, fcs: Path, control: Path, out: Path, config: dict[s
 def _merge(
     specimen_id: str, tubes: Sequence[TubeResult], config: dict[str, Any], trial: Trial
 ) -> SpecimenProfile:
-    return merge_specimen(specimen_id, tubes, config["quantified"], trial.targets)
+    return merge_specimen(
+        specimen_id, tubes, config["quantified"], trial.targets, config["b_lineage_markers"]
+    )
+
+
+def _decide(
+    specimen_id: str, truth: dict[str, Any], folders: dict[str, Path], config: dict[str, Any],
+    out: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """The specimen step as the workflow runs it, with the demo patient's clinical row."""
+    record = patient_record(read_patients(PATIENTS), truth["patient_id"])
+    return decide_specimen(
+        specimen_id, folders, truth["patient_id"], json.dumps(record), TRIAL_FILE, config,
+        out / "specimens" / specimen_id, timepoint=truth["timepoint"],
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -139,11 +146,16 @@ def specimens(
     out: dict[str, Specimen] = {}
     for specimen_id, specimen in written.items():
         truth = json.loads(specimen.truth.read_text())
-        tubes = [
-            _tube_result(name, _profile(name, fcs, control, generated, config))
+        folders = {
+            name: _profile(name, fcs, control, generated, config)
             for name, fcs, control in specimen.tubes
-        ]
-        out[specimen_id] = Specimen(truth, tubes, _merge(specimen_id, tubes, config, trial))
+        }
+        tubes = [_tube_result(name, folder) for name, folder in folders.items()]
+        decision = _decide(specimen_id, truth, folders, config, generated)
+        folder = generated / "specimens" / specimen_id
+        out[specimen_id] = Specimen(
+            truth, tubes, _merge(specimen_id, tubes, config, trial), decision, folder
+        )
     return out
 
 
@@ -326,4 +338,79 @@ def test_a_failed_tube_leaves_its_antigens_unmeasured_with_the_reason(
     for marker in tube_b.antigens:
         assert profile.unmeasured[marker] == f"{name} not analysed: {failed.failure}"
     assert set(profile.coverage["combination"]) == {"CD22", "CD10", "CD22+CD10"}
-    assert profile.flags == []  # a failed tube has no blast share to disagree with
+    # no blast share to disagree with; the failed tube is named for the reviewer
+    assert [f["code"] for f in profile.flags] == ["tube_not_analysed"]
+    assert name in profile.flags[0]["message"]
+    # ... and the decision: tube A's targets decided, tube B's unknown with the reason
+    truth = specimens["P08-R1-split"].truth
+    results = specimens["P08-R1-split"].folder.parents[1] / "results"
+    folders = {good.sample_id: results / good.sample_id, name: tmp_path / "results" / name}
+    decision = _decide("P08-R1-split", truth, folders, config, tmp_path)
+    assert decision["decision"] == "needs_review"
+    in_a = [t for t in truth["eligible_targets"] if t in TWO_TUBES[0].antigens]
+    assert decision["eligible_targets"] == sorted(in_a) and in_a
+    assert set(decision["unknown_targets"]) == {t for t in tube_b.antigens if t in trial.targets}
+    notes = {r["target"]: r["note"] for r in decision["rules"] if r.get("target")}
+    for target in decision["unknown_targets"]:
+        assert f"{name} not analysed" in notes[target] and "fewer than the minimum" in notes[target]
+    assert any(name in r for r in decision["review_reasons"])
+
+
+@pytest.mark.parametrize("specimen_id", CASES)
+def test_the_specimen_decision_matches_the_truth(
+    specimens: dict[str, Specimen], specimen_id: str, trial: Trial
+) -> None:
+    spec = specimens[specimen_id]
+    decision = spec.decision
+    assert decision["specimen_id"] == specimen_id and decision["sample_id"] is None
+    assert decision["tubes"] == [t["sample_id"] for t in spec.truth["tubes"]]
+    assert decision["eligible_targets"] == spec.truth["eligible_targets"]
+    assert decision["antigen_status"] == spec.truth["antigen_status"]
+    assert decision["clinical_status"] == spec.truth["clinical_status"]
+    assert decision["decision"] == spec.truth["decision"], decision["decision_reasons"]
+    assert decision["unknown_targets"] == []
+    # the written tables: one antigens.tsv row per quantified marker, with its tube
+    antigens = pd.read_csv(spec.folder / "antigens.tsv", sep="\t").set_index("marker")
+    assert list(antigens.index) == list(QUANTIFIED)
+    for marker, truth in spec.truth["antigens"].items():
+        assert antigens.loc[marker, "sample_id"] == truth["sample_id"]
+    coverage = pd.read_csv(spec.folder / "coverage.tsv", sep="\t", keep_default_na=False)
+    assert {"covered_pct_high", "measured_together"} <= set(coverage.columns)
+    document = json.loads((spec.folder / "specimen.json").read_text())
+    assert [t["sample_id"] for t in document["tubes"]] == decision["tubes"]
+    assert len(document["measurements"]) == len(QUANTIFIED)
+
+
+@pytest.mark.parametrize("specimen_id", SPANNING)
+def test_a_spanning_pair_that_may_reach_the_goal_is_named_for_staining_together(
+    specimens: dict[str, Specimen], specimen_id: str, trial: Trial
+) -> None:
+    """No recommendation rests on an upper bound: the pair is not recommended on coverage it
+    may not have, and the reviewer is told which tube to stain to know."""
+    decision = specimens[specimen_id].decision
+    pair = SPANNING[specimen_id]
+    combination = decision["combination"]
+    assert combination is not None and combination["label"] != pair
+    if combination["label"] == "":  # nothing reaches the goal on what was measured
+        assert any(r.startswith(f"{pair} may cover") for r in decision["review_reasons"])
+
+
+def test_a_one_tube_specimen_gets_its_tubes_decision(
+    specimens: dict[str, Specimen], config: dict[str, Any], tmp_path: Path
+) -> None:
+    """Without specimen_id every tube is its own specimen: the decision is the tube's."""
+    spec = specimens["P04-R1-split"]
+    name, folder = spec.truth["tubes"][1]["sample_id"], spec.folder.parents[1] / "results"
+    record = json.dumps(patient_record(read_patients(PATIENTS), spec.truth["patient_id"]))
+    tube = decide_sample(
+        folder / name, name, spec.truth["patient_id"], None, TRIAL_FILE, config,
+        timepoint="relapse", out=tmp_path / "tube.json", patient_record=record,
+    )  # fmt: skip
+    alone = decide_specimen(
+        name, {name: folder / name}, spec.truth["patient_id"], record, TRIAL_FILE, config,
+        tmp_path / "specimen", timepoint="relapse",
+    )  # fmt: skip
+    assert alone["tubes"] == [name] and alone["specimen_id"] == name
+    assert tube["specimen_id"] == name and tube["tubes"] == [name]
+    assert alone == tube
+    assert alone["unknown_targets"]  # tube B alone cannot assess CD22 and CD10

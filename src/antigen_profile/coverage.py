@@ -312,6 +312,8 @@ class _Row:
     ci_low: float
     ci_high: float
     rank: tuple[int, ...]
+    #: False for a specimen's combination stained in different tubes: bounded, not counted.
+    together: bool = True
 
     @property
     def n(self) -> int:
@@ -341,9 +343,19 @@ def _rows(table: pd.DataFrame) -> list[_Row]:
                 ci_low=float(record["uncovered_ci_low"]),
                 ci_high=float(record["uncovered_ci_high"]),
                 rank=tuple(order[t] for t in targets),
+                together=_together(record),
             )
         )
     return rows
+
+
+def _together(record: Mapping[str, Any]) -> bool:
+    """Whether a row's blasts were counted per cell: always for a tube's coverage.tsv; for a
+    specimen's, only where ``measured_together`` names the tube."""
+    if "measured_together" not in record:
+        return True
+    value = record["measured_together"]
+    return isinstance(value, str) and value != ""
 
 
 def _num(value: float) -> str:
@@ -419,12 +431,15 @@ def recommend_combination(
         )
         return CombinationChoice(None, None, None, reason, **common)
 
-    chosen = min(reaching, key=lambda r: (r.n, -r.covered_pct, r.ci_high, r.rank))
+    # Fewest products, then one whose coverage was counted per cell over one that is a bound.
+    chosen = min(reaching, key=lambda r: (r.n, not r.together, -r.covered_pct, r.ci_high, r.rank))
     reason = (
         f"{chosen.label} ({_products(chosen.n)}) covers {_num(chosen.covered_pct)}% of blasts, "
         f"at least {_num(min_coverage_pct)}% with {_num(100 * confidence)}% confidence "
         f"({_interval(chosen, confidence)})"
     )
+    if not chosen.together:
+        reason += "; its targets were stained in different tubes: that is its lower bound"
     fewer = [r for r in pool if r.n < chosen.n]
     if fewer:
         runner = min(fewer, key=lambda r: (-r.covered_pct, r.ci_high, r.n, r.rank))
@@ -456,3 +471,30 @@ def recommend_combination(
         uncovered_ci_low=chosen.ci_low,
         **common,
     )
+
+
+def stain_together(
+    table: pd.DataFrame, max_products: int, min_coverage_pct: float, allowed: Sequence[str]
+) -> list[str]:
+    """Sentences for a specimen's combinations that might reach ``min_coverage_pct`` but
+    were stained in different tubes: their lower bound does not reach it, their upper bound
+    does. Only staining them in one tube can tell, so a reviewer is told which."""
+    if table.empty or "covered_pct_high" not in table:
+        return []
+    out = []
+    for record in table.to_dict("records"):
+        targets = str(record["combination"]).split(SEPARATOR)
+        if (
+            _together(record)
+            or len(targets) > max_products
+            or not set(targets) <= {str(t) for t in allowed}
+        ):
+            continue
+        low, high = float(record["covered_pct"]), float(record["covered_pct_high"])
+        if low < min_coverage_pct <= high:
+            out.append(
+                f"{record['combination']} may cover {_num(min_coverage_pct)}% of blasts "
+                f"(between {_num(low)}% and {_num(high)}%) but its targets were stained in "
+                "different tubes: stain them in one tube to know"
+            )
+    return out

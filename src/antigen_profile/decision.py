@@ -25,7 +25,7 @@ from antigen_profile.cells import (
     text_or_none,
 )
 from antigen_profile.cohort import recommendation_row
-from antigen_profile.coverage import CombinationChoice, recommend_combination
+from antigen_profile.coverage import CombinationChoice, recommend_combination, stain_together
 from antigen_profile.evaluate import (
     FAIL,
     NOTES_KEY,
@@ -110,7 +110,7 @@ def parse_patient(row: Mapping[str, str | None], trial: Trial | None = None) -> 
 class Decision:
     """A sample's recommendation with every rule's inputs and outcome (decision.json)."""
 
-    sample_id: str
+    sample_id: str | None
     patient_id: str
     timepoint: str | None
     trial: dict[str, Any]
@@ -129,6 +129,9 @@ class Decision:
     qc_status: str | None = None
     combination: CombinationChoice | None = None
     review_reasons: list[str] = field(default_factory=list)
+    #: The specimen (one draw) the decision is for, and the tubes it was made from.
+    specimen_id: str | None = None
+    tubes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """decision.json content: JSON-serialisable, NaN written as null."""
@@ -153,6 +156,8 @@ class Decision:
                 "qc_status": self.qc_status,
                 "combination": None if self.combination is None else self.combination.to_dict(),
                 "review_reasons": self.review_reasons,
+                "specimen_id": self.specimen_id,
+                "tubes": self.tubes,
             }
         )
 
@@ -162,7 +167,7 @@ class Decision:
 
 
 def decide(
-    sample_id: str,
+    sample_id: str | None,
     patient_id: str,
     antigens: pd.DataFrame,
     populations: pd.DataFrame,
@@ -173,6 +178,8 @@ def decide(
     timepoint: str | None = None,
     coverage: pd.DataFrame | None = None,
     flags: Sequence[Mapping[str, str]] = (),
+    specimen_id: str | None = None,
+    tubes: Sequence[str] | None = None,
 ) -> Decision:
     """Decide whether a sample supports a trial candidacy and say why.
 
@@ -182,6 +189,10 @@ def decide(
     gating flag (``flags`` from profile.json), or a target within its rule's margin of the
     cut-off, turns a clean candidate / not-candidate into ``needs_review`` (a clinical
     exclusion stands: the patient cannot enter whatever the antigens show).
+
+    A specimen of several tubes is decided here too, on its merged tables
+    (:mod:`antigen_profile.specimen`): ``sample_id`` is then None, ``tubes`` lists them, and
+    a combination stained in different tubes counts by its lower bound.
 
     The order of checks follows what can overrule what: a clinical exclusion ends candidacy
     whatever the antigens; an unusable profile (QC failed, too few blasts) or an unknown
@@ -322,6 +333,12 @@ def decide(
         # the JSON. One reason per "; "-separated item, so the sentence keeps no "; ".
         text = choice.reason.replace("; ", ", ")
         review_reasons.append(text[:1].upper() + text[1:])
+        review_reasons += [
+            s.replace("; ", ", ")
+            for s in stain_together(
+                coverage, trial.max_products, float(trial.min_coverage_pct or 0), eligible
+            )
+        ]
     reasons = [headline, *antigen_reasons]
     if choice is not None:
         reasons.append(f"Combination: {choice.reason}")
@@ -333,7 +350,7 @@ def decide(
         reasons.append(f"All {len(clinical_results)} clinical rules pass")
 
     return Decision(
-        sample_id=str(sample_id),
+        sample_id=None if sample_id is None else str(sample_id),
         patient_id=str(patient_id),
         timepoint=timepoint,
         trial=trial.summary(),
@@ -352,6 +369,8 @@ def decide(
         qc_status=qc_status,
         combination=choice,
         review_reasons=review_reasons,
+        specimen_id=specimen_id if specimen_id is not None else sample_id,
+        tubes=list(tubes) if tubes is not None else [str(sample_id)],
     )
 
 

@@ -52,8 +52,23 @@ COHORT_FILES: dict[str, str] = {
     "patients": "patients.tsv",
     "timeline": "patient_timeline.tsv",
 }
+#: Where the specimens go: ``results/specimens/{specimen_id}/``.
+SPECIMEN_DIR = "specimens"
+#: What ``specimen`` writes per specimen (its tubes merged), and ``specimen_report`` the last.
+SPECIMEN_FILES: dict[str, str] = {
+    "antigens": "antigens.tsv",
+    "coverage": "coverage.tsv",
+    "specimen": "specimen.json",
+    "decision": DECISION_FILE,
+    "report": REPORT_FILE,
+}
+#: What ``specimen`` reads of each tube: what ``decide`` reads.
+SPECIMEN_READS = DECISION_READS
+#: What ``specimen`` writes (the report comes after).
+SPECIMEN_WRITES = ("antigens", "coverage", "specimen", "decision")
+
 #: File names in ``results/`` that no sample id may take (its folder would shadow them).
-COHORT_NAMES = frozenset({*COHORT_FILES.values(), REPORT_FILE, "logs", "benchmarks", "specimens"})
+COHORT_NAMES = frozenset({*COHORT_FILES.values(), REPORT_FILE, "logs", "benchmarks", SPECIMEN_DIR})
 
 #: Every per-sample file name: key -> name.
 SAMPLE_FILES: dict[str, str] = {
@@ -88,6 +103,30 @@ def sample_paths(
 def sample_patterns(results: str, keys: tuple[str, ...]) -> dict[str, str]:
     """``{key: "{results}/{sample}/{name}"}``: a rule's declaration of per-sample files."""
     return {k: f"{results}/{{sample}}/{SAMPLE_FILES[k]}" for k in keys}
+
+
+def specimen_paths(
+    where: str | Path | Mapping[str, str | Path], keys: tuple[str, ...] | None = None
+) -> dict[str, Path]:
+    """The paths of a specimen's files (``keys``: all of :data:`SPECIMEN_FILES`), from its
+    folder or a rule's declared mapping (as :func:`sample_paths`)."""
+    keys = tuple(SPECIMEN_FILES) if keys is None else keys
+    if isinstance(where, Mapping):
+        missing = [k for k in keys if k not in where]
+        if missing:
+            raise KeyError(f"no path given for {', '.join(missing)}")
+        return {k: Path(where[k]) for k in keys}
+    return {k: Path(where) / SPECIMEN_FILES[k] for k in keys}
+
+
+def specimen_folder(results: str | Path, specimen_id: str) -> Path:
+    """``{results}/specimens/{specimen_id}``."""
+    return Path(results) / SPECIMEN_DIR / specimen_id
+
+
+def specimen_patterns(results: str, keys: tuple[str, ...]) -> dict[str, str]:
+    """``{key: "{results}/specimens/{specimen}/{name}"}``: a rule's per-specimen files."""
+    return {k: f"{results}/{SPECIMEN_DIR}/{{specimen}}/{SPECIMEN_FILES[k]}" for k in keys}
 
 
 def cohort_paths(results: str | Path) -> dict[str, Path]:

@@ -215,21 +215,25 @@ def read_samples(
             else:
                 at = "" if str(file) == given else f" ({file})"
                 problems.append(f"{where}{at} {problem}; {_fix(problem)}")
-    problems += _specimen_problems(frame, sheet)
+    # A tube without specimen_id is its own specimen; filled first, so a specimen_id that is
+    # another row's sample_id joins that tube and is checked with it.
+    named = frame["specimen_id"].astype(str) != ""
     given = zip(frame["specimen_id"], frame["sample_id"], strict=True)
     frame["specimen_id"] = [str(spec) or str(sid) for spec, sid in given]
+    problems += _specimen_problems(frame, named, sheet)
     if problems:
         raise SheetError("\n".join(problems))
     return frame.set_index("sample_id", drop=False)
 
 
-def _specimen_problems(frame: pd.DataFrame, sheet: Path) -> list[str]:
+def _specimen_problems(frame: pd.DataFrame, named: pd.Series, sheet: Path) -> list[str]:
     """Tubes of one specimen (rows sharing ``specimen_id``; an empty cell: the tube is its
     own specimen) come from one draw of one patient, so they
     must agree on ``patient_id`` and ``timepoint``: one line per specimen that does not."""
-    named = frame[frame["specimen_id"].astype(str) != ""]
     problems = []
-    for specimen, rows in named.groupby("specimen_id", sort=False):
+    for specimen, rows in frame.groupby("specimen_id", sort=False):
+        if not named[rows.index].any():
+            continue  # tubes that are their own specimens (a repeated sample_id is said apart)
         for column in ("patient_id", "timepoint"):
             values = list(dict.fromkeys(str(v) for v in rows[column]))
             if len(values) > 1:

@@ -22,14 +22,21 @@ the specimen's answer, and says where the merge is uncertain:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from antigen_profile.cells import jsonable
 from antigen_profile.coverage import COVERAGE_COLUMNS, DECIMALS, SEPARATOR
+from antigen_profile.outputs import SPECIMEN_READS, sample_paths
+from antigen_profile.quantify import lineage_flags
+from antigen_profile.vocabulary import Call, QCStatus
 
 #: Two tubes' blast shares of leukocytes may differ by counting error (1.96 standard errors)
 #: plus this much: the larger of an absolute gap (fraction of leukocytes) and a relative one.
@@ -51,6 +58,9 @@ class TubeResult:
     blasts: int
     leukocytes: int
     failure: str | None = None
+    flags: tuple[dict[str, str], ...] = ()
+    qc: Mapping[str, Any] = field(default_factory=dict)
+    populations: pd.DataFrame | None = None
 
     @property
     def measured(self) -> list[str]:
@@ -59,6 +69,43 @@ class TubeResult:
             return []
         rows = self.antigens[self.antigens["pct_positive"].notna()]
         return [str(m) for m in rows["marker"]]
+
+
+def tube_from_outputs(
+    sample_id: str, where: str | Path | Mapping[str, str | Path], floor: int
+) -> TubeResult:
+    """A tube as its profile wrote it (its folder, or the files a rule declared:
+    :data:`~antigen_profile.outputs.SPECIMEN_READS`). It counts as not analysed when QC
+    failed or its blasts are fewer than ``floor`` (the quantification floor): its numbers
+    then say nothing about the specimen."""
+    files = sample_paths(where, SPECIMEN_READS)
+    qc = _json(files["qc"])
+    populations = pd.read_csv(files["populations"], sep="\t")
+    counts = dict(zip(populations["population"].astype(str), populations["events"], strict=True))
+    blasts, leukocytes = int(counts.get("blasts", 0)), int(counts.get("leukocytes", 0))
+    failure = None
+    if qc.get("status") == QCStatus.FAIL:
+        failure = "QC failed: " + ("; ".join(map(str, qc.get("reasons") or [])) or "see qc.json")
+    elif blasts < floor:
+        failure = f"{blasts} blast events, fewer than the {floor} needed to quantify antigens"
+    coverage = files["coverage"]
+    return TubeResult(
+        sample_id,
+        pd.read_csv(files["antigens"], sep="\t"),
+        pd.read_csv(coverage, sep="\t") if coverage.is_file() else pd.DataFrame(),
+        blasts,
+        leukocytes,
+        failure,
+        tuple(_json(files["profile"]).get("flags") or ()),
+        qc,
+        populations,
+    )
+
+
+def _json(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    return data if isinstance(data, dict) else {}
 
 
 @dataclass
@@ -73,7 +120,22 @@ class SpecimenProfile:
     measurements: pd.DataFrame
     coverage: pd.DataFrame
     flags: list[dict[str, str]] = field(default_factory=list)
-    unmeasured: dict[str, str] = field(default_factory=dict)
+    #: Marker -> the antigens.tsv row saying why no tube gave a number (``note``).
+    unmeasured_rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def unmeasured(self) -> dict[str, str]:
+        """Marker -> why no tube of the specimen gave it a number."""
+        return {m: str(r["note"]) for m, r in self.unmeasured_rows.items()}
+
+    def antigen_table(self, markers: Sequence[str]) -> pd.DataFrame:
+        """``antigens.tsv`` of the specimen: one row per marker in ``markers`` order, the
+        measured from their chosen tube (``sample_id``), the others saying why not."""
+        measured = {str(r["marker"]): r for r in self.antigens.to_dict("records")}
+        rows = [measured.get(m) or self.unmeasured_rows[m] for m in markers]
+        columns = list(self.antigens.columns) or ["sample_id", "population", "marker"]
+        extra = [c for r in rows for c in r if c not in columns]
+        return pd.DataFrame(rows, columns=[*columns, *dict.fromkeys(extra)])
 
 
 def blast_share_flags(tubes: Sequence[TubeResult]) -> list[dict[str, str]]:
@@ -98,10 +160,10 @@ def blast_share_flags(tubes: Sequence[TubeResult]) -> list[dict[str, str]]:
 
 def merge_antigens(
     tubes: Sequence[TubeResult], markers: Sequence[str]
-) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, str]], dict[str, str]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, str]], dict[str, dict[str, Any]]]:
     """The specimen's antigen table (one row per marker measured anywhere, from the tube with
     the most blast events), every tube's rows, flags for intervals that do not overlap, and
-    the markers no tube measured with the reason."""
+    per marker no tube measured the row that says why (``call`` and ``note``)."""
     rows = []
     for tube in tubes:
         for marker in tube.measured:
@@ -126,20 +188,54 @@ def merge_antigens(
                         f" ({VALUE_RULE})",
                     }
                 )
-    unmeasured = {}
-    for marker in markers:
-        if any(r["marker"] == marker for r in rows):
-            continue
-        failed = [t for t in tubes if t.failure is not None and _stained(t, marker)]
-        if failed:
-            reasons = "; ".join(f"{t.sample_id} not analysed: {t.failure}" for t in failed)
-            unmeasured[marker] = reasons
-        else:
-            unmeasured[marker] = "no tube of the specimen measured it"
+    unmeasured = {
+        marker: _why_unmeasured(tubes, marker)
+        for marker in markers
+        if not any(r["marker"] == marker for r in rows)
+    }
     columns = [c for c in (measurements.columns if rows else []) if c != "_blasts"]
     table = pd.DataFrame(chosen, columns=[*columns, "_blasts"]).drop(columns="_blasts")
     measurements = measurements.drop(columns="_blasts") if rows else measurements
     return table.reset_index(drop=True), measurements, flags, unmeasured
+
+
+def _why_unmeasured(tubes: Sequence[TubeResult], marker: str) -> dict[str, Any]:
+    """The antigens.tsv row of a marker no tube gave a number for: a failed tube that
+    stained it (its own call, the failure as note), else an analysed tube's own row (no
+    reference, too few events, shared detector), else not in any tube's panel. A lone tube's
+    row is kept as it is: the specimen is the tube."""
+    base = {"population": "blasts", "marker": marker, "pct_positive": None}
+    if len(tubes) == 1 and _row_of(tubes[0], marker) is not None:
+        return dict(_row_of(tubes[0], marker) or {})
+    failed = [t for t in tubes if t.failure is not None and _stained(t, marker)]
+    if failed:
+        reasons = "; ".join(f"{t.sample_id} not analysed: {t.failure}" for t in failed)
+        own = _row_of(failed[0], marker) or {"call": Call.NOT_MEASURED}
+        return base | {
+            "sample_id": failed[0].sample_id,
+            "call": own["call"],
+            "note": reasons,
+        }
+    for tube in tubes:
+        row = _row_of(tube, marker)
+        if row is not None and _stained(tube, marker):
+            note = row.get("note")
+            row["note"] = f"in {tube.sample_id}" + (
+                f": {note}" if isinstance(note, str) and note else ""
+            )
+            return row
+    return base | {
+        "sample_id": "",
+        "call": Call.NOT_IN_PANEL,
+        "note": f"no tube of the specimen stained {marker}",
+    }
+
+
+def _row_of(tube: TubeResult, marker: str) -> dict[str, Any] | None:
+    if tube.antigens.empty:
+        return None
+    rows = tube.antigens[tube.antigens["marker"] == marker]
+    return None if rows.empty else rows.iloc[0].to_dict()
 
 
 def specimen_coverage(
@@ -201,11 +297,20 @@ def merge_specimen(
     tubes: Sequence[TubeResult],
     markers: Sequence[str],
     targets: Sequence[str],
+    b_lineage: Sequence[str] | None = None,
 ) -> SpecimenProfile:
-    """The specimen's profile from its tubes (in sheet order)."""
+    """The specimen's profile from its tubes (in sheet order). With ``b_lineage`` the
+    lineage-switch flag is decided on the merged table: a tube that stains no B-lineage
+    antigen but CD20 would raise it alone, the specimen only when every B-lineage antigen
+    measured in any tube is negative."""
     antigens, measurements, flags, unmeasured = merge_antigens(tubes, markers)
     coverage = specimen_coverage(tubes, antigens, targets)
-    flags = blast_share_flags(tubes) + flags
+    if len(tubes) == 1:  # the tube is the specimen: its own flags, in their order
+        flags = [dict(f) for f in tubes[0].flags]
+    else:
+        flags = blast_share_flags(tubes) + flags + tube_flags(tubes)
+        if b_lineage is not None and not antigens.empty:
+            flags += lineage_flags(antigens, list(b_lineage))
     return SpecimenProfile(
         specimen_id,
         [t.sample_id for t in tubes],
@@ -214,6 +319,77 @@ def merge_specimen(
         coverage,
         flags,
         unmeasured,
+    )
+
+
+#: Profile flags a specimen decides again on its merged table, not taken from one tube.
+SPECIMEN_LEVEL_FLAGS = frozenset({"possible_lineage_switch"})
+
+
+def tube_flags(tubes: Sequence[TubeResult]) -> list[dict[str, str]]:
+    """Each analysed tube's gating and profile flags, named after their tube (a failed tube
+    gives its failure instead, under ``tube_not_analysed``): a reviewer must see them for
+    the specimen."""
+    flags = []
+    for tube in tubes:
+        if tube.failure is not None:
+            flags.append(
+                {
+                    "code": "tube_not_analysed",
+                    "message": f"{tube.sample_id} not analysed ({tube.failure}): the targets "
+                    "only it stained are unknown for the specimen",
+                }
+            )
+            continue
+        for flag in tube.flags:
+            if flag.get("code") in SPECIMEN_LEVEL_FLAGS:
+                continue
+            flags.append(
+                {
+                    "code": str(flag.get("code", "flag")),
+                    "message": f"{tube.sample_id}: {flag.get('message', '')}",
+                }
+            )
+    return flags
+
+
+def specimen_document(profile: SpecimenProfile, tubes: Sequence[TubeResult]) -> dict[str, Any]:
+    """``specimen.json``: the tubes (counts, QC, what each measured), the rule choosing one
+    value per antigen, every tube's measurement, the flags and the targets nobody measured."""
+    return jsonable(
+        {
+            "specimen_id": profile.specimen_id,
+            "tubes": [
+                {
+                    "sample_id": t.sample_id,
+                    "qc_status": t.qc.get("status"),
+                    "analysed": t.failure is None,
+                    "failure": t.failure,
+                    "blast_events": t.blasts,
+                    "leukocyte_events": t.leukocytes,
+                    "blast_pct_leukocytes": round(100.0 * t.blasts / t.leukocytes, 4)
+                    if t.leukocytes
+                    else None,
+                    "measured": t.measured,
+                }
+                for t in tubes
+            ],
+            "value_rule": VALUE_RULE,
+            "measurements": profile.measurements.to_dict("records"),
+            "measured_together": sorted(
+                {
+                    str(c)
+                    for c, t in zip(
+                        profile.coverage.get("combination", []),
+                        profile.coverage.get("measured_together", []),
+                        strict=True,
+                    )
+                    if t
+                }
+            ),
+            "flags": profile.flags,
+            "unmeasured": profile.unmeasured,
+        }
     )
 
 
@@ -229,8 +405,38 @@ def _order(tubes: Sequence[TubeResult], sample_id: object) -> int:
 
 
 def _stained(tube: TubeResult, marker: str) -> bool:
-    """Whether a (failed) tube's table names ``marker``; a tube that failed before its panel
-    was read names none, and is then taken to have carried every marker not found elsewhere."""
+    """Whether a tube's panel holds ``marker`` (its row is not ``not_in_panel``); a tube that
+    failed before its panel was read names none, and is then taken to have carried every
+    marker not found elsewhere."""
     if tube.antigens.empty:
         return True
-    return marker in set(tube.antigens["marker"])
+    row = _row_of(tube, marker)
+    return row is not None and str(row.get("call")) != Call.NOT_IN_PANEL
+
+
+def specimen_qc(tubes: Sequence[TubeResult]) -> dict[str, Any]:
+    """The specimen's QC for the decision: a lone tube's own; of several, failed only when
+    every tube failed QC (the others' antigens still count: a failed tube is flagged,
+    :func:`tube_flags`), else the analysed tubes' warnings, each named after its tube."""
+    if len(tubes) == 1:
+        return dict(tubes[0].qc)
+    statuses = [t.qc.get("status") for t in tubes]
+    if all(s == QCStatus.FAIL for s in statuses):
+        reasons = [f"{t.sample_id}: {r}" for t in tubes for r in t.qc.get("reasons") or []]
+        return {"status": QCStatus.FAIL, "reasons": reasons, "warnings": []}
+    warnings = [
+        f"{t.sample_id}: {w}"
+        for t in tubes
+        if t.qc.get("status") == QCStatus.WARN
+        for w in t.qc.get("warnings") or []
+    ]
+    status = QCStatus.WARN if QCStatus.WARN in statuses else QCStatus.PASS
+    return {"status": status, "reasons": [], "warnings": warnings}
+
+
+def specimen_populations(tubes: Sequence[TubeResult]) -> pd.DataFrame | None:
+    """The populations the specimen's blast count comes from: the analysed tube's with the
+    most blasts (the same rule as its antigen values), or, none analysed, the tube's with
+    the most."""
+    analysed = [t for t in tubes if t.failure is None] or list(tubes)
+    return max(analysed, key=lambda t: t.blasts).populations

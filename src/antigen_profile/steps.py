@@ -90,6 +90,70 @@ def decide_sample(
     return decision
 
 
+def decide_specimen(
+    specimen_id: str,
+    tubes: Mapping[str, str | Path | Mapping[str, str | Path]],
+    patient_id: str,
+    patient_record: Mapping[str, Any] | str | None,
+    trial_path: str | Path,
+    config: Mapping[str, Any],
+    out: str | Path | Mapping[str, str | Path],
+    timepoint: str | None = None,
+) -> dict[str, Any]:
+    """Merge a specimen's tubes and apply the trial's rules to the merge.
+
+    ``tubes`` maps each tube's sample_id (in sheet order) to its folder or the files a rule
+    declared (:data:`~antigen_profile.outputs.SPECIMEN_READS`); ``out`` is the specimen's
+    folder or its :data:`~antigen_profile.outputs.SPECIMEN_WRITES` mapped to paths.
+    ``patient_record`` is the patient's row (:func:`patient_param`'s JSON, or None: not in
+    the sheet). Reads ``config["floors"]``, ``["quantified"]`` and ``["b_lineage_markers"]``.
+    A specimen of one tube gets the decision its tube got, plus ``specimen_id`` and ``tubes``.
+    """
+    from antigen_profile.decision import decide, parse_patient
+    from antigen_profile.outputs import SPECIMEN_WRITES, specimen_paths
+    from antigen_profile.specimen import (
+        merge_specimen,
+        specimen_document,
+        specimen_populations,
+        specimen_qc,
+        tube_from_outputs,
+    )
+
+    files = specimen_paths(out, SPECIMEN_WRITES)
+    trial = load_trial(trial_path)
+    floor = int(config["floors"]["quantify"])
+    results = [tube_from_outputs(sample_id, where, floor) for sample_id, where in tubes.items()]
+    profile = merge_specimen(
+        specimen_id,
+        results,
+        config["quantified"],
+        trial.targets,
+        config["b_lineage_markers"],
+    )
+    record = json.loads(patient_record) if isinstance(patient_record, str) else patient_record
+    antigens = profile.antigen_table(config["quantified"])
+    decision = decide(
+        results[0].sample_id if len(results) == 1 else None,
+        patient_id,
+        antigens,
+        specimen_populations(results),
+        specimen_qc(results),
+        parse_patient(record, trial) if record is not None else None,
+        trial,
+        config["floors"],
+        timepoint=timepoint,
+        coverage=profile.coverage,
+        flags=profile.flags,
+        specimen_id=specimen_id,
+        tubes=[t.sample_id for t in results],
+    ).to_dict()
+    write_tsv(files["antigens"], antigens)
+    write_tsv(files["coverage"], profile.coverage)
+    write_json(files["specimen"], specimen_document(profile, results))
+    write_json(files["decision"], decision)
+    return decision
+
+
 def write_cohort_table(
     decision_files: Sequence[str | Path],
     out_dir: str | Path | Mapping[str, str | Path],
