@@ -30,6 +30,7 @@ rule all:
         f"{RESULTS}/recommendations.tsv",
         f"{RESULTS}/report.html",
         expand(f"{RESULTS}/{{sample}}/report.html", sample=SAMPLE_IDS),
+        SPECIMEN_REPORTS,
 
 
 # The last lines of every run: decisions, main reasons, failed samples, the report's path.

@@ -121,10 +121,10 @@ def test_demo_writes_cohort_and_sheets(tmp_path: Path) -> None:
 
 def test_committed_demo_sheets_match_the_generator(tmp_path: Path) -> None:
     from antigen_profile.paths import REPO_ROOT
-    from antigen_profile.simulate import write_demo_sheets
+    from antigen_profile.demo import SPLIT_TRUTH, write_sheets
 
-    write_demo_sheets(tmp_path)
-    for name in ("samples.tsv", "patients.tsv", "truth.json"):
+    write_sheets(tmp_path)
+    for name in ("samples.tsv", "patients.tsv", "truth.json", SPLIT_TRUTH):
         committed = (REPO_ROOT / "resources" / "demo" / name).read_bytes()
         assert committed == (tmp_path / name).read_bytes(), f"resources/demo/{name} is stale"
 

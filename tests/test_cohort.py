@@ -110,5 +110,5 @@ def test_run_summary_counts_whole_reasons_even_with_semicolons(tmp_path: Path) -
     )  # fmt: skip
     table.to_csv(tmp_path / "recommendations.tsv", sep="\t", index=False)
     text = run_summary(tmp_path, ["S1", "S2"])
-    assert "2 sample(s): 2 needs_review" in text
+    assert "2 specimen(s): 2 needs_review" in text
     assert f"most frequent reasons: {reason} (2); QC warning (1)" in text

@@ -585,7 +585,8 @@ def test_decision_json_has_no_nan(trial: Trial) -> None:
 
 def test_rows_and_recommendations_tsv(trial: Trial, tmp_path: Path) -> None:
     first = run(trial)
-    first.sample_id = "S2"
+    first.sample_id = first.specimen_id = "S2"
+    first.tubes = ["S2"]
     second = run(trial, {**ELIGIBLE_PATIENT, "kps": "", "hgb_g_per_l": "x"})
     second.blast_pct_leukocytes = 62.12345
     row = second.to_row()
@@ -602,6 +603,7 @@ def test_rows_and_recommendations_tsv(trial: Trial, tmp_path: Path) -> None:
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     assert list(table.columns) == RECOMMENDATION_COLUMNS
     assert list(table["sample_id"]) == ["S1", "S2"]
+    assert list(table["specimen_id"]) == ["S1", "S2"] and list(table["tubes"]) == ["S1", "S2"]
     assert list(table["decision"]) == ["needs_review", "candidate"]
     assert table.loc[1, "blast_events"] == "31234"
     assert table.loc[1, "clinical_reasons"] == ""

@@ -27,7 +27,8 @@ from antigen_profile.paths import REPO_ROOT
 pytestmark = pytest.mark.workflow
 
 SAMPLES = ("P01-R1", "P02-R1")
-PER_SAMPLE = ("profile", "decide", "sample_report")
+#: Jobs per tube; each tube here is its own specimen, so its specimen jobs carry its id.
+PER_SAMPLE = ("profile", "decide", "sample_report", "specimen", "specimen_report")
 
 
 @dataclass
@@ -66,7 +67,7 @@ def _jobs(output: str) -> set[tuple[str, str]]:
             rule = start.group(1)
             jobs.add((rule, ""))
             continue
-        sample = re.match(r"^\s+wildcards: sample=(\S+)$", line)
+        sample = re.match(r"^\s+wildcards: (?:sample|specimen)=(\S+)$", line)
         if sample and rule:
             jobs.discard((rule, ""))
             jobs.add((rule, sample.group(1)))
@@ -168,7 +169,9 @@ def test_one_patients_edited_row_reruns_that_patients_decision_only(run: Run) ->
     row = sheet.index[sheet["patient_id"] == "P02"][0]
     sheet.loc[row, column] = "" if sheet.loc[row, column] else "unknown"
     sheet.to_csv(run.patients, sep="\t", index=False)
-    assert _planned(run) == {("decide", "P02-R1"), ("sample_report", "P02-R1")} | COHORT
+    assert _planned(run) == {
+        (rule, "P02-R1") for rule in ("decide", "sample_report", "specimen", "specimen_report")
+    } | COHORT
 
 
 def test_a_labs_gating_file_is_an_input_of_every_profile(run: Run, tmp_path: Path) -> None:
@@ -227,5 +230,5 @@ def test_the_run_ends_with_a_summary(run: Run) -> None:
     final = snakemake("--configfile", str(run.config), "--forcerun", "cohort_report")
     assert final.returncode == 0, final.stderr[-2000:]
     text = final.stdout + final.stderr
-    assert re.search(r"antigen-profile: 2 sample\(s\): \d+ \w+", text), text[-2000:]
+    assert re.search(r"antigen-profile: 2 specimen\(s\): \d+ \w+", text), text[-2000:]
     assert f"report: {run.results / 'report.html'}" in text

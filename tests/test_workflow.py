@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from antigen_profile.demo import SPLIT_TRUTH
 from antigen_profile.paths import REPO_ROOT
 from antigen_profile.simulate import demo_tube_events, demo_tube_spec, write_fcs
 
@@ -164,20 +165,37 @@ def test_default_run_is_the_demo_cohort(tmp_path: Path) -> None:
     results = tmp_path / "results"
     run = snakemake("--config", f"results={results}")
     assert run.returncode == 0, run.stderr[-3000:]
-    truth = json.loads((REPO_ROOT / "resources" / "demo" / "truth.json").read_text())
+    demo = REPO_ROOT / "resources" / "demo"
+    truth = json.loads((demo / "truth.json").read_text())
+    split = json.loads((demo / SPLIT_TRUTH).read_text())  # the split-panel patient
+    truth.update(split)
     table = pd.read_csv(results / "recommendations.tsv", sep="\t", dtype=str, keep_default_na=False)
-    assert sorted(table["sample_id"]) == sorted(truth)
+    assert sorted(table["specimen_id"]) == sorted(truth)  # one row per specimen
     for row in table.itertuples():
-        expected = truth[row.sample_id]
-        assert row.eligible_targets == ",".join(expected["eligible_targets"]), row.sample_id
-        assert row.antigen_status == expected["antigen_status"], row.sample_id
-        assert row.clinical_status == expected["clinical_status"], row.sample_id
-        assert row.decision == expected["decision"], row.sample_id
+        expected = truth[row.specimen_id]
+        assert row.eligible_targets == ",".join(expected["eligible_targets"]), row.specimen_id
+        assert row.antigen_status == expected["antigen_status"], row.specimen_id
+        assert row.clinical_status == expected["clinical_status"], row.specimen_id
+        assert row.decision == expected["decision"], row.specimen_id
         if row.decision == "needs_review":
-            assert row.review_reasons, f"{row.sample_id}: needs_review must say why"
+            assert row.review_reasons, f"{row.specimen_id}: needs_review must say why"
+    for specimen_id, expected in split.items():
+        row = table.set_index("specimen_id").loc[specimen_id]
+        assert row["sample_id"] == "" and row["tubes"] == ",".join(
+            t["sample_id"] for t in expected["tubes"]
+        )
+        folder = results / "specimens" / specimen_id
+        antigens = pd.read_csv(folder / "antigens.tsv", sep="\t").set_index("marker")
+        for marker, value in expected["antigens"].items():
+            assert antigens.loc[marker, "sample_id"] == value["sample_id"], marker
+            assert abs(antigens.loc[marker, "pct_positive"] - value["pct_positive"]) <= 3.0
+        assert (folder / "report.html").is_file()
+        # its tubes' reports exist too, and the cohort index links the specimen's
+        assert all((results / t["sample_id"] / "report.html").is_file() for t in expected["tubes"])
+        assert f"specimens/{specimen_id}/report.html" in (results / "report.html").read_text()
     assert (results / "report.html").exists()
     decisions = json.loads((results / "decisions.json").read_text())
-    assert [d["sample_id"] for d in decisions] == sorted(truth)
+    assert [d["specimen_id"] for d in decisions] == sorted(truth)
     assert all(
         rule["outcome"] in {"pass", "fail", "unknown"} for d in decisions for rule in d["rules"]
     )

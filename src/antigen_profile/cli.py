@@ -178,9 +178,9 @@ def _inspect_text(record: dict[str, Any]) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from antigen_profile.simulate import write_demo_cohort
+    from antigen_profile.demo import write_cohort
 
-    paths = write_demo_cohort(Path(args.out_dir))
+    paths = write_cohort(Path(args.out_dir))
     print(f"wrote {len(paths)} files to {args.out_dir} (samples.tsv, patients.tsv, fcs/)")
     return 0
 

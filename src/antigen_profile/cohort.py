@@ -1,6 +1,7 @@
-"""Cohort tables: every sample's decision together, and each patient's samples over time.
+"""Cohort tables: every specimen's decision together, and each patient's specimens over time.
 
-``recommendations.tsv`` is one row per sample from its decision.json. A patient may have
+``recommendations.tsv`` is one row per specimen (one draw: one tube, or the tubes its panel
+was split over) from its decision.json. A patient may have
 several samples (diagnosis, relapse after CD19 therapy, post-CAR follow-up). Antigen loss
 between them is how the next relapse starts, so the timeline and any fall larger than the
 configured amount are reported per patient, and the patient's row is taken from the latest
@@ -34,6 +35,8 @@ RECOMMENDATION_COLUMNS: list[str] = [
     "recommended_combination",
     "combination_coverage_pct",
     "review_reasons",
+    "specimen_id",
+    "tubes",
 ]
 
 #: patients.tsv columns of the cohort (one row per patient: its samples and latest decision);
@@ -49,6 +52,9 @@ PATIENT_TABLE_COLUMNS = [
     "recommended_combination",
     "antigen_loss",
     "review_reasons",
+    "specimens",
+    "latest_specimen_id",
+    "tubes",
 ]
 #: patient_timeline.tsv columns: one row per patient, sample and marker, in time order.
 TIMELINE_COLUMNS = [
@@ -62,7 +68,19 @@ TIMELINE_COLUMNS = [
     "abc_median",
     "change_points",
     "loss",
+    "specimen_id",
+    "tubes",
 ]
+
+
+def specimen_key(decision: Mapping[str, Any]) -> str:
+    """The specimen a decision is for; a decision.json older than specimens names only its
+    sample, which was then its own specimen."""
+    return str(decision.get("specimen_id") or decision.get("sample_id"))
+
+
+def _tubes(decision: Mapping[str, Any]) -> list[str]:
+    return [str(t) for t in decision.get("tubes") or [decision.get("sample_id")]]
 
 
 def recommendation_row(decision: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,12 +106,15 @@ def recommendation_row(decision: Mapping[str, Any]) -> dict[str, Any]:
         "recommended_combination": combo.get("label") or "",
         "combination_coverage_pct": combo.get("coverage_pct") if combo.get("label") else None,
         "review_reasons": "; ".join(decision.get("review_reasons") or []),
+        "specimen_id": specimen_key(decision),
+        "tubes": ",".join(_tubes(decision)),
     }
 
 
 def write_recommendations(decisions: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write recommendations.tsv (contract columns, one row per sample, sorted by sample_id)."""
-    rows = sorted((recommendation_row(d) for d in decisions), key=lambda r: str(r["sample_id"]))
+    """Write recommendations.tsv (contract columns, one row per specimen, sorted by
+    specimen_id)."""
+    rows = sorted((recommendation_row(d) for d in decisions), key=lambda r: r["specimen_id"])
 
     def write(handle: IO[str]) -> None:
         writer = csv.DictWriter(
@@ -120,27 +141,32 @@ def patient_timeline(
     order: Sequence[str],
     loss_points: float,
 ) -> pd.DataFrame:
-    """One row per patient, sample and marker, in time order, with the change in % positive
-    blasts from the patient's previous sample and ``loss`` when it fell by more than
-    ``loss_points``."""
+    """One row per patient, specimen and marker, in time order, with the change in %
+    positive blasts from the patient's previous specimen and ``loss`` when it fell by more
+    than ``loss_points``. ``antigens`` is keyed by specimen_id; ``sample_id`` is the tube the
+    number comes from (the specimen's antigens.tsv says which)."""
     rows = []
     for position, decision in enumerate(decisions):
-        sample_id = str(decision["sample_id"])
-        table = antigens.get(sample_id)
+        specimen_id = specimen_key(decision)
+        table = antigens.get(specimen_id)
         if table is None or table.empty:
             continue
         rank = timepoint_rank(decision.get("timepoint"), order, position)
+        tubes = _tubes(decision)
         for record in table.to_dict("records"):
+            source = record.get("sample_id")
             rows.append(
                 {
                     "patient_id": str(decision["patient_id"]),
-                    "sample_id": sample_id,
+                    "sample_id": source if not is_missing(source) else "",
                     "timepoint": decision.get("timepoint") or "",
                     "_rank": rank,
                     "marker": record["marker"],
                     "pct_positive": record.get("pct_positive"),
                     "call": record.get("call"),
                     "abc_median": record.get("abc_median"),
+                    "specimen_id": specimen_id,
+                    "tubes": ",".join(tubes),
                 }
             )
     if not rows:
@@ -160,8 +186,9 @@ def patient_timeline(
 def patient_table(
     decisions: Sequence[Mapping[str, Any]], timeline: pd.DataFrame, order: Sequence[str]
 ) -> pd.DataFrame:
-    """``patients.tsv``: each patient's latest sample (by timepoint order) and every antigen
-    that fell by more than the configured amount along the way."""
+    """``patients.tsv``: each patient's latest specimen (by timepoint order) and every antigen
+    that fell by more than the configured amount along the way. ``samples`` lists every
+    tube, ``specimens`` every specimen, in time order."""
     by_patient: dict[str, list[tuple[tuple[int, int], Mapping[str, Any]]]] = {}
     for position, decision in enumerate(decisions):
         rank = timepoint_rank(decision.get("timepoint"), order, position)
@@ -173,22 +200,25 @@ def patient_table(
         losses = timeline[(timeline["patient_id"] == patient_id) & timeline["loss"]]
         loss_text = [
             f"{r.marker} fell {abs(r.change_points):g} points to {r.pct_positive:g}% "
-            f"({r.sample_id}, {r.timepoint or 'no timepoint'})"
+            f"({r.specimen_id}, {r.timepoint or 'no timepoint'})"
             for r in losses.itertuples()
         ]
         combination = latest.get("combination") or {}
         rows.append(
             {
                 "patient_id": patient_id,
-                "samples": ",".join(str(d["sample_id"]) for d in samples),
+                "samples": ",".join(t for d in samples for t in _tubes(d)),
                 "timepoints": ",".join(str(d.get("timepoint") or "") for d in samples),
-                "latest_sample_id": latest["sample_id"],
+                "latest_sample_id": latest.get("sample_id") or "",
                 "latest_timepoint": latest.get("timepoint") or "",
                 "decision": latest.get("decision"),
                 "eligible_targets": ",".join(latest.get("eligible_targets") or []),
                 "recommended_combination": combination.get("label") or "",
                 "antigen_loss": "; ".join(loss_text),
                 "review_reasons": "; ".join(latest.get("review_reasons") or []),
+                "specimens": ",".join(specimen_key(d) for d in samples),
+                "latest_specimen_id": specimen_key(latest),
+                "tubes": ",".join(_tubes(latest)),
             }
         )
     return pd.DataFrame(rows, columns=PATIENT_TABLE_COLUMNS)

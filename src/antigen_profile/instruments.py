@@ -49,12 +49,12 @@ from antigen_profile.simulate import (
     SAMPLE_COLUMNS,
     Channel,
     Truth,
-    _tsv,
     _write_npz,
     demo_truth,
     demo_tube_names,
     demo_tube_spec,
     simulate_events,
+    tsv_bytes,
 )
 
 __all__ = [
@@ -821,8 +821,8 @@ def instrument_cohort(prof: InstrumentProfile | str, out_dir: str | Path) -> lis
         "channels": {d.name: d.kind for d in prof.detectors},
     }
     texts = {
-        "samples.tsv": _tsv(SAMPLE_COLUMNS, samples),
-        "patients.tsv": _tsv(PATIENT_COLUMNS, list(patients.values())),
+        "samples.tsv": tsv_bytes(SAMPLE_COLUMNS, samples),
+        "patients.tsv": tsv_bytes(PATIENT_COLUMNS, list(patients.values())),
         "truth.json": (json.dumps(truth, indent=2) + "\n").encode("utf-8"),
         "instrument.json": (json.dumps(about, indent=2) + "\n").encode("utf-8"),
     }

@@ -138,6 +138,7 @@ def layout_problems(
     results: str | Path,
     sample_ids: Iterable[str],
     inputs: Mapping[str, Iterable[str | Path]],
+    specimen_ids: Iterable[str] = (),
 ) -> list[str]:
     """What would make the run write where it must not, one line each: a sample id that is
     not a plain folder name inside ``results`` (``.``, ``..``, a cohort output's name), or
@@ -169,6 +170,20 @@ def layout_problems(
             )
             continue
         targets.update({folder / name: f"{sample_id}/{name}" for name in SAMPLE_FILES.values()})
+    for specimen_id in specimen_ids:
+        if specimen_id in {".", ".."} or "/" in specimen_id or "\\" in specimen_id:
+            problems.append(
+                f"specimen_id {specimen_id!r} is not a folder name: its outputs would land "
+                f"outside {results}/{SPECIMEN_DIR}/; rename the specimen in the sheet"
+            )
+            continue
+        folder = root / SPECIMEN_DIR / specimen_id
+        targets.update(
+            {
+                folder / name: f"{SPECIMEN_DIR}/{specimen_id}/{name}"
+                for name in SPECIMEN_FILES.values()
+            }
+        )
     for what, paths in inputs.items():
         for given in paths:
             path = Path(given).resolve()

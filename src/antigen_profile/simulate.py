@@ -42,12 +42,17 @@ __all__ = [
     "Population",
     "Truth",
     "TubeSpec",
+    "demo_patient_rows",
+    "demo_sample",
+    "demo_sample_rows",
     "demo_truth",
+    "demo_truth_document",
     "demo_tube_events",
     "demo_tube_names",
     "demo_tube_spec",
     "load_truth",
     "simulate_events",
+    "tsv_bytes",
     "write_demo_cohort",
     "write_demo_sheets",
     "write_demo_tube",
@@ -794,13 +799,6 @@ DEMO_SAMPLES: tuple[DemoSample, ...] = (
 )
 
 
-def _sample(sample_id: str) -> DemoSample:
-    for sample in DEMO_SAMPLES:
-        if sample.sample_id == sample_id:
-            return sample
-    raise KeyError(f"no demo sample {sample_id!r}")
-
-
 def demo_tube_names() -> list[str]:
     """Every demo FCS file stem: each stained tube followed by its ``_control`` tube."""
     return [name for s in DEMO_SAMPLES for name in (s.sample_id, f"{s.sample_id}_control")]
@@ -813,7 +811,7 @@ def demo_tube_spec(name: str) -> tuple[TubeSpec, int]:
     antigens unstained and no ``$PnS`` labels.
     """
     control = name.endswith("_control")
-    sample = _sample(name.removesuffix("_control"))
+    sample = demo_sample(name.removesuffix("_control"))
     spec = TubeSpec(
         channels=DEMO_PANEL,
         populations=sample.populations(),
@@ -904,7 +902,7 @@ def demo_truth(sample_id: str) -> dict[str, object]:
     positive blasts' median true fluorescence is at least 6x the background median (or when
     no blast is positive: nothing to separate, the negative call is recoverable).
     """
-    sample = _sample(sample_id)
+    sample = demo_sample(sample_id)
     spec, _ = demo_tube_spec(sample_id)
     _, truth = demo_tube_events(sample_id)
     _, control_truth = demo_tube_events(f"{sample_id}_control")
@@ -972,19 +970,23 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _tsv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> bytes:
+def tsv_bytes(header: Sequence[str], rows: Sequence[Sequence[object]]) -> bytes:
+    """A sheet's bytes: tab-separated, yes/no for booleans, empty for None, ``\\n`` ends."""
     lines = ["\t".join(header)] + ["\t".join(_cell(v) for v in row) for row in rows]
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def write_demo_sheets(out_dir: str | Path) -> list[Path]:
-    """Write ``samples.tsv``, ``patients.tsv`` and ``truth.json`` into ``out_dir``.
+def demo_sample(sample_id: str) -> DemoSample:
+    """The demo sample ``sample_id`` (KeyError when there is none)."""
+    for sample in DEMO_SAMPLES:
+        if sample.sample_id == sample_id:
+            return sample
+    raise KeyError(f"no demo sample {sample_id!r}")
 
-    The truth is recomputed from the (deterministic) events, so this does not need the FCS
-    files to exist. Returns the three paths.
-    """
-    out = Path(out_dir)
-    samples = [
+
+def demo_sample_rows() -> list[tuple[str, ...]]:
+    """``samples.tsv`` rows of the full-panel demo samples (:data:`SAMPLE_COLUMNS`)."""
+    return [
         (
             s.sample_id,
             s.patient_id,
@@ -994,21 +996,42 @@ def write_demo_sheets(out_dir: str | Path) -> list[Path]:
         )
         for s in DEMO_SAMPLES
     ]
-    patients = []
+
+
+def demo_patient_rows() -> list[tuple[object, ...]]:
+    """``patients.tsv`` rows, one per demo patient (:data:`PATIENT_COLUMNS`)."""
+    patients: list[tuple[object, ...]] = []
     seen: set[str] = set()
     for s in DEMO_SAMPLES:
         if s.patient_id not in seen:
             seen.add(s.patient_id)
             p = s.patient
             patients.append((s.patient_id, *(getattr(p, c) for c in PATIENT_COLUMNS[1:])))
+    return patients
+
+
+def demo_truth_document() -> bytes:
+    """``truth.json`` of the full-panel demo samples, recomputed from their events."""
     truth = {s.sample_id: demo_truth(s.sample_id) for s in DEMO_SAMPLES}
-    text = (json.dumps(truth, indent=2) + "\n").encode("utf-8")
+    return (json.dumps(truth, indent=2) + "\n").encode("utf-8")
+
+
+def write_demo_sheets(out_dir: str | Path) -> list[Path]:
+    """Write ``samples.tsv``, ``patients.tsv`` and ``truth.json`` of the full-panel samples
+    into ``out_dir`` (the whole demo, split-panel patient included:
+    :func:`antigen_profile.demo.write_sheets`).
+
+    The truth is recomputed from the (deterministic) events, so this does not need the FCS
+    files to exist. Returns the three paths.
+    """
+    out = Path(out_dir)
+    samples = tsv_bytes(SAMPLE_COLUMNS, demo_sample_rows())
+    patients = tsv_bytes(PATIENT_COLUMNS, demo_patient_rows())
+    truth = demo_truth_document()
     return [
-        atomic_write(out / "samples.tsv", lambda h: h.write(_tsv(SAMPLE_COLUMNS, samples)), "wb"),
-        atomic_write(
-            out / "patients.tsv", lambda h: h.write(_tsv(PATIENT_COLUMNS, patients)), "wb"
-        ),
-        atomic_write(out / "truth.json", lambda h: h.write(text), "wb"),
+        atomic_write(out / "samples.tsv", lambda h: h.write(samples), "wb"),
+        atomic_write(out / "patients.tsv", lambda h: h.write(patients), "wb"),
+        atomic_write(out / "truth.json", lambda h: h.write(truth), "wb"),
     ]
 
 

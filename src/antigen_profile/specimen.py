@@ -135,7 +135,11 @@ class SpecimenProfile:
         rows = [measured.get(m) or self.unmeasured_rows[m] for m in markers]
         columns = list(self.antigens.columns) or ["sample_id", "population", "marker"]
         extra = [c for r in rows for c in r if c not in columns]
-        return pd.DataFrame(rows, columns=[*columns, *dict.fromkeys(extra)])
+        table = pd.DataFrame(rows, columns=[*columns, *dict.fromkeys(extra)])
+        for column in ("events", "positive_events"):  # counts stay integers, as a tube's
+            if column in table:
+                table[column] = pd.to_numeric(table[column]).round().astype("Int64")
+        return table
 
 
 def blast_share_flags(tubes: Sequence[TubeResult]) -> list[dict[str, str]]:

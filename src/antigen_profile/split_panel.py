@@ -42,7 +42,6 @@ from antigen_profile.simulate import (
     B_LINEAGE,
     CALL_PARTIAL,
     CONTROL_EVENTS,
-    DEMO_SAMPLES,
     QUANTIFIED,
     QUANTIFY_FLOOR,
     DemoSample,
@@ -52,6 +51,7 @@ from antigen_profile.simulate import (
     _decision,
     _tube_summary,
     _write_npz,
+    demo_sample,
     demo_tube_spec,
     simulate_events,
     write_fcs,
@@ -153,13 +153,6 @@ def specimen_name(sample_id: str, specimen_id: str | None = None) -> str:
 def tube_name(specimen_id: str, tube: SplitTube) -> str:
     """The sample id (file stem, seed) of one tube of a specimen."""
     return f"{specimen_id}-{tube.name}"
-
-
-def _demo_sample(sample_id: str) -> DemoSample:
-    for sample in DEMO_SAMPLES:
-        if sample.sample_id == sample_id:
-            return sample
-    raise KeyError(f"no demo sample {sample_id!r}")
 
 
 def split_tube_spec(sample_id: str, tube: SplitTube, control: bool = False) -> TubeSpec:
@@ -302,8 +295,10 @@ def _truth_document(
     full: Truth,
     trial: Trial,
     specimen_id: str,
+    patient_id: str | None = None,
 ) -> dict[str, Any]:
-    """The specimen's truth.json from its tubes' per-event truth and the full-panel draw."""
+    """The specimen's truth.json from its tubes' per-event truth and the full-panel draw
+    (``patient_id``: another patient with the demo sample's marrow; default its own)."""
     tubes = []
     antigens: dict[str, dict[str, Any]] = {}
     for tube in split:
@@ -353,7 +348,7 @@ def _truth_document(
     return {
         "specimen_id": specimen_id,
         "demo_sample": sample.sample_id,
-        "patient_id": sample.patient_id,
+        "patient_id": patient_id or sample.patient_id,
         "timepoint": sample.timepoint,
         "scenario": sample.scenario,
         "backbone": list(BACKBONE),
@@ -393,6 +388,7 @@ def specimen_truth(
     control_events: int = SPLIT_CONTROL_EVENTS,
     trial: Trial | str | Path | None = None,
     specimen_id: str | None = None,
+    patient_id: str | None = None,
 ) -> dict[str, Any]:
     """The truth.json document of a split specimen, regenerated from its (deterministic)
     events without writing any file."""
@@ -403,8 +399,8 @@ def specimen_truth(
         t.name: split_tube_events(sample_id, t, control_events, True, sid)[1] for t in split
     }
     full = full_panel_events(sample_id, specimen_id=sid)
-    sample = _demo_sample(sample_id)
-    return _truth_document(sample, split, stained, controls, full, _trial(trial), sid)
+    sample = demo_sample(sample_id)
+    return _truth_document(sample, split, stained, controls, full, _trial(trial), sid, patient_id)
 
 
 def write_split_specimen(
@@ -421,7 +417,7 @@ def write_split_specimen(
     ``out_dir/specimens/{specimen_id}/truth.json`` (``specimen_id``: see
     :func:`specimen_name`)."""
     check_split(split)
-    sample = _demo_sample(sample_id)
+    sample = demo_sample(sample_id)
     sid = specimen_name(sample_id, specimen_id)
     written, stained, controls = [], {}, {}
     for tube in split:

@@ -36,6 +36,10 @@ PROFILE_SETTINGS = (
 )
 #: ... by the trial decision (``steps.decide_sample``).
 DECISION_SETTINGS = ("floors",)
+#: ... by the specimen's merge and decision (``steps.decide_specimen``).
+SPECIMEN_SETTINGS = ("floors", "quantified", "b_lineage_markers")
+#: ... by the specimen's report.
+SPECIMEN_REPORT_SETTINGS = ("quantified",)
 #: ... by the cohort tables (``steps.write_cohort_table``).
 COHORT_SETTINGS = ("timepoints",)
 #: ... by the sample report (labels, and settings a profile.json predating them lacks).

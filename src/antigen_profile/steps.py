@@ -50,8 +50,13 @@ def decide_sample(
     timepoint: str | None = None,
     out: str | Path | None = None,
     patient_record: Mapping[str, Any] | str | None = FROM_SHEET,
+    specimen_id: str | None = None,
 ) -> dict[str, Any]:
     """Apply the trial's rules to one profiled sample and write ``decision.json``.
+
+    ``specimen_id`` names the specimen the tube belongs to (default: the tube is its own);
+    a tube of a split panel gets its own decision too, the tube's view, and its report points
+    to the specimen's.
 
     ``sample_dir`` is the sample's folder or the profile files a rule declared
     (:data:`~antigen_profile.outputs.DECISION_READS`); ``out`` defaults to ``decision.json``
@@ -85,6 +90,7 @@ def decide_sample(
         timepoint=timepoint,
         coverage=pd.read_csv(coverage_file, sep="\t") if coverage_file.exists() else None,
         flags=_read_json(files["profile"]).get("flags", []),
+        specimen_id=specimen_id,
     ).to_dict()
     write_json(Path(out) if out else files["profile"].parent / DECISION_FILE, decision)
     return decision
@@ -160,14 +166,20 @@ def write_cohort_table(
     config: Mapping[str, Any],
     antigen_files: Sequence[str | Path] | None = None,
 ) -> dict[str, Path]:
-    """The cohort outputs from every sample's ``decision.json`` and ``antigens.tsv``:
-    ``recommendations.tsv``, ``decisions.json`` (every rule of every sample, for audit),
-    ``patients.tsv`` and ``patient_timeline.tsv``.
+    """The cohort outputs from every specimen's ``decision.json`` and ``antigens.tsv``
+    (``results/specimens/{specimen_id}/``): ``recommendations.tsv``, ``decisions.json``
+    (every rule of every specimen, for audit), ``patients.tsv`` and
+    ``patient_timeline.tsv``.
 
     ``antigen_files`` pairs with ``decision_files`` (default: ``antigens.tsv`` beside each
     decision); ``out_dir`` is a folder or the :data:`~antigen_profile.outputs.COHORT_FILES`
     keys mapped to paths. Only ``config["timepoints"]`` is read."""
-    from antigen_profile.cohort import patient_table, patient_timeline, write_recommendations
+    from antigen_profile.cohort import (
+        patient_table,
+        patient_timeline,
+        specimen_key,
+        write_recommendations,
+    )
 
     if isinstance(out_dir, Mapping):
         out = {k: Path(out_dir[k]) for k in COHORT_FILES}
@@ -177,16 +189,14 @@ def write_cohort_table(
         antigen_files = [Path(f).parent / PROFILE_FILES["antigens"] for f in decision_files]
     decisions = [_read_json(f) for f in decision_files]
     antigens = {
-        str(d["sample_id"]): pd.read_csv(a, sep="\t")
+        specimen_key(d): pd.read_csv(a, sep="\t")
         for d, a in zip(decisions, antigen_files, strict=True)
     }
     order = list(config["timepoints"]["order"])
     timeline = patient_timeline(decisions, antigens, order, config["timepoints"]["loss_points"])
     paths = {
         "recommendations": write_recommendations(decisions, out["recommendations"]),
-        "decisions": write_json(
-            out["decisions"], sorted(decisions, key=lambda d: str(d["sample_id"]))
-        ),
+        "decisions": write_json(out["decisions"], sorted(decisions, key=specimen_key)),
         "patients": write_tsv(out["patients"], patient_table(decisions, timeline, order)),
         "timeline": write_tsv(out["timeline"], timeline),
     }
@@ -211,6 +221,23 @@ def write_sample_report(
     return path
 
 
+def write_specimen_report(
+    specimen_dir: str | Path | Mapping[str, str | Path],
+    config: Mapping[str, Any],
+    out: str | Path | None = None,
+) -> Path:
+    """``report.html`` of a specimen, from what ``specimen`` wrote (its folder, or the
+    :data:`~antigen_profile.outputs.SPECIMEN_WRITES` a rule declared): the decision, every
+    tube's value, the coverage bounds, links to the tubes' own reports."""
+    from antigen_profile.outputs import SPECIMEN_WRITES, specimen_paths
+    from antigen_profile.report import render_specimen_report, write_html
+
+    files = specimen_paths(specimen_dir, SPECIMEN_WRITES)
+    path = Path(out) if out else files["decision"].parent / REPORT_FILE
+    write_html(render_specimen_report(files, config), path)
+    return path
+
+
 def write_cohort_report(
     recommendations: str | Path, path: str | Path, config: Mapping[str, Any]
 ) -> Path:
@@ -228,20 +255,24 @@ def _read_json(path: str | Path) -> Any:
 
 
 def run_summary(results: str | Path, sample_ids: Sequence[str], top: int = 3) -> str:
-    """The few lines a run ends with (after Snakemake's log): samples by decision, the most
-    frequent reasons for review or refusal, the samples not analysed and why, and where the
+    """The few lines a run ends with (after Snakemake's log): specimens by decision, the most
+    frequent reasons for review or refusal, the tubes not analysed and why, and where the
     report is; or, when the cohort table was not written, which samples have no decision."""
     from collections import Counter
+
+    from antigen_profile.cohort import specimen_key
 
     root = Path(results)
     table_path = cohort_paths(root)["recommendations"]
     lines = []
+    ours = set(sample_ids)
     if table_path.is_file():
         table = pd.read_csv(table_path, sep="\t", dtype=str, keep_default_na=False)
-        table = table[table["sample_id"].isin(list(sample_ids))]
+        tubes = table["tubes"] if "tubes" in table else table["sample_id"]
+        table = table[[bool(set(t.split(",")) & ours) for t in tubes]]
         counts = Counter(table["decision"])
         lines.append(
-            f"antigen-profile: {len(table)} sample(s): "
+            f"antigen-profile: {len(table)} specimen(s): "
             + ", ".join(f"{n} {word}" for word, n in counts.most_common())
         )
         # Reasons from decisions.json, where each is a list item: the table joins them with
@@ -249,8 +280,9 @@ def run_summary(results: str | Path, sample_ids: Sequence[str], top: int = 3) ->
         reasons: Counter[str] = Counter()
         decisions_path = cohort_paths(root)["decisions"]
         decisions = _read_json(decisions_path) if decisions_path.is_file() else []
+        specimens = set(table["specimen_id"]) if "specimen_id" in table else ours
         for decision in decisions:
-            if decision.get("sample_id") in set(sample_ids):
+            if specimen_key(decision) in specimens:
                 for key in ("review_reasons", "clinical_reasons"):
                     reasons.update(str(r) for r in decision.get(key) or [])
         if reasons:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from antigen_profile import outputs, simulate, stages
+from antigen_profile import demo, outputs, stages
 from antigen_profile.cohort import timepoint_rank
 from antigen_profile.config import ConfigError, missing_files, resolve_paths, validate_config
 from antigen_profile.trial import TrialError, load_trial
@@ -30,7 +30,7 @@ RESULTS = str(Path(config["results"]))
 # The demo cohort's FCS files are made by the workflow itself (rule demo_tube).
 DEMO_DIR = (Path(workflow.basedir) / "resources" / "demo").resolve()
 IS_DEMO = Path(config["samples"]).resolve() == DEMO_DIR / "samples.tsv"
-DEMO_TUBES = set(simulate.demo_tube_names())
+DEMO_TUBES = set(demo.tube_names())
 
 
 def _demo_makes(path):
@@ -50,6 +50,12 @@ try:
 except SheetError as exc:
     raise WorkflowError(f"sample or patient sheet rejected, nothing was run:\n{exc}")
 SAMPLE_IDS = list(SAMPLES["sample_id"])
+# specimen_id -> its tubes in sheet order (a tube without specimen_id is its own specimen).
+SPECIMENS = {
+    str(specimen): [str(s) for s in rows["sample_id"]]
+    for specimen, rows in SAMPLES.groupby("specimen_id", sort=False)
+}
+SPECIMEN_IDS = list(SPECIMENS)
 MARKER_CONTROLS = marker_control_columns(SAMPLES)
 
 
@@ -67,6 +73,7 @@ _layout = outputs.layout_problems(
         "tube": _tubes(),
         "config file": list(stages.profile_inputs(config).values()),
     },
+    specimen_ids=SPECIMEN_IDS,
 )
 if _layout:
     raise WorkflowError("output locations rejected, nothing was run:\n" + "\n".join(_layout))
@@ -80,6 +87,7 @@ if _unknown:
 
 wildcard_constraints:
     sample="|".join(map(re.escape, SAMPLE_IDS)) if SAMPLE_IDS else "^$",
+    specimen="|".join(map(re.escape, SPECIMEN_IDS)) if SPECIMEN_IDS else "^$",
 
 
 def sample_inputs(wildcards):
@@ -110,3 +118,18 @@ def patient_samples(wildcards):
         key=lambda item: timepoint_rank(item[1][1] or "", order, item[0]),
     )
     return [str(sample_id) for _, (sample_id, _) in ranked]
+
+
+def specimen_inputs(wildcards):
+    """Each tube's profile files the specimen step reads, as ``{key}_{i}`` for the i-th tube
+    of params.tubes (a rule's inputs are flat names)."""
+    return {
+        f"{key}_{i}": path.replace("{sample}", sample_id)
+        for i, sample_id in enumerate(SPECIMENS[wildcards.specimen])
+        for key, path in outputs.sample_patterns(RESULTS, outputs.SPECIMEN_READS).items()
+    }
+
+
+def specimen_row(wildcards):
+    """The specimen's first tube's sheet row: its tubes share patient and timepoint."""
+    return SAMPLES.loc[SPECIMENS[wildcards.specimen][0]]

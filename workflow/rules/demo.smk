@@ -8,7 +8,7 @@ rule demo_tube:
     wildcard_constraints:
         tube="|".join(sorted(DEMO_TUBES)),
     params:
-        spec=lambda wc: simulate.demo_tube_digest(wc.tube),
+        spec=lambda wc: demo.tube_digest(wc.tube),
     log:
         f"{RESULTS}/logs/demo_tube/{{tube}}.log",
     benchmark:

@@ -1,5 +1,5 @@
 # Per sample: the trial's rules applied to the antigen profile and the patient's facts.
-# Cohort: all decisions in one table.
+# Cohort: every specimen's decision in one table.
 # The patient's row of the sheet is a param, not the sheet an input: editing one patient
 # reruns that patient's decisions, not the cohort's.
 
@@ -16,6 +16,7 @@ rule decide:
             patient_record(PATIENTS, SAMPLES.loc[wc.sample, "patient_id"])
         ),
         timepoint=lambda wc: SAMPLES.loc[wc.sample, "timepoint"] or None,
+        specimen_id=lambda wc: SAMPLES.loc[wc.sample, "specimen_id"],
         settings=stages.digest(config, stages.DECISION_SETTINGS),
     log:
         f"{RESULTS}/logs/decide/{{sample}}.log",
@@ -31,6 +32,45 @@ rule decide:
     script:
         "../scripts/decide.py"
 
+
+# Per specimen: its tubes merged (one value per antigen, coverage exact within a tube and
+# bounded across tubes) and the trial's rules applied to the merge. A tube that is its own
+# specimen gets the decision its tube got.
+
+
+rule specimen:
+    input:
+        unpack(specimen_inputs),
+        trial=config["trial"],
+    output:
+        **outputs.specimen_patterns(RESULTS, outputs.SPECIMEN_WRITES),
+    params:
+        tubes=lambda wc: SPECIMENS[wc.specimen],
+        patient_id=lambda wc: specimen_row(wc)["patient_id"],
+        patient=lambda wc: patient_param(patient_record(PATIENTS, specimen_row(wc)["patient_id"])),
+        timepoint=lambda wc: specimen_row(wc)["timepoint"] or None,
+        settings=stages.digest(config, stages.SPECIMEN_SETTINGS),
+    log:
+        f"{RESULTS}/logs/specimen/{{specimen}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/specimen/{{specimen}}.tsv"
+    group:
+        "sample"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/specimen.py"
+
+
+SPECIMEN_DECISIONS = expand(
+    outputs.specimen_patterns(RESULTS, ("decision",))["decision"], specimen=SPECIMEN_IDS
+)
+SPECIMEN_ANTIGENS = expand(
+    outputs.specimen_patterns(RESULTS, ("antigens",))["antigens"], specimen=SPECIMEN_IDS
+)
 
 COHORT_OUTPUTS = {k: str(p) for k, p in outputs.cohort_paths(RESULTS).items()}
 for _key, _caption in (
@@ -48,10 +88,8 @@ for _key, _caption in (
 
 rule recommendations:
     input:
-        decisions=expand(f"{RESULTS}/{{sample}}/{outputs.DECISION_FILE}", sample=SAMPLE_IDS),
-        antigens=expand(
-            f"{RESULTS}/{{sample}}/{outputs.PROFILE_FILES['antigens']}", sample=SAMPLE_IDS
-        ),
+        decisions=SPECIMEN_DECISIONS,
+        antigens=SPECIMEN_ANTIGENS,
     output:
         **COHORT_OUTPUTS,
     params:

@@ -18,5 +18,6 @@ with job_log(sm.log[0]) as log:
         timepoint=sm.params.timepoint,
         out=sm.output[0],
         patient_record=sm.params.patient,
+        specimen_id=sm.params.specimen_id,
     )
     log.info("%s: %s", sm.wildcards.sample, decision["decision"])

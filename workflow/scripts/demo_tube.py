@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from antigen_profile.logs import job_log
-from antigen_profile.simulate import write_demo_tube
+from antigen_profile.demo import write_tube
 
 with job_log(snakemake.log[0]) as log:  # noqa: F821 - injected by Snakemake
-    path = write_demo_tube(snakemake.wildcards.tube, Path(snakemake.output.fcs).parent.parent)  # noqa: F821
+    path = write_tube(snakemake.wildcards.tube, Path(snakemake.output.fcs).parent.parent)  # noqa: F821
     log.info("wrote %s", path)
