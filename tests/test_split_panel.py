@@ -414,3 +414,59 @@ def test_a_one_tube_specimen_gets_its_tubes_decision(
     assert tube["specimen_id"] == name and tube["tubes"] == [name]
     assert alone == tube
     assert alone["unknown_targets"]  # tube B alone cannot assess CD22 and CD10
+
+
+def test_a_sheet_without_specimen_id_keeps_its_cohort_tables_plus_the_new_columns(
+    demo_cohort: Path, config: dict[str, Any], tmp_path: Path
+) -> None:
+    """Without specimen_id every tube is its own specimen: the cohort tables made from the
+    specimens equal those made from the tubes' own decisions (the tables before specimens
+    existed), column for column, plus specimen_id/tubes (and the patients' specimens)."""
+    from antigen_profile.cohort import (
+        PATIENT_TABLE_COLUMNS,
+        RECOMMENDATION_COLUMNS,
+        TIMELINE_COLUMNS,
+    )
+    from antigen_profile.steps import write_cohort_table
+
+    patients = read_patients(demo_cohort / "patients.tsv")
+    tube_decisions, specimen_decisions = [], []
+    for sample_id in ("P01-R1", "P05-R1", "P06-R1", "P08-R1"):  # candidate, lineage, thin, unknown
+        patient_id = sample_id.split("-")[0]
+        record = json.dumps(patient_record(patients, patient_id))
+        folder = tmp_path / sample_id
+        profile_sample(
+            sample_id, demo_cohort / "fcs" / f"{sample_id}.fcs", folder, config,
+            control=demo_cohort / "fcs" / f"{sample_id}_control.fcs",
+        )  # fmt: skip
+        tube = decide_sample(
+            folder, sample_id, patient_id, None, TRIAL_FILE, config, timepoint="relapse",
+            patient_record=record,
+        )  # fmt: skip
+        specimen = decide_specimen(
+            sample_id, {sample_id: folder}, patient_id, record, TRIAL_FILE, config,
+            tmp_path / "specimens" / sample_id, timepoint="relapse",
+        )  # fmt: skip
+        assert specimen == tube, sample_id
+        tube_decisions.append(folder / "decision.json")
+        specimen_decisions.append(tmp_path / "specimens" / sample_id / "decision.json")
+        antigens = pd.read_csv(folder / "antigens.tsv", sep="\t", dtype=str)
+        merged = pd.read_csv(
+            tmp_path / "specimens" / sample_id / "antigens.tsv", sep="\t", dtype=str
+        )
+        pd.testing.assert_frame_equal(merged[antigens.columns], antigens)
+    before = write_cohort_table(tube_decisions, tmp_path / "before", config)
+    after = write_cohort_table(specimen_decisions, tmp_path / "after", config)
+    new = {
+        "recommendations": RECOMMENDATION_COLUMNS[-2:],
+        "patients": PATIENT_TABLE_COLUMNS[-3:],
+        "timeline": TIMELINE_COLUMNS[-2:],
+    }
+    for key, added in new.items():
+        old = pd.read_csv(before[key], sep="\t", dtype=str, keep_default_na=False)
+        ours = pd.read_csv(after[key], sep="\t", dtype=str, keep_default_na=False)
+        assert list(ours.columns) == [*[c for c in old.columns if c not in added], *added]
+        kept = [c for c in old.columns if c not in added]
+        pd.testing.assert_frame_equal(ours[kept], old[kept])
+    table = pd.read_csv(after["recommendations"], sep="\t", dtype=str, keep_default_na=False)
+    assert list(table["specimen_id"]) == list(table["sample_id"]) == list(table["tubes"])
