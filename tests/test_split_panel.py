@@ -470,3 +470,22 @@ def test_a_sheet_without_specimen_id_keeps_its_cohort_tables_plus_the_new_column
         pd.testing.assert_frame_equal(ours[kept], old[kept])
     table = pd.read_csv(after["recommendations"], sep="\t", dtype=str, keep_default_na=False)
     assert list(table["specimen_id"]) == list(table["sample_id"]) == list(table["tubes"])
+
+
+def test_a_mislabelled_tube_is_flagged_for_review(
+    specimens: dict[str, Specimen], config: dict[str, Any], tmp_path: Path
+) -> None:
+    """Tube B of another patient's marrow (62% blasts) filed with P08's tube A (35%): the
+    blasts' shares disagree far beyond counting error, so the specimen goes to review and
+    says which tubes to check; matching tubes (every clean case above) raise nothing."""
+    p08, p01 = specimens["P08-R1-split"], specimens["P01-R1-split"]
+    results = p08.folder.parents[1] / "results"
+    a, b = p08.truth["tubes"][0]["sample_id"], p01.truth["tubes"][1]["sample_id"]
+    decision = _decide(
+        "P08-R1-split", p08.truth, {a: results / a, b: results / b}, config, tmp_path
+    )
+    assert decision["decision"] == "needs_review"
+    flagged = [r for r in decision["review_reasons"] if "blast_share_disagrees" in r]
+    assert len(flagged) == 1 and a in flagged[0] and b in flagged[0], decision["review_reasons"]
+    for spec in specimens.values():
+        assert not any("blast_share_disagrees" in r for r in spec.decision["review_reasons"])
