@@ -41,6 +41,7 @@ from antigen_profile.ingest import (
     shared_stain_notes,
 )
 from antigen_profile.lab_gating import LabGatingError
+from antigen_profile.mimics import exclude_lookalikes, screen_gate
 from antigen_profile.outputs import PROFILE_FILES, sample_paths
 from antigen_profile.plotdata import antigen_plot_data
 from antigen_profile.provenance import (
@@ -222,6 +223,18 @@ def _quantify(
     table = antigen_table(
         sample_id, blasts, references, positivity, quantified, not_measured=shared
     )
+    # Normal look-alikes in the gate (issue 17): basophils and pDCs leave the blasts before
+    # the numbers are final; a hematogone-like continuum or too few blasts is flagged.
+    found = screen_gate(data, gated, table, references, positivity.percentile, settings)
+    if found.excluded:
+        blast_mask = exclude_lookalikes(gated, found)
+        blasts = {m: data[m][blast_mask] for m in quantified if m in data}
+        references = choose_references(
+            quantified, data, gated.masks, blasts, controls, positivity, display
+        )
+        table = antigen_table(
+            sample_id, blasts, references, positivity, quantified, not_measured=shared
+        )
     beads = resolve(bead_fcs) if bead_fcs else settings.bead_fcs
     if beads:
         inputs.append(audit_entry("beads", beads))
@@ -238,8 +251,10 @@ def _quantify(
         gated.flags
         + [{"code": "shared_detector", "message": note} for note in shared.values()]
         + lineage_flags(table, list(settings.b_lineage_markers))
+        + found.flags
         + density_flags
     )
+    doc["blast_mimics"] = found.summary
     doc["gating"] = gated.description
     doc["display_logicle"] = {m: dict(p) for m, p in display.items()}
     return SampleProfile(

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from antigen_profile.config import resolve
+from antigen_profile.mimics import MimicSettings
 from antigen_profile.qc import QCSettings
 from antigen_profile.quantify import PositivitySettings
 
@@ -53,6 +54,7 @@ class Settings:
     blast_require: Mapping[str, str]
     positive_controls: Mapping[str, Mapping[str, Any]]
     b_lineage_markers: tuple[str, ...]
+    mimics: MimicSettings
     logicle: Mapping[str, Any]
     positivity: PositivitySettings
     qc: QCSettings
@@ -82,6 +84,7 @@ class Settings:
             blast_require=_frozen((raw.get("blast_definition") or {}).get("require") or {}),
             positive_controls=_frozen(raw["positive_controls"]),
             b_lineage_markers=tuple(raw["b_lineage_markers"]),
+            mimics=MimicSettings.from_config(raw),
             logicle=_frozen(raw["logicle"]),
             positivity=PositivitySettings.from_config(raw),
             qc=QCSettings.from_config(raw),

@@ -25,6 +25,7 @@ PROFILE_SETTINGS = (
     "blast_definition",
     "positive_controls",
     "b_lineage_markers",
+    "blast_mimics",
     "logicle",
     "positivity",
     "floors",
