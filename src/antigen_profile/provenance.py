@@ -179,6 +179,7 @@ def profile_document(
             "floors": dict(config["floors"]),
             "logicle": dict(config["logicle"]),
             "qc": dict(config["qc"]),
+            "blast_mimics": dict(config["blast_mimics"]),
         },
         "software": software_versions(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
