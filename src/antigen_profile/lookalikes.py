@@ -19,15 +19,18 @@ marrows whose every event is known, so this module writes them with the demo's m
   each event is stored beside it (``hematogone_stage`` in the ``.truth.npz``).
 - **Scenarios** (:data:`LOOKALIKE_MARROWS`): a regenerating marrow after CD19 CAR-T without
   leukaemia, CD123-negative blasts at 3% and at 30% of leukocytes, and CD123-positive blasts at
-  30%, each with basophils and pDCs. Each is a stained tube and its control tube (the same
-  cells, quantified antigens unstained, no ``$PnS`` labels, as the demo's controls).
+  30%, each with basophils, pDCs and CD34+ myeloid progenitors (0.5% of leukocytes, as in any
+  marrow). Each is a stained tube and its control tube (the same cells, quantified antigens
+  unstained, no ``$PnS`` labels, as the demo's controls).
 
 Files (``out_dir`` as the demo's): ``fcs/{scenario}.fcs``, ``fcs/{scenario}.truth.npz``, the
 same for ``{scenario}_control``, and ``lookalikes/{scenario}/truth.json``: population counts,
 the true blasts and their share of leukocytes, the true % positive of every antigen on the
 true blasts (undefined without blasts, and said so), the look-alikes' share of a naive blast
-gate, the eligible targets and the decision the workflow should reach. Deterministic: every
-tube is seeded from its name (crc32), the same bytes on every run.
+gate, the eligible targets and the decision the workflow should reach (``antigen_status``
+``no_leukaemic_blasts`` is the truth's word for a marrow without leukaemia, not one
+decision.json uses; its decision is ``needs_review``). Deterministic: every tube is seeded
+from its name (crc32), the same bytes on every run.
 """
 
 from __future__ import annotations
@@ -622,6 +625,7 @@ def _truth_document(
     rules = {t: trial.target_rule(t) for t in trial.targets}
     reasons: list[str] = []
     if n_blasts == 0:
+        # the truth's own word: decision.json has none for "no leukaemia" (expect review)
         status, antigens, eligible = "no_leukaemic_blasts", None, []
         reasons.append(marrow.expected_reason or "no leukaemic blasts")
         near = lineage = False
