@@ -3,10 +3,20 @@ known by construction (the generated marrows of test_lookalikes.py check them en
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from antigen_profile.config import load_config
+from antigen_profile.config import load_config, resolve_paths
+from antigen_profile.lookalikes import (
+    LOOKALIKE_MARROWS,
+    write_lookalike_marrow,
+    write_lookalike_sheets,
+)
 from antigen_profile.mimics import (
     HEMATOGONE_PATTERN,
     LOOKALIKES_KEPT,
@@ -16,6 +26,12 @@ from antigen_profile.mimics import (
     continuum,
     screen,
 )
+from antigen_profile.paths import REPO_ROOT
+from antigen_profile.pipeline import profile_sample
+from antigen_profile.sheets import patient_record, read_patients
+from antigen_profile.steps import decide_sample, write_sample_report
+
+TRIAL = REPO_ROOT / "config" / "trials" / "4scar.yaml"
 
 #: Negative-reference thresholds (a 99.5th percentile of the background, here 1.0 for all).
 THRESHOLDS = {m: 1.0 for m in ("CD123", "CD34", "CD20", "CD38", "CD19", "CD10")}
@@ -123,3 +139,100 @@ def test_few_blasts_need_an_aberrant_phenotype(settings: MimicSettings) -> None:
     assert found.flags == [] and found.summary["low_blast_share"]["aberrancies"]
     plenty = screen(plain, THRESHOLDS, 2_000, settings)  # 20%: no rule applies
     assert plenty.flags == []
+
+
+# --------------------------------------------------------------------------------------------
+# Generated marrows with look-alikes (antigen_profile.lookalikes), profiled and decided
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decided:
+    truth: dict[str, Any]
+    antigens: pd.DataFrame
+    profile: dict[str, Any]
+    decision: dict[str, Any]
+    report: str
+
+
+@pytest.fixture(scope="module")
+def marrows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Decided]:
+    """Every look-alike marrow profiled with the default config and decided with its
+    patient's row, and its report written, as the workflow does."""
+    out = tmp_path_factory.mktemp("lookalikes")
+    config = resolve_paths(load_config(), REPO_ROOT)
+    write_lookalike_sheets(out)
+    patients = read_patients(out / "patients.tsv")
+    decided = {}
+    for marrow in LOOKALIKE_MARROWS:
+        sid = marrow.sample_id
+        files = write_lookalike_marrow(sid, out)
+        folder = out / "results" / sid
+        profile_sample(sid, files.fcs, folder, config, control=files.control)
+        record = json.dumps(patient_record(patients, marrow.patient_id))
+        decision = decide_sample(
+            folder, sid, marrow.patient_id, None, TRIAL, config, timepoint=marrow.timepoint,
+            patient_record=record,
+        )  # fmt: skip
+        report = write_sample_report(folder, config)
+        decided[sid] = Decided(
+            json.loads(files.truth.read_text()),
+            pd.read_csv(folder / "antigens.tsv", sep="\t").set_index("marker"),
+            json.loads((folder / "profile.json").read_text()),
+            decision,
+            report.read_text(encoding="utf-8"),
+        )
+    return decided
+
+
+def test_regenerating_hematogones_without_leukaemia_are_never_a_candidate(
+    marrows: dict[str, Decided],
+) -> None:
+    """After CD19 CAR-T the marrow regenerates CD34+CD19-CD22+ progenitors and later stages,
+    no leukaemia: the gate's 'blasts' are CD22/CD10/CD38-positive normal cells. The
+    continuum is recognised and the recommendation goes to review, saying why."""
+    case = marrows["regenerating"]
+    assert case.truth["decision"] == "needs_review"
+    assert case.decision["decision"] != "candidate"
+    codes = [f["code"] for f in case.profile["flags"]]
+    assert HEMATOGONE_PATTERN in codes
+    assert any("hematogones" in r for r in case.decision["review_reasons"])
+    assert "maturation continuum like normal B progenitors" in case.report
+    pattern = case.profile["blast_mimics"]["continuum"]
+    assert pattern["hematogone_like"] and pattern["phi_cd34_cd20"] <= -0.3
+
+
+def test_a_low_cd123_negative_leukaemia_is_not_called_cd123_positive(
+    marrows: dict[str, Decided],
+) -> None:
+    """3% CD123-negative blasts beside basophils and pDCs (a naive gate: CD123 on ~37%):
+    the look-alikes leave the blasts, CD123 stays below its cut-off, and the low blast share
+    goes to review."""
+    case = marrows["low_cd123_negative"]
+    assert case.truth["naive_blast_gate"]["pct_positive"]["CD123"] > 20  # the trap is real
+    cd123 = case.antigens.loc["CD123"]
+    assert cd123["call"] != "positive" and cd123["pct_positive"] < 20
+    assert "CD123" not in case.decision["eligible_targets"]
+    look = case.profile["blast_mimics"]["basophils_pdcs"]
+    assert look["excluded"] and look["events"] >= 0.8 * (
+        case.truth["population_events"]["basophils"] + case.truth["population_events"]["pdcs"]
+    )
+    assert case.decision["decision"] == case.truth["decision"] == "needs_review"
+    assert any("low_blast_share" in r for r in case.decision["review_reasons"])
+
+
+@pytest.mark.parametrize("sid", ["high_cd123_positive", "high_cd123_negative"])
+def test_a_30pct_leukaemia_keeps_its_numbers_beside_basophils_and_pdcs(
+    marrows: dict[str, Decided], sid: str
+) -> None:
+    """30% blasts with basophils and pDCs: the gates are fitted (no template fallback), each
+    antigen within 3 points of the truth on the true blasts, and the decision is the truth's
+    (CD123-positive blasts are still CD123 eligible)."""
+    case = marrows[sid]
+    assert not [f for f in case.profile["flags"] if f["code"] == "no_blast_population"]
+    for marker, truth in case.truth["antigens"].items():
+        got = case.antigens.loc[marker, "pct_positive"]
+        assert abs(got - truth["pct_positive"]) <= 3.0, (marker, got, truth["pct_positive"])
+    assert case.decision["eligible_targets"] == case.truth["eligible_targets"]
+    assert case.decision["decision"] == case.truth["decision"]
+    assert ("CD123" in case.decision["eligible_targets"]) is (sid == "high_cd123_positive")
