@@ -43,7 +43,7 @@ from antigen_profile.ingest import (
 from antigen_profile.lab_gating import LabGatingError
 from antigen_profile.mimics import exclude_lookalikes, screen_gate
 from antigen_profile.outputs import PROFILE_FILES, sample_paths
-from antigen_profile.plotdata import antigen_plot_data
+from antigen_profile.plotdata import antigen_plot_data, mimic_plot_data
 from antigen_profile.provenance import (
     audit_entry,
     audit_inputs,
@@ -226,6 +226,12 @@ def _quantify(
     # Normal look-alikes in the gate (issue 17): basophils and pDCs leave the blasts before
     # the numbers are final; a hematogone-like continuum or too few blasts is flagged.
     found = screen_gate(data, gated, table, references, positivity.percentile, settings)
+    gate = {m: data[m][blast_mask] for m in ("CD34", "CD123") if m in data}
+    gate_display = {
+        m: display.get(m)
+        or display_logicle(settings.logicle, data[m], tube.ranges.get(tube.markers[m], np.nan))
+        for m in gate
+    }
     if found.excluded:
         blast_mask = exclude_lookalikes(gated, found)
         blasts = {m: data[m][blast_mask] for m in quantified if m in data}
@@ -275,5 +281,6 @@ def _quantify(
         plotdata={
             **gated.plot,
             **antigen_plot_data(blasts, references, table, display, limit),
+            **mimic_plot_data(gate, found.keep, gate_display, limit),
         },
     )

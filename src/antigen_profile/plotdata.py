@@ -78,3 +78,21 @@ def antigen_plot_data(
                 np.float32
             )
     return arrays
+
+
+def mimic_plot_data(
+    gate: Mapping[str, np.ndarray],
+    kept: np.ndarray,
+    display: Mapping[str, Mapping[str, float]],
+    limit: int,
+) -> dict[str, np.ndarray]:
+    """The blast gate's events on CD34 (x) and CD123 (y) in display scale, and whether each
+    stayed a blast (``mimics/``): the report's picture of the basophils and pDCs taken out."""
+    if not {"CD34", "CD123"} <= set(gate) or not {"CD34", "CD123"} <= set(display):
+        return {}
+    index = subsample(kept.size, limit, np.random.default_rng(PLOT_SEED + 2))
+    return {
+        "mimics/CD34": logicle(gate["CD34"][index], display["CD34"]).astype(np.float32),
+        "mimics/CD123": logicle(gate["CD123"][index], display["CD123"]).astype(np.float32),
+        "mimics/kept": kept[index],
+    }
