@@ -131,7 +131,7 @@ def _coverage_view(
     }
 
 
-def _combination_view(decision: Mapping[str, Any]) -> dict[str, Any]:
+def combination_view(decision: Mapping[str, Any]) -> dict[str, Any]:
     """decision.json ``combination``: the recommended products with their coverage and escape
     interval, or why none was named (none qualifies; not assessed; not recorded)."""
     if "combination" not in decision:
@@ -177,7 +177,7 @@ def _combination_view(decision: Mapping[str, Any]) -> dict[str, Any]:
 
 def escape_view(files: SampleFiles, eligible: Sequence[str], qc_failed: bool) -> dict[str, Any]:
     """Everything the "Co-expression and escape" section shows."""
-    combination = _combination_view(files.decision)
+    combination = combination_view(files.decision)
     recommended = combination.get("label", "") if combination["status"] == "chosen" else ""
     targets, patterns, image, pattern_note = _patterns_view(files.coexpression, qc_failed)
     trial = files.decision.get("trial")

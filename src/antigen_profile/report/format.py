@@ -40,8 +40,9 @@ STATUS_CLASS = {
 }
 #: Dim/bright intensity words of antigens.tsv (anything else is shown neutral).
 INTENSITY_CLASS = {"bright": "pos", "dim": "warn"}
-#: profile.json flags that change what the whole report means are red; every other is amber.
-RED_FLAGS = frozenset({"possible_lineage_switch", "no_blast_population"})
+#: Flags that change what the whole report means are red; every other is amber. Two tubes of
+#: one specimen whose blast shares disagree point at a mislabelled tube or a wrong gate.
+RED_FLAGS = frozenset({"possible_lineage_switch", "no_blast_population", "blast_share_disagrees"})
 
 
 def css_class(mapping: Mapping[str, str], value: Any) -> str:

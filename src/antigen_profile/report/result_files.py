@@ -109,3 +109,44 @@ def read_sample(sample_dir: Path | Mapping[str, str | Path]) -> SampleFiles:
         decision=read_json(paths["decision"]),
         **{key: read_table(paths[key]) for key in OPTIONAL_FILES},
     )
+
+
+#: The files of a specimen its report needs (keys of
+#: :data:`antigen_profile.outputs.SPECIMEN_FILES`); coverage.tsv may be absent.
+SPECIMEN_REQUIRED = ("decision", "specimen", "antigens")
+
+
+@dataclass(frozen=True)
+class SpecimenFiles:
+    """What the specimen step wrote: the decision, specimen.json (tubes, every tube's values,
+    flags), the merged antigen table and the coverage bounds (None when absent)."""
+
+    decision: dict[str, Any]
+    specimen: dict[str, Any]
+    antigens: Table
+    coverage: Table | None
+
+
+def read_specimen(files: Mapping[str, str | Path]) -> SpecimenFiles:
+    """Read a specimen's files (``files``: key -> path, as the rule declared them), failing
+    loudly when a required one is missing or is not what it should be: a specimen report
+    without its decision or its tubes would look complete to a clinician."""
+    paths = {key: Path(path) for key, path in files.items()}
+    missing = [str(paths.get(key, key)) for key in SPECIMEN_REQUIRED if not _is_file(paths, key)]
+    if missing:
+        raise FileNotFoundError(f"missing result file(s) {', '.join(missing)}")
+    decision, specimen = read_json(paths["decision"]), read_json(paths["specimen"])
+    for key, data in (("decision", decision), ("specimen", specimen)):
+        if not isinstance(data, dict):
+            raise ValueError(f"{paths[key]}: expected a JSON object")
+    coverage = paths.get("coverage")
+    return SpecimenFiles(
+        decision=decision,
+        specimen=specimen,
+        antigens=_read_tsv_table(paths["antigens"]),
+        coverage=read_table(coverage) if coverage is not None else None,
+    )
+
+
+def _is_file(paths: Mapping[str, Path], key: str) -> bool:
+    return key in paths and paths[key].is_file()

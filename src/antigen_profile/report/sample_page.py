@@ -17,6 +17,7 @@ from urllib.parse import quote
 import numpy as np
 
 from antigen_profile import __version__
+from antigen_profile.outputs import SPECIMEN_DIR
 from antigen_profile.report import plots
 from antigen_profile.report.audit_trail import audit_context
 from antigen_profile.report.escape_section import escape_view
@@ -60,6 +61,9 @@ FLAG_TITLES = {
     "possible_lineage_switch": "Possible lineage switch",
     "backbone_not_applied": "B-lineage backbone not applied",
     "gate_not_fitted": "Gate not fitted to this sample",
+    "blast_share_disagrees": "Tubes disagree on the blast share",
+    "tubes_disagree": "Tubes disagree on an antigen",
+    "tube_not_analysed": "A tube was not analysed",
 }
 
 #: Plain words for the references a threshold can come from (antigens.tsv threshold_source).
@@ -291,7 +295,7 @@ def _time_course_view(qc: Mapping[str, Any]) -> dict[str, Any]:
     return {"image": image, "rows": rows, "summary": summary, "note": note}
 
 
-def _flag_views(profile: Mapping[str, Any]) -> tuple[list[dict[str, str]], bool]:
+def flag_views(profile: Mapping[str, Any]) -> tuple[list[dict[str, str]], bool]:
     """profile.json flags as title, code, message and colour (red for the flags that change
     what the whole report means), and whether profile.json records flags at all."""
     raw = profile.get("flags")
@@ -360,7 +364,7 @@ def _gating_view(profile: Mapping[str, Any]) -> dict[str, Any]:
     return {"rows": rows, "populations": mapping, "notes": as_list(gating.get("notes"))}
 
 
-def _rule_views(decision: Mapping[str, Any]) -> list[dict[str, Any]]:
+def rule_views(decision: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The decision rules with their inputs and outcome, as decide wrote them."""
     views = []
     for rule in decision.get("rules") or []:
@@ -451,6 +455,20 @@ def _positive_control_views(
 # --------------------------------------------------------------------------- the page
 
 
+def specimen_link(sample_id: str, decision: Mapping[str, Any]) -> dict[str, str] | None:
+    """The specimen a tube belongs to when it is not its own (decision.json ``specimen_id``),
+    with the link to its report from the tube's folder: the patient's recommendation is the
+    specimen's, and a reader of the tube's page must not take the tube's for it."""
+    specimen_id = str(decision.get("specimen_id") or "")
+    if not specimen_id or specimen_id == sample_id:
+        return None
+    href = "" if specimen_id in {".", ".."} else quote(specimen_id, safe="")
+    return {
+        "id": specimen_id,
+        "href": f"../{SPECIMEN_DIR}/{href}/report.html" if href else "",
+    }
+
+
 def sample_context(
     files: SampleFiles,
     config: Mapping[str, Any],
@@ -471,7 +489,7 @@ def sample_context(
     quantified_upper = {m.upper() for m in quantified}
     circular = [m for m in defined_by if m.upper() in quantified_upper]
     settings, settings_recorded = settings_groups(profile, config, decision)
-    flags, flags_recorded = _flag_views(profile)
+    flags, flags_recorded = flag_views(profile)
     eligible = as_list(decision.get("eligible_targets"), ",")
     escape = escape_view(files, eligible, qc_failed)
     combination = escape["combination"]
@@ -516,6 +534,7 @@ def sample_context(
         "positive_controls_note": controls_note,
         "positive_controls_recorded": files.positive_controls is not None,
         "patient_samples": _patient_views(str(sample_id), patient_samples),
+        "specimen": specimen_link(str(sample_id), decision),
         "csp": SAMPLE_CSP,
         "flags": flags,
         "flags_recorded": flags_recorded,
@@ -561,7 +580,7 @@ def sample_context(
         "has_density": _has_density(files),
         "has_interval": _has_interval(files),
         "confidence": _interval_confidence(profile, decision),
-        "rules": _rule_views(decision),
+        "rules": rule_views(decision),
         "settings": settings,
         "settings_recorded": settings_recorded,
         "max_plot_events": fmt_count((config.get("report") or {}).get("max_plot_events")),
