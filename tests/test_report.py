@@ -28,10 +28,17 @@ from antigen_profile.coverage import (
     upset_data,
 )
 from antigen_profile.ingest import Tube
+from antigen_profile.outputs import SPECIMEN_FILES, SPECIMEN_WRITES
 from antigen_profile.populations import POPULATION_COLUMNS
 from antigen_profile.qc import QCSettings, check_acquisition
 from antigen_profile.quantify import ANTIGEN_COLUMNS, POSITIVE_CONTROL_COLUMNS
-from antigen_profile.report import plots, render_cohort_report, render_sample_report, write_html
+from antigen_profile.report import (
+    plots,
+    render_cohort_report,
+    render_sample_report,
+    render_specimen_report,
+    write_html,
+)
 from antigen_profile.report.offtumour import NO_NOTE, OFF_TUMOUR_NOTES, off_tumour_note
 
 HOSTILE = "<script>alert(1)</script>"
@@ -1456,24 +1463,27 @@ def test_cohort_report_links_and_counts(tmp_path: Path) -> None:
     assert "P01-R1/report.html" in hrefs
     assert "P03%20R1/report.html" in hrefs
     assert "%3Cscript%3Ealert%281%29%3C%2Fscript%3E/report.html" in hrefs
-    assert len([h for h in hrefs if h.endswith("/report.html")]) == len(rows)
+    # an old table (no specimen_id, tubes): each sample is its own specimen of one tube, both
+    # linked to the tube's report
+    assert len([h for h in hrefs if h.endswith("/report.html")]) == 2 * len(rows)
 
     tile = r'<div class="tile \w+"><b>(\d+)</b>(\w+)</div>'
     tiles = {decision: int(n) for n, decision in re.findall(tile, html)}
     assert tiles == {"candidate": 2, "needs_review": 2, "not_candidate": 1}
 
-    table = table_starting_with(html, "Sample", "Patient", "Decision", "Eligible targets")
+    table = table_starting_with(html, "Specimen", "Tubes", "Patient", "Decision")
     # the parser unescapes entities: every sample is listed, in the given order
     assert [row[0] for row in table[1:]] == [r["sample_id"] for r in rows]
+    assert [row[1] for row in table[1:]] == [r["sample_id"] for r in rows]
     by_id = {row[0]: row for row in table[1:]}
-    assert by_id["P01-R1"][3] == "CD10 CD22"
-    assert by_id["P02-R1"][4] == DASH and by_id["P02-R1"][7] == "qc_failed"
-    assert "hiv" in by_id["P04-R1"][8] and "kps" in by_id["P04-R1"][8]
-    assert table[0][9:] == ["Recommended combination", "Combination coverage %", "Flags", "QC"]
-    assert by_id["P01-R1"][9:] == ["CD22+CD10", "98.26", "1", "warn 1 warning"]
-    assert by_id["P04-R1"][9:] == [DASH, DASH, "2", "warn 1 warning"]
-    assert by_id["P03 R1"][11] == DASH and by_id["P02-R1"][11] == DASH  # not recorded / no file
-    assert by_id["P02-R1"][12] == DASH  # no qc.json
+    assert by_id["P01-R1"][4] == "CD10 CD22"
+    assert by_id["P02-R1"][5] == DASH and by_id["P02-R1"][8] == "qc_failed"
+    assert "hiv" in by_id["P04-R1"][9] and "kps" in by_id["P04-R1"][9]
+    assert table[0][10:] == ["Recommended combination", "Combination coverage %", "Flags", "QC"]
+    assert by_id["P01-R1"][10:] == ["CD22+CD10", "98.26", "1", "warn 1 warning"]
+    assert by_id["P04-R1"][10:] == [DASH, DASH, "2", "warn 1 warning"]
+    assert by_id["P03 R1"][12] == DASH and by_id["P02-R1"][12] == DASH  # not recorded / no file
+    assert by_id["P02-R1"][13] == DASH  # no qc.json
     flag_cells = re.findall(
         r'<td class="num" data-sort="\d*"><span class="badge (\w+)">(\d+)</span></td>', html
     )
@@ -1488,8 +1498,8 @@ def test_cohort_report_from_an_older_recommendations_table(tmp_path: Path) -> No
     """recommendations.tsv written before combinations: dashes, not an error."""
     frame = pd.DataFrame({"sample_id": ["P01-R1"], "decision": ["candidate"]})
     html = render_cohort_report(tmp_path, frame, CONFIG)
-    row = table_starting_with(html, "Sample", "Patient")[1]
-    assert row[0] == "P01-R1" and row[9:] == [DASH, DASH, DASH, DASH]
+    row = table_starting_with(html, "Specimen", "Tubes", "Patient")[1]
+    assert row[:2] == ["P01-R1", "P01-R1"] and row[10:] == [DASH, DASH, DASH, DASH]
 
 
 def test_cohort_report_requires_contract_columns(tmp_path: Path) -> None:
@@ -1699,7 +1709,7 @@ def test_cohort_heatmap_reads_each_antigens_tsv(tmp_path: Path) -> None:
     assert png.startswith(PNG_SIGNATURE)
     values = html.split('<details id="heatmap-values">', 1)[1].split("</details>", 1)[0]
     table = tables(values)[0]
-    assert table[0] == ["Sample", *CONFIG["quantified"]]
+    assert table[0] == ["Specimen", *CONFIG["quantified"]]
     rows = {row[0]: row[1:] for row in table[1:]}
     # CD38 has no reference and CD20 too few events: no number, never a zero
     assert rows["P01-D"] == [
@@ -1721,7 +1731,7 @@ def test_cohort_table_carries_sort_keys_and_qc(tmp_path: Path, fast_plots: None)
         "62.0", "8.5", "",
     ]  # fmt: skip
     assert body.count('data-type="num"') == 4
-    qc = [row[-1] for row in table_starting_with(html, "Sample", "Patient")[1:]]
+    qc = [row[-1] for row in table_starting_with(html, "Specimen", "Tubes")[1:]]
     assert qc == ["warn 1 warning", DASH, "fail"]
     assert '<select id="decision-filter">' in html and 'id="sample-filter"' in html
 
@@ -1745,7 +1755,7 @@ def test_cohort_patients_section_flags_loss_in_red(tmp_path: Path) -> None:
     _patient_files(tmp_path, patient=HOSTILE)
     html = render_cohort_report(tmp_path, _cohort_rows(), CONFIG)
     patients = _table_by_id(html, "patients-table")
-    assert patients[0][:3] == ["Patient", "Samples", "Timepoints"]
+    assert patients[0][:3] == ["Patient", "Specimens", "Timepoints"]
     assert patients[1][0] == HOSTILE and patients[1][2] == f"diagnosis, {HOSTILE}"
     assert patients[1][6] == "CD22 fell 60 points to 31% (P01-R1, relapse)"
     assert patients[1][7] == "a; b"  # a reason holding the separator is not cut in two
@@ -1808,3 +1818,402 @@ def test_patient_timeline_figure_draws_losses_red() -> None:
     assert plots.patient_timeline_figure("P01", ["one"], {"CD22": [1.0]}) is None
     no_density = plots.patient_timeline_figure("P01", ["a", "b"], {"CD22": [1.0, 2.0]})
     assert no_density is not None and len(no_density.axes) == 1
+
+
+# --------------------------------------------------------------------------- specimens (issue 16)
+
+#: A split specimen's tubes: A and B analysed (both measured CD19, A with fewer blasts), C
+#: failed QC and its CD20 is unknown.
+SPLIT_TUBES = ("S1-A", "S1-B", "S1-C")
+#: The default configuration's B-lineage markers and timepoints, for the specimen step.
+SPECIMEN_CONFIG: dict[str, Any] = {
+    **CONFIG,
+    "b_lineage_markers": ["CD19", "CD22", "CD10", "CD20", "CD24", "CD79a"],
+    "timepoints": {"order": ["diagnosis", "relapse"], "loss_points": 30},
+}
+TRIAL_FILE = Path(__file__).resolve().parents[1] / "config" / "trials" / "4scar.yaml"
+
+
+def _antigen(tube: str, marker: str, pct: float | None, call: str, **extra: Any) -> dict[str, Any]:
+    """One antigens.tsv row of a fake specimen (interval of +-0.6 points around ``pct``)."""
+    events = {"S1-A": 9000, "S1-B": 12000}.get(tube)
+    row = {
+        "sample_id": tube,
+        "population": "blasts",
+        "marker": marker,
+        "events": events,
+        "positive_events": None if pct is None or events is None else round(events * pct / 100),
+        "pct_positive": pct,
+        "pct_ci_low": None if pct is None else pct - 0.6,
+        "pct_ci_high": None if pct is None else pct + 0.6,
+        "threshold_source": "control:blasts",
+        "call": call,
+    }
+    return row | extra
+
+
+def make_specimen(root: Path, specimen_id: str = "S1", text: str = "gate drift") -> dict[str, Path]:
+    """``specimens/{specimen_id}/`` of a three-tube specimen as the specimen step writes it,
+    with ``text`` in every free-text field (failure, flag messages, notes, reasons, patient id
+    and timepoint); returns the files by key (``render_specimen_report``'s argument)."""
+    a, b, c = SPLIT_TUBES
+    folder = root / "specimens" / specimen_id
+    folder.mkdir(parents=True)
+    failure = f"QC failed: {text}"
+    why_cd20 = f"{c} not analysed: {failure}"
+    antigens = [
+        _antigen(b, "CD19", 3.0, "negative"),
+        _antigen(a, "CD22", 91.0, "positive", intensity="bright"),
+        _antigen(b, "CD123", 40.0, "partial"),
+        _antigen(b, "CD38", None, "no_reference", note=f"in {b}: no valid reference ({text})"),
+        _antigen(a, "CD10", 47.0, "partial"),
+        {"sample_id": c, "population": "blasts", "marker": "CD20", "call": "not_measured",
+         "note": why_cd20},
+    ]  # fmt: skip
+    _write_tsv(folder / "antigens.tsv", ANTIGEN_COLUMNS, antigens)
+    coverage = [
+        (a, "CD22", 1, 91.0, 91.0, a),
+        (b, "CD123", 1, 40.0, 40.0, b),
+        (a, "CD10", 1, 47.0, 47.0, a),
+        (a, "CD22+CD10", 2, 93.0, 93.0, a),
+        (a, "CD22+CD123", 2, 91.0, 100.0, ""),
+        (a, "CD123+CD10", 2, 47.0, 87.0, ""),
+        (a, "CD22+CD123+CD10", 3, 93.0, 100.0, ""),
+    ]
+    _write_tsv(
+        folder / "coverage.tsv",
+        [*COVERAGE_COLUMNS, "covered_pct_high", "measured_together"],
+        [
+            {"sample_id": tube, "combination": name, "n_products": n, "blasts": 9000,
+             "covered_pct": low, "uncovered_pct": round(100 - low, 2),
+             "uncovered_ci_low": round(99.4 - low, 2), "uncovered_ci_high": round(100.6 - low, 2),
+             "covered_pct_high": high, "measured_together": together}
+            for tube, name, n, low, high, together in coverage
+        ],
+    )  # fmt: skip
+    measurements = [
+        _antigen(a, "CD19", 8.0, "negative"),
+        *(r for r in antigens if r["marker"] in {"CD19", "CD22", "CD123", "CD10"}),
+    ]
+    tubes = [
+        {"sample_id": a, "qc_status": "pass", "analysed": True, "failure": None,
+         "blast_events": 9000, "leukocyte_events": 30000, "blast_pct_leukocytes": 30.0,
+         "measured": ["CD19", "CD22", "CD10"]},
+        {"sample_id": b, "qc_status": "warn", "analysed": True, "failure": None,
+         "blast_events": 12000, "leukocyte_events": 34000, "blast_pct_leukocytes": 35.2941,
+         "measured": ["CD19", "CD123"]},
+        {"sample_id": c, "qc_status": "fail", "analysed": False, "failure": failure,
+         "blast_events": 0, "leukocyte_events": 0, "blast_pct_leukocytes": None, "measured": []},
+    ]  # fmt: skip
+    flags = [
+        {"code": "tubes_disagree", "message": f"CD19: 8.0% positive in {a} but 3.0% in {b} "
+         f"(95% intervals do not overlap); the specimen uses {b} ({text})"},
+        {"code": "blast_share_disagrees", "message": f"blasts are 30.0% of leukocytes in {a} "
+         f"but 35.3% in {b} ({text})"},
+        {"code": "tube_not_analysed", "message": f"{c} not analysed ({failure}): the targets "
+         "only it stained are unknown for the specimen"},
+    ]  # fmt: skip
+    (folder / "specimen.json").write_text(
+        json.dumps(
+            {
+                "specimen_id": specimen_id,
+                "tubes": tubes,
+                "value_rule": "the tube with the most blast events",
+                "measurements": measurements,
+                "measured_together": ["CD10", "CD123", "CD22", "CD22+CD10"],
+                "flags": flags,
+                "unmeasured": {"CD38": antigens[3]["note"], "CD20": why_cd20},
+            }
+        ),
+        encoding="utf-8",
+    )
+    rules = [
+        {"id": f"target_{t}", "kind": "antigen", "target": t, "text": f"{t} on at least 20% of "
+         "blasts", "field": "pct_positive", "op": ">=", "threshold": 20.0, "value": v,
+         "outcome": outcome, "note": note, "near_cutoff": False}
+        for t, v, outcome, note in (
+            ("CD22", 91.0, "pass", None), ("CD123", 40.0, "pass", None),
+            ("CD38", None, "unknown", f"CD38 call is no_reference: {antigens[3]['note']}"),
+            ("CD10", 47.0, "pass", None),
+            ("CD20", None, "unknown", f"CD20 call is not_measured: {why_cd20}"),
+        )
+    ]  # fmt: skip
+    (folder / "decision.json").write_text(
+        json.dumps(
+            {
+                "sample_id": None,
+                "specimen_id": specimen_id,
+                "tubes": list(SPLIT_TUBES),
+                "patient_id": f"P07 {text}",
+                "timepoint": f"relapse {text}",
+                "trial": {"name": "4SCAR", "version": "1.0", "targets": TARGETS,
+                          "max_products": 2, "min_coverage_pct": 90.0},
+                "blast_events": 12000,
+                "blast_pct_leukocytes": 35.2941,
+                "cd19_status": "negative",
+                "eligible_targets": ["CD22", "CD123", "CD10"],
+                "unknown_targets": ["CD38", "CD20"],
+                "antigen_status": "ok",
+                "antigen_reasons": [],
+                "clinical_status": "undetermined",
+                "clinical_reasons": [f"Haemoglobin above 80 g/L: unknown ({text})"],
+                "decision": "needs_review",
+                "decision_reasons": [f"Needs review: 2 target(s) unknown ({text})"],
+                "review_reasons": [f"CD22+CD123 stained in different tubes ({text})"],
+                "qc_status": "warn",
+                "rules": rules,
+                "combination": {
+                    "label": "CD22+CD123", "combination": ["CD22", "CD123"], "n_products": 2,
+                    "coverage_pct": 91.0, "uncovered_pct": 9.0, "uncovered_ci_low": 8.4,
+                    "uncovered_ci_high": 9.6, "confidence": 0.95, "max_products": 2,
+                    "min_coverage_pct": 90.0, "best_combination": ["CD22", "CD123"],
+                    "best_coverage_pct": 91.0, "reason": f"the smallest that covers ({text})",
+                },
+            }
+        ),
+        encoding="utf-8",
+    )  # fmt: skip
+    return {k: folder / n for k, n in SPECIMEN_FILES.items() if k != "report"}
+
+
+def _rows_by_first(table: list[list[str]]) -> dict[str, list[str]]:
+    return {row[0]: row for row in table[1:]}
+
+
+def test_specimen_report_shows_its_tubes_values_and_bounds(tmp_path: Path) -> None:
+    html = render_specimen_report(make_specimen(tmp_path), CONFIG)
+    assert_no_external_urls(html, scripts=0)
+    csp = html_lib.unescape(re.search(r'Content-Security-Policy" content="([^"]+)"', html)[1])
+    assert "script-src 'none'" in csp
+    assert "Specimen: S1" in html and 'id="split-panel"' in html
+    # the tubes: QC, analysed or why not, blasts, what each measured; each linked to its report
+    tubes = _rows_by_first(_table_by_id(html, "tubes-table"))
+    assert list(tubes) == list(SPLIT_TUBES)
+    assert tubes["S1-A"][1:] == ["pass", "yes", "9,000", "30,000", "30.0", "CD19 CD22 CD10"]
+    assert tubes["S1-C"][1:3] == ["fail", "not analysed QC failed: gate drift"]
+    assert tubes["S1-C"][-1] == "nothing"
+    hrefs = re.findall(r'href="([^"]+)"', html)
+    assert {f"../../{t}/report.html" for t in SPLIT_TUBES} <= set(hrefs)
+    # antigens: the tube each number comes from, every tube's value where several measured it
+    antigens = _rows_by_first(_table_by_id(html, "antigens-table"))
+    assert antigens["CD19"][1:6] == ["S1-B", "12,000", "360", "3.0% (2.4\u20133.6)", "negative"]
+    every = antigens["CD19"][6]  # list items, joined by the table parser
+    assert every.startswith("S1-A: 8.0% (7.4\u20138.6) negative of 9,000 blasts")
+    assert "S1-B: 3.0% (2.4\u20133.6) negative of 12,000 blasts, used" in every
+    assert every.endswith("tubes disagree") and every.count("used") == 1
+    assert antigens["CD22"][1] == "S1-A" and antigens["CD22"][6] == "one tube"
+    assert antigens["CD38"][4:6] == [DASH, "no_reference"]  # no number without a reference
+    assert antigens["CD20"][1:6] == ["S1-C", DASH, DASH, DASH, "not_measured"]
+    assert antigens["CD20"][7] == "S1-C not analysed: QC failed: gate drift"
+    rule = _text(_between(html, 'id="value-rule"', "</p>"))
+    assert "takes the value of the tube with the most blast events" in rule
+    assert "Measured in more than one tube: CD19." in rule
+    # targets: eligible, and unknown with why
+    targets = _rows_by_first(_table_by_id(html, "targets-table"))
+    assert targets["CD22"][1:4] == ["eligible", "91.0% (90.4\u201391.6)", "S1-A"]
+    assert targets["CD20"][1] == "unknown"
+    assert (
+        targets["CD20"][-1] == "CD20 call is not_measured: S1-C not analysed: QC failed: gate drift"
+    )
+    unknown = _text(_between(html, 'id="unknown-targets"', "</ul>"))
+    assert "CD38 CD38 call is no_reference" in unknown and "CD20 CD20 call is" in unknown
+    assert "CD22+CD123 stained in different tubes (gate drift)" in _between(
+        html, 'id="review-reasons"', "</div>"
+    )
+    # coverage: measured together in a tube, or bounded across tubes; pairs first
+    short = _rows_by_first(_table_by_id(html, "coverage-short"))
+    assert short["CD22"][2:] == [
+        "91.00",
+        "91.00",
+        "9.00 (8.40\u20139.60)",
+        "measured together in S1-A",
+    ]
+    assert short["CD22 + CD123 recommended"][2:4] == ["91.00", "100.00"]
+    assert short["CD22 + CD123 recommended"][5] == (
+        "stained in different tubes bounds 91.00\u2013100.00%"
+    )
+    assert "CD22 + CD123 + CD10" not in short
+    full = _rows_by_first(_table_by_id(html, "coverage-all"))
+    assert full["CD22 + CD123 + CD10"][2:4] == ["93.00", "100.00"]
+    box = _text(_between(html, 'id="combination-box"', "</table>"))
+    assert "stained in different tubes: between 91.00% and 100.00%" in box
+    summary = _text(_summary(html))
+    assert "covers 91.00% of blasts at least (stained in different tubes)" in summary
+    # flags: the blast-share disagreement is red and comes first
+    boxes = FLAG_BOX.findall(_flags(html))
+    assert [(css, code) for css, _, code, _ in boxes] == [
+        ("bad", "blast_share_disagrees"), ("warn", "tubes_disagree"), ("warn", "tube_not_analysed"),
+    ]  # fmt: skip
+    assert '<span class="badge bad">3 flags</span>' in _between(html, 'id="summary-flags"', "</td>")
+
+
+def test_specimen_report_escapes_every_free_text(tmp_path: Path) -> None:
+    """Failure reasons, flag messages, notes, patient reasons, ids of the patient and the
+    timepoint: text on the page, never markup."""
+    for i, text in enumerate(HOSTILE_STRINGS):
+        html = render_specimen_report(make_specimen(tmp_path / str(i), text=text), CONFIG)
+        assert_no_external_urls(html, scripts=0)
+        if text != HOSTILE_STRINGS[-1]:
+            assert text not in html, text
+        seen = _text(html)
+        for expected in (
+            f"not analysed QC failed: {text}",  # the failure, in the tubes table
+            f"the specimen uses S1-B ({text})",  # a flag message
+            f"in S1-B: no valid reference ({text})",  # an antigen's note
+            f"Haemoglobin above 80 g/L: unknown ({text})",  # a patient reason
+            f"CD22+CD123 stained in different tubes ({text})",  # a review reason
+            f"Patient P07 {text}",
+            f"Timepoint relapse {text}",
+            f"the smallest that covers ({text})",
+        ):
+            assert expected in seen, expected
+    assert "\u00dcn\u00efc\u00f8d\u00e9 \u6297\u539f" in html  # UTF-8 kept as text
+
+
+def _tube_for_specimen(root: Path, sample_id: str, status: str = "warn") -> Path:
+    """A tube's result folder (small: its plots are not drawn here) with QC ``status``."""
+    folder = make_sample(root, sample_id, n_events=50)
+    qc = json.loads((folder / "qc.json").read_text(encoding="utf-8"))
+    if status == "fail":
+        qc |= {"status": "fail", "reasons": [f"only 812 events {HOSTILE}"]}
+    (folder / "qc.json").write_text(json.dumps(qc), encoding="utf-8")
+    return folder
+
+
+def _decide_specimen(
+    root: Path, specimen_id: str, tubes: Sequence[str], timepoint: str = "relapse"
+) -> dict[str, Any]:
+    """The specimen step on tube folders under ``root``, as the workflow runs it."""
+    from antigen_profile.steps import decide_specimen
+
+    return decide_specimen(
+        specimen_id,
+        {t: root / t for t in tubes},
+        "P01",
+        None,
+        TRIAL_FILE,
+        SPECIMEN_CONFIG,
+        root / "specimens" / specimen_id,
+        timepoint=timepoint,
+    )
+
+
+def test_specimen_report_of_the_specimen_step_lists_every_tubes_value(
+    tmp_path: Path, fast_plots: None
+) -> None:
+    """Two full-panel tubes merged by the real specimen step: every antigen measured twice,
+    each with both tubes' values, the one used marked."""
+    for tube in ("S2-A", "S2-B"):
+        _tube_for_specimen(tmp_path, tube)
+    decision = _decide_specimen(tmp_path, "S2", ["S2-A", "S2-B"])
+    folder = tmp_path / "specimens" / "S2"
+    html = render_specimen_report({k: folder / SPECIMEN_FILES[k] for k in SPECIMEN_WRITES}, CONFIG)
+    assert_no_external_urls(html, scripts=0)
+    antigens = _rows_by_first(_table_by_id(html, "antigens-table"))
+    measured = [m for m, row in antigens.items() if row[3] != DASH]
+    assert measured and all(
+        "S2-A:" in antigens[m][6] and "S2-B:" in antigens[m][6] for m in measured
+    )
+    assert all(antigens[m][6].count(", used") == 1 for m in measured)
+    assert f"Measured in more than one tube: {', '.join(measured)}." in _text(html)
+    assert decision["decision"] in _text(_summary(html))
+    # each tube's own flags are the specimen's, named after their tube
+    assert "S2-A: blasts: CD10 + not applied" in _text(_flags(html))
+
+
+def test_one_tube_specimen_page_links_to_its_tube(tmp_path: Path, fast_plots: None) -> None:
+    _tube_for_specimen(tmp_path, "P01-R1")
+    _decide_specimen(tmp_path, "P01-R1", ["P01-R1"])
+    folder = tmp_path / "specimens" / "P01-R1"
+    html = render_specimen_report({k: folder / SPECIMEN_FILES[k] for k in SPECIMEN_WRITES}, CONFIG)
+    note = _between(html, 'id="one-tube"', "</div>")
+    assert '<a href="../../P01-R1/report.html">P01-R1</a>' in note
+    assert 'id="split-panel"' not in html and 'id="id-mismatch"' not in html
+    assert_no_external_urls(html, scripts=0)
+
+
+def test_specimen_files_that_disagree_are_an_alert(tmp_path: Path) -> None:
+    files = make_specimen(tmp_path)
+    decision = json.loads(files["decision"].read_text(encoding="utf-8"))
+    decision |= {"specimen_id": "S9", "tubes": ["S1-A", "S1-B"]}
+    files["decision"].write_text(json.dumps(decision), encoding="utf-8")
+    alert = _text(_between(render_specimen_report(files, CONFIG), 'id="id-mismatch"', "</div>"))
+    assert "specimen S1 vs S9; tubes S1-A, S1-B, S1-C vs S1-A, S1-B" in alert
+
+
+def test_specimen_report_needs_its_files(tmp_path: Path) -> None:
+    files = make_specimen(tmp_path)
+    files["specimen"].unlink()
+    with pytest.raises(FileNotFoundError, match=r"specimen\.json"):
+        render_specimen_report(files, CONFIG)
+    files = make_specimen(tmp_path / "old")
+    files["coverage"].unlink()  # optional: said, not raised
+    html = render_specimen_report(files, CONFIG)
+    assert "coverage.tsv not found." in html
+
+
+def test_a_tube_of_a_split_specimen_points_to_the_specimen(
+    tmp_path: Path, fast_plots: None
+) -> None:
+    folder = make_sample(tmp_path, "S1-A", n_events=50)
+    decision = json.loads((folder / "decision.json").read_text(encoding="utf-8"))
+    (folder / "decision.json").write_text(
+        json.dumps(decision | {"specimen_id": "S1"}), encoding="utf-8"
+    )
+    html = render_sample_report(folder, CONFIG)
+    note = _between(html, 'id="specimen-note"', "</div>")
+    assert note.count('href="../specimens/S1/report.html"') == 2
+    assert "The patient's recommendation is the specimen's" in _text(note)
+    assert html.index('id="specimen-note"') < html.index('id="summary"')
+    # a tube that is its own specimen, or a decision older than specimens: no note
+    for own in ({"specimen_id": "S1-A"}, {}):
+        (folder / "decision.json").write_text(json.dumps(decision | own), encoding="utf-8")
+        assert 'id="specimen-note"' not in render_sample_report(folder, CONFIG)
+
+
+def test_cohort_rows_are_specimens(tmp_path: Path, fast_plots: None) -> None:
+    """A split specimen's row links to the specimen's report and each tube to its own; its
+    flags are the specimen's, its QC the worst tube's, its heat map row the merged values;
+    the patient's timeline has one point per specimen, not per tube."""
+    from antigen_profile.steps import write_cohort_table
+
+    _tube_for_specimen(tmp_path, "P01-R1")
+    _tube_for_specimen(tmp_path, "S1-A")
+    _tube_for_specimen(tmp_path, "S1-B", status="fail")
+    _decide_specimen(tmp_path, "P01-R1", ["P01-R1"])
+    _decide_specimen(tmp_path, "S1", ["S1-A", "S1-B"], timepoint="diagnosis")
+    folders = [tmp_path / "specimens" / s for s in ("P01-R1", "S1")]
+    write_cohort_table([f / "decision.json" for f in folders], tmp_path, SPECIMEN_CONFIG)
+    table = pd.read_csv(
+        tmp_path / "recommendations.tsv", sep="\t", dtype=str, keep_default_na=False
+    )
+    html = render_cohort_report(tmp_path, table, CONFIG)
+    assert_no_external_urls(html, scripts=1)
+
+    rows = _rows_by_first(table_starting_with(html, "Specimen", "Tubes", "Patient"))
+    assert list(rows) == ["P01-R1", "S1 (2 tubes)"]
+    assert rows["S1 (2 tubes)"][1] == "S1-A, S1-B" and rows["P01-R1"][1] == "P01-R1"
+    body = _between(html, '<table id="samples-table"', "</table>")
+    assert re.findall(r'<a href="([^"]+)">', body) == [
+        "P01-R1/report.html", "P01-R1/report.html",
+        "specimens/S1/report.html", "S1-A/report.html", "S1-B/report.html",
+    ]  # fmt: skip
+    specimen = json.loads((folders[1] / "specimen.json").read_text(encoding="utf-8"))
+    assert rows["S1 (2 tubes)"][-2] == str(len(specimen["flags"]))  # specimen.json's flags
+    assert any(f["code"] == "tube_not_analysed" for f in specimen["flags"])
+    assert rows["S1 (2 tubes)"][-1] == "fail 2 warnings S1-A: warn, S1-B: fail"
+    assert rows["P01-R1"][-1] == "warn 1 warning"
+    # the heat map row of S1: the merged antigens.tsv (S1-B failed: S1-A's numbers)
+    values = _rows_by_first(
+        tables(_between(html, '<details id="heatmap-values">', "</details>"))[0]
+    )
+    merged = pd.read_csv(folders[1] / "antigens.tsv", sep="\t").set_index("marker")
+    assert values["S1"][2] == f"{merged.loc['CD22', 'pct_positive']:.1f} positive"
+    assert set(merged.dropna(subset=["pct_positive"])["sample_id"]) == {"S1-A"}
+    # one patient, two specimens in timepoint order, each point one specimen
+    figure = _text(_between(html, '<figure id="timeline-1">', "</figure>"))
+    assert "P01 : S1 (diagnosis) \u2192 P01-R1 (relapse)." in figure
+    patients = _table_by_id(html, "patients-table")
+    links = re.findall(r'href="([^"]+)"', _between(html, '<table id="patients-table"', "</table>"))
+    assert links == ["specimens/S1/report.html", "P01-R1/report.html"]
+    assert patients[1][1] == "S1, P01-R1"

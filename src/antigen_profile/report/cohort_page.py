@@ -1,10 +1,12 @@
-"""The cohort index: one page listing every sample with its decision, linked to its report.
+"""The cohort index: one page listing every specimen with its decision, linked to its report.
 
-Like the sample report it computes nothing: the rows come from recommendations.tsv, the trial
-versions, flags and QC from each sample's decision.json, profile.json and qc.json, the heat
-map from each sample's antigens.tsv, and the Patients section from patients.tsv and
-patient_timeline.tsv. A sample file that is missing or unreadable is shown as such, never
-guessed.
+A specimen is one draw: one tube, or the tubes a split panel spreads over. Like the other
+reports the index computes nothing: the rows come from recommendations.tsv (one per
+specimen), the trial versions, flags and heat map from each specimen's decision.json,
+specimen.json and antigens.tsv (``specimens/{specimen_id}/``; a results folder older than
+specimens: the tube's own files), the QC from each tube's qc.json, and the Patients section
+from patients.tsv and patient_timeline.tsv. A file that is missing or unreadable is shown as
+such, never guessed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import csv
 import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from antigen_profile import __version__
-from antigen_profile.outputs import COHORT_FILES, SAMPLE_FILES
+from antigen_profile.outputs import COHORT_FILES, SAMPLE_FILES, SPECIMEN_DIR, SPECIMEN_FILES
 from antigen_profile.report import plots
 from antigen_profile.report.format import (
     CALL_CLASS,
@@ -48,6 +51,8 @@ from antigen_profile.report.result_files import Table, read_json, read_table
 DECISION_ORDER = ("candidate", "needs_review", "not_candidate")
 #: The one inline script (sorting and filtering), allowed by the page's policy through its hash.
 COHORT_SCRIPT = "_cohort.js"
+#: QC statuses from best to worst: a specimen shows its worst tube's.
+QC_ORDER = ("pass", "warn", "fail")
 
 
 def _cell(value: Any) -> str:
@@ -57,18 +62,27 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _safe_id(identifier: str) -> bool:
+    """Whether an id from a file can name a folder below the results folder (it is not
+    trusted as a path)."""
+    return bool(identifier) and identifier not in {".", ".."} and not {"/", "\\"} & set(identifier)
+
+
 def _sample_file(results_dir: Path, sample_id: str, name: str) -> Path | None:
     """``{results_dir}/{sample_id}/{name}``, or None when the sample id could point outside
-    the results folder (an id from a file is not trusted as a path)."""
-    if not sample_id or sample_id in {".", ".."} or "/" in sample_id or "\\" in sample_id:
+    the results folder."""
+    return Path(results_dir) / sample_id / name if _safe_id(sample_id) else None
+
+
+def _specimen_file(results_dir: Path, specimen_id: str, name: str) -> Path | None:
+    """``{results_dir}/specimens/{specimen_id}/{name}``, or None for an unsafe id."""
+    if not _safe_id(specimen_id):
         return None
-    return Path(results_dir) / sample_id / name
+    return Path(results_dir) / SPECIMEN_DIR / specimen_id / name
 
 
-def _sample_json(results_dir: Path, sample_id: str, name: str) -> dict[str, Any] | None:
-    """``{results_dir}/{sample_id}/{name}`` as a JSON object, or None when it is missing,
-    unreadable, not an object, or would lie outside the results folder."""
-    path = _sample_file(results_dir, sample_id, name)
+def _json_file(path: Path | None) -> dict[str, Any] | None:
+    """A JSON object file, or None when it is missing, unreadable or not an object."""
     if path is None:
         return None
     try:
@@ -78,15 +92,44 @@ def _sample_json(results_dir: Path, sample_id: str, name: str) -> dict[str, Any]
     return data if isinstance(data, dict) else None
 
 
-def _trials(results_dir: Path, sample_ids: Sequence[str]) -> list[str]:
-    """Distinct "name version" of the trial rules the samples were decided against.
+def _sample_json(results_dir: Path, sample_id: str, name: str) -> dict[str, Any] | None:
+    """``{results_dir}/{sample_id}/{name}`` as a JSON object (see :func:`_json_file`)."""
+    return _json_file(_sample_file(results_dir, sample_id, name))
+
+
+@dataclass(frozen=True)
+class _Specimen:
+    """One row of the index: the specimen, its tubes, and the tube whose own files stand in
+    for the specimen's in a results folder older than specimens (``fallback``)."""
+
+    specimen_id: str
+    sample_id: str
+    tubes: list[str]
+
+    @property
+    def fallback(self) -> str:
+        return self.sample_id or (self.tubes[0] if len(self.tubes) == 1 else "")
+
+    def specimen_path(self, results_dir: Path, key: str) -> Path | None:
+        return _specimen_file(results_dir, self.specimen_id, SPECIMEN_FILES[key])
+
+    def read_json(self, results_dir: Path, key: str) -> dict[str, Any] | None:
+        """The specimen's file ``key`` (decision, specimen), else the tube's own."""
+        found = _json_file(self.specimen_path(results_dir, key))
+        if found is None and key in SAMPLE_FILES:
+            found = _sample_json(results_dir, self.fallback, SAMPLE_FILES[key])
+        return found
+
+
+def _trials(results_dir: Path, specimens: Sequence[_Specimen]) -> list[str]:
+    """Distinct "name version" of the trial rules the specimens were decided against.
 
     More than one means the cohort was decided against different rule versions, which the
     reader must see.
     """
     seen: list[str] = []
-    for sample_id in sample_ids:
-        decision = _sample_json(results_dir, sample_id, SAMPLE_FILES["decision"])
+    for specimen in specimens:
+        decision = specimen.read_json(results_dir, "decision")
         if decision is None:
             continue
         trial = decision.get("trial") if isinstance(decision.get("trial"), Mapping) else {}
@@ -96,17 +139,40 @@ def _trials(results_dir: Path, sample_ids: Sequence[str]) -> list[str]:
     return seen
 
 
-def _flag_count(results_dir: Path, sample_id: str) -> tuple[str, str]:
-    """Number of flags in a sample's profile.json and its CSS class (red when one of them is
-    a red flag); a dash when profile.json is missing or records no flags."""
-    profile = _sample_json(results_dir, sample_id, SAMPLE_FILES["profile"])
-    flags = None if profile is None else profile.get("flags")
+def _flag_count(results_dir: Path, specimen: _Specimen) -> tuple[str, str]:
+    """Number of flags of a specimen (its specimen.json; without one, its tube's profile.json)
+    and their CSS class (red when one of them is a red flag); a dash when neither file is
+    there or records flags."""
+    document = _json_file(specimen.specimen_path(results_dir, "specimen"))
+    if document is None:
+        document = _sample_json(results_dir, specimen.fallback, SAMPLE_FILES["profile"])
+    flags = None if document is None else document.get("flags")
     if not isinstance(flags, list):
         return DASH, "neutral"
     if not flags:
         return "0", "good"
     red = any(isinstance(f, Mapping) and f.get("code") in RED_FLAGS for f in flags)
     return str(len(flags)), "bad" if red else "warn"
+
+
+def _qc_view(results_dir: Path, tubes: Sequence[str]) -> dict[str, Any]:
+    """The worst QC status of a specimen's tubes (their qc.json), its warnings summed, and
+    for several tubes each tube's status; a dash when no tube has a readable qc.json."""
+    statuses, warnings, per_tube = [], 0, []
+    for tube in tubes:
+        qc = _sample_json(results_dir, tube, SAMPLE_FILES["qc"])
+        status = str((qc or {}).get("status") or "")
+        statuses.append(status)
+        warnings += len(as_list((qc or {}).get("warnings")))
+        per_tube.append(f"{tube}: {status or 'no qc.json'}")
+    known = [s for s in statuses if s in QC_ORDER]
+    worst = max(known, key=QC_ORDER.index) if known else next((s for s in statuses if s), "")
+    return {
+        "qc_status": worst or DASH,
+        "qc_class": css_class(QC_CLASS, worst),
+        "qc_warnings": warnings,
+        "qc_tubes": ", ".join(per_tube) if len(tubes) > 1 else "",
+    }
 
 
 def _sort_number(value: Any) -> str:
@@ -145,16 +211,23 @@ def _markers(config: Mapping[str, Any], tables: Iterable[Table | None]) -> list[
     return markers
 
 
+def _antigen_table(results_dir: Path, specimen: _Specimen) -> Table | None:
+    """The specimen's antigens.tsv, else (a results folder older than specimens) its tube's."""
+    table = _read_optional_tsv(specimen.specimen_path(results_dir, "antigens"))
+    if table is None:
+        path = _sample_file(results_dir, specimen.fallback, SAMPLE_FILES["antigens"])
+        table = _read_optional_tsv(path)
+    return table
+
+
 def _heatmap_view(
-    results_dir: Path, sample_ids: Sequence[str], config: Mapping[str, Any]
+    results_dir: Path, specimens: Sequence[_Specimen], config: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """% positive blasts per antigen and sample, from each sample's antigens.tsv: the heat map
-    and its numbers. Calls without a trustworthy number (too few events, no reference) and
-    samples without antigens.tsv rows are grey, never zero."""
-    tables = {
-        sid: _read_optional_tsv(_sample_file(results_dir, sid, SAMPLE_FILES["antigens"]))
-        for sid in sample_ids
-    }
+    """% positive blasts per antigen and specimen, from each specimen's antigens.tsv: the heat
+    map and its numbers. Calls without a trustworthy number (too few events, no reference)
+    and specimens without antigens.tsv rows are grey, never zero."""
+    sample_ids = [s.specimen_id for s in specimens]
+    tables = {s.specimen_id: _antigen_table(results_dir, s) for s in specimens}
     markers = _markers(config, tables.values())
     values = np.full((len(sample_ids), len(markers)), np.nan)
     rows = []
@@ -182,9 +255,16 @@ def _heatmap_view(
     return {"image": image, "markers": markers, "rows": rows}
 
 
+def _timeline_key(row: Mapping[str, str]) -> str:
+    """The specimen a timeline row is of: its numbers may come from different tubes
+    (``sample_id``), one point per specimen; a timeline older than specimens names the
+    sample only."""
+    return row.get("specimen_id") or row.get("sample_id") or ""
+
+
 def _timeline_plots(timeline: Table | None) -> list[dict[str, Any]]:
-    """One multi-line plot per patient with more than one sample: each antigen's % positive
-    (and ABC median when calibrated) over the samples in the timeline's order, losses red."""
+    """One multi-line plot per patient with more than one specimen: each antigen's % positive
+    (and ABC median when calibrated) over the specimens in the timeline's order, losses red."""
     if timeline is None:
         return []
     patients: dict[str, list[dict[str, str]]] = {}
@@ -195,14 +275,14 @@ def _timeline_plots(timeline: Table | None) -> list[dict[str, Any]]:
         samples: list[str] = []
         timepoints: dict[str, str] = {}
         for row in sorted(rows, key=lambda r: to_number(r.get("order")) or 0):
-            sid = row.get("sample_id", "")
+            sid = _timeline_key(row)
             if sid not in timepoints:
                 samples.append(sid)
                 timepoints[sid] = row.get("timepoint") or ""
         if len(samples) < 2:
             continue
         markers = list(dict.fromkeys(r.get("marker", "") for r in rows))
-        cell = {(r.get("sample_id", ""), r.get("marker", "")): r for r in rows}
+        cell = {(_timeline_key(r), r.get("marker", "")): r for r in rows}
         series = {m: [to_number((cell.get((s, m)) or {}).get("pct_positive")) for s in samples]
                   for m in markers}  # fmt: skip
         losses = {m: [truthy((cell.get((s, m)) or {}).get("loss")) is True for s in samples]
@@ -226,24 +306,28 @@ def _timeline_plots(timeline: Table | None) -> list[dict[str, Any]]:
     return views
 
 
-def _patients_view(results_dir: Path) -> dict[str, Any]:
+def _patients_view(results_dir: Path, links: Mapping[str, str]) -> dict[str, Any]:
     """The Patients section: patients.tsv (antigen loss in red) and the timeline plots, or a
-    note when the files are absent (a results folder older than the timeline)."""
+    note when the files are absent (a results folder older than the timeline). Each patient's
+    specimens link as the index rows do (``links``: specimen id -> href); a patients.tsv older
+    than specimens lists samples, each its own."""
     patients = _read_optional_tsv(Path(results_dir) / COHORT_FILES["patients"])
     timeline = _read_optional_tsv(Path(results_dir) / COHORT_FILES["timeline"])
     rows = []
     for row in patients.rows if patients else []:
         decision = row.get("decision") or ""
+        specimens = as_list(row.get("specimens"), ",")
+        listed = specimens or as_list(row.get("samples"), ",")
         rows.append(
             {
                 "patient_id": row.get("patient_id") or DASH,
                 "samples": [
-                    {"sample_id": sid, "href": f"{quote(sid, safe='')}/report.html"}
-                    for sid in as_list(row.get("samples"), ",")
+                    {"sample_id": sid, "href": links.get(sid) or _default_href(sid, specimens)}
+                    for sid in listed
                 ],
                 "timepoints": ", ".join(t or DASH for t in (row.get("timepoints") or "").split(","))
                 or DASH,
-                "latest": row.get("latest_sample_id") or DASH,
+                "latest": row.get("latest_specimen_id") or row.get("latest_sample_id") or DASH,
                 "decision": decision or DASH,
                 "decision_class": css_class(DECISION_CLASS, decision),
                 "eligible_targets": as_list(row.get("eligible_targets"), ","),
@@ -270,6 +354,35 @@ def _patients_view(results_dir: Path) -> dict[str, Any]:
     }
 
 
+def _href(identifier: str, folder: str = "") -> str:
+    """``[folder/]{identifier}/report.html`` with the id quoted (a "/" in it stays in its
+    path segment), or "" for an id that names no folder below ("", ".", "..")."""
+    if identifier in {"", ".", ".."}:
+        return ""
+    return f"{folder}{quote(identifier, safe='')}/report.html"
+
+
+def _default_href(identifier: str, specimens: Sequence[str]) -> str:
+    """A specimen's report when the row names specimens, else the sample's."""
+    return _href(identifier, f"{SPECIMEN_DIR}/" if specimens else "")
+
+
+def _specimen_of(record: Mapping[str, Any]) -> _Specimen:
+    """The specimen a recommendations.tsv row is for; a table older than specimens has no
+    ``specimen_id``/``tubes``: the sample was its own specimen."""
+    sample_id = _cell(record.get("sample_id"))
+    specimen_id = _cell(record.get("specimen_id")) or sample_id
+    tubes = as_list(_cell(record.get("tubes")), ",") or ([sample_id] if sample_id else [])
+    return _Specimen(specimen_id, sample_id, tubes)
+
+
+def _specimen_href(specimen: _Specimen) -> str:
+    """A one-tube specimen links to its tube's full report, a split one to the specimen's."""
+    if specimen.sample_id:
+        return _href(specimen.sample_id)
+    return _href(specimen.specimen_id, f"{SPECIMEN_DIR}/")
+
+
 def cohort_context(
     results_dir: Path, recommendations: pd.DataFrame, config: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -279,19 +392,21 @@ def cohort_context(
     if missing:
         raise KeyError(f"recommendations lack column(s) {', '.join(sorted(missing))}")
     results_dir = Path(results_dir)
-    rows = []
+    rows, specimens = [], []
     for record in recommendations.to_dict(orient="records"):
-        sample_id = _cell(record.get("sample_id"))
+        specimen = _specimen_of(record)
+        specimens.append(specimen)
         decision = _cell(record.get("decision"))
         antigen_status = _cell(record.get("antigen_status"))
         clinical_status = _cell(record.get("clinical_status"))
-        flags, flags_class = _flag_count(results_dir, sample_id)
-        qc = _sample_json(results_dir, sample_id, SAMPLE_FILES["qc"]) or {}
-        qc_status = str(qc.get("status") or "")
+        flags, flags_class = _flag_count(results_dir, specimen)
         rows.append(
             {
-                "sample_id": sample_id,
-                "href": f"{quote(sample_id, safe='')}/report.html",
+                "specimen_id": specimen.specimen_id,
+                "sample_id": specimen.sample_id,
+                "href": _specimen_href(specimen),
+                "tubes": [{"sample_id": t, "href": _href(t)} for t in specimen.tubes],
+                "split": not specimen.sample_id and len(specimen.tubes) > 1,
                 "patient_id": _cell(record.get("patient_id")) or DASH,
                 "decision": decision or DASH,
                 "decision_key": decision,
@@ -313,9 +428,7 @@ def cohort_context(
                 "flags": flags,
                 "flags_sort": "" if flags == DASH else flags,
                 "flags_class": flags_class,
-                "qc_status": qc_status or DASH,
-                "qc_class": css_class(QC_CLASS, qc_status),
-                "qc_warnings": len(as_list(qc.get("warnings"))),
+                **_qc_view(results_dir, specimen.tubes),
             }
         )
     tally: dict[str, int] = {name: 0 for name in DECISION_ORDER}
@@ -325,16 +438,18 @@ def cohort_context(
     counts = [
         {"decision": k, "count": n, "css": css_class(DECISION_CLASS, k)} for k, n in tally.items()
     ]
-    sample_ids = [r["sample_id"] for r in rows if r["sample_id"]]
+    listed = [s for s in specimens if s.specimen_id]
     return {
         "version": __version__,
         "rows": rows,
         "counts": counts,
         "decisions": [c["decision"] for c in counts if c["decision"] != "not recorded"],
         "total": len(rows),
-        "trials": _trials(results_dir, sample_ids),
-        "heatmap": _heatmap_view(results_dir, sample_ids, config or {}),
-        "patients": _patients_view(results_dir),
+        "trials": _trials(results_dir, listed),
+        "heatmap": _heatmap_view(results_dir, listed, config or {}),
+        "patients": _patients_view(
+            results_dir, {r["specimen_id"]: r["href"] for r in rows if r["href"]}
+        ),
         "csp": content_security_policy(script=_script_hash(COHORT_SCRIPT)),
         "script": COHORT_SCRIPT,
     }
@@ -343,16 +458,19 @@ def cohort_context(
 def render_cohort_report(
     results_dir: Path, recommendations: pd.DataFrame, config: Mapping[str, Any]
 ) -> str:
-    """Return the cohort index: every sample with its decision, linked to its own report.
+    """Return the cohort index: every specimen with its decision, linked to its report.
 
     Parameters
     ----------
     results_dir
-        The results folder; each sample's report is ``{sample_id}/report.html`` below it, its
-        decision.json names the trial version, its antigens.tsv feeds the heat map and its
-        qc.json the QC column; patients.tsv and patient_timeline.tsv feed the Patients section.
+        The results folder. A one-tube specimen links to its tube's report
+        (``{sample_id}/report.html``), a split one to ``specimens/{specimen_id}/report.html``;
+        the specimen's decision.json names the trial version, its specimen.json the flags, its
+        antigens.tsv feeds the heat map, and its tubes' qc.json the QC column; patients.tsv and
+        patient_timeline.tsv feed the Patients section.
     recommendations
-        recommendations.tsv as a DataFrame (one row per sample, contract columns).
+        recommendations.tsv as a DataFrame (one row per specimen, contract columns; without
+        ``specimen_id``/``tubes`` each sample is its own specimen).
     config
         The workflow configuration: only the order of the antigens (``quantified``) is used;
         nothing is recomputed from it.

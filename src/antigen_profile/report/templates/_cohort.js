@@ -1,5 +1,5 @@
 /* Sort and filter the cohort table. Inline, no library, no network; allowed by the page's
-   Content-Security-Policy through its SHA-256. Without JavaScript the table shows every sample
+   Content-Security-Policy through its SHA-256. Without JavaScript the table shows every specimen
    in recommendations.tsv order and the controls stay hidden. */
 (function () {
   "use strict";
@@ -58,7 +58,7 @@
       row.hidden = !keep;
       count += keep ? 1 : 0;
     });
-    if (shown) { shown.textContent = count + " of " + rows.length + " samples shown"; }
+    if (shown) { shown.textContent = count + " of " + rows.length + " specimens shown"; }
   }
 
   if (text) { text.addEventListener("input", filter); }
