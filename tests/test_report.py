@@ -1463,27 +1463,26 @@ def test_cohort_report_links_and_counts(tmp_path: Path) -> None:
     assert "P01-R1/report.html" in hrefs
     assert "P03%20R1/report.html" in hrefs
     assert "%3Cscript%3Ealert%281%29%3C%2Fscript%3E/report.html" in hrefs
-    # an old table (no specimen_id, tubes): each sample is its own specimen of one tube, both
+    # an old table (no specimen_id, tubes): each sample is its own specimen of one tube,
     # linked to the tube's report
-    assert len([h for h in hrefs if h.endswith("/report.html")]) == 2 * len(rows)
+    assert len([h for h in hrefs if h.endswith("/report.html")]) == len(rows)
 
     tile = r'<div class="tile \w+"><b>(\d+)</b>(\w+)</div>'
     tiles = {decision: int(n) for n, decision in re.findall(tile, html)}
     assert tiles == {"candidate": 2, "needs_review": 2, "not_candidate": 1}
 
-    table = table_starting_with(html, "Specimen", "Tubes", "Patient", "Decision")
+    table = table_starting_with(html, "Specimen", "Patient", "Decision", "Eligible targets")
     # the parser unescapes entities: every sample is listed, in the given order
     assert [row[0] for row in table[1:]] == [r["sample_id"] for r in rows]
-    assert [row[1] for row in table[1:]] == [r["sample_id"] for r in rows]
     by_id = {row[0]: row for row in table[1:]}
-    assert by_id["P01-R1"][4] == "CD10 CD22"
-    assert by_id["P02-R1"][5] == DASH and by_id["P02-R1"][8] == "qc_failed"
-    assert "hiv" in by_id["P04-R1"][9] and "kps" in by_id["P04-R1"][9]
-    assert table[0][10:] == ["Recommended combination", "Combination coverage %", "Flags", "QC"]
-    assert by_id["P01-R1"][10:] == ["CD22+CD10", "98.26", "1", "warn 1 warning"]
-    assert by_id["P04-R1"][10:] == [DASH, DASH, "2", "warn 1 warning"]
-    assert by_id["P03 R1"][12] == DASH and by_id["P02-R1"][12] == DASH  # not recorded / no file
-    assert by_id["P02-R1"][13] == DASH  # no qc.json
+    assert by_id["P01-R1"][3] == "CD10 CD22"
+    assert by_id["P02-R1"][4] == DASH and by_id["P02-R1"][7] == "qc_failed"
+    assert "hiv" in by_id["P04-R1"][8] and "kps" in by_id["P04-R1"][8]
+    assert table[0][9:] == ["Recommended combination", "Combination coverage %", "Flags", "QC"]
+    assert by_id["P01-R1"][9:] == ["CD22+CD10", "98.26", "1", "warn 1 warning"]
+    assert by_id["P04-R1"][9:] == [DASH, DASH, "2", "warn 1 warning"]
+    assert by_id["P03 R1"][11] == DASH and by_id["P02-R1"][11] == DASH  # not recorded / no file
+    assert by_id["P02-R1"][12] == DASH  # no qc.json
     flag_cells = re.findall(
         r'<td class="num" data-sort="\d*"><span class="badge (\w+)">(\d+)</span></td>', html
     )
@@ -1498,8 +1497,8 @@ def test_cohort_report_from_an_older_recommendations_table(tmp_path: Path) -> No
     """recommendations.tsv written before combinations: dashes, not an error."""
     frame = pd.DataFrame({"sample_id": ["P01-R1"], "decision": ["candidate"]})
     html = render_cohort_report(tmp_path, frame, CONFIG)
-    row = table_starting_with(html, "Specimen", "Tubes", "Patient")[1]
-    assert row[:2] == ["P01-R1", "P01-R1"] and row[10:] == [DASH, DASH, DASH, DASH]
+    row = table_starting_with(html, "Specimen", "Patient")[1]
+    assert row[0] == "P01-R1" and row[9:] == [DASH, DASH, DASH, DASH]
 
 
 def test_cohort_report_requires_contract_columns(tmp_path: Path) -> None:
@@ -1731,7 +1730,7 @@ def test_cohort_table_carries_sort_keys_and_qc(tmp_path: Path, fast_plots: None)
         "62.0", "8.5", "",
     ]  # fmt: skip
     assert body.count('data-type="num"') == 4
-    qc = [row[-1] for row in table_starting_with(html, "Specimen", "Tubes")[1:]]
+    qc = [row[-1] for row in table_starting_with(html, "Specimen", "Patient")[1:]]
     assert qc == ["warn 1 warning", DASH, "fail"]
     assert '<select id="decision-filter">' in html and 'id="sample-filter"' in html
 
@@ -2190,18 +2189,18 @@ def test_cohort_rows_are_specimens(tmp_path: Path, fast_plots: None) -> None:
     html = render_cohort_report(tmp_path, table, CONFIG)
     assert_no_external_urls(html, scripts=1)
 
-    rows = _rows_by_first(table_starting_with(html, "Specimen", "Tubes", "Patient"))
-    assert list(rows) == ["P01-R1", "S1 (2 tubes)"]
-    assert rows["S1 (2 tubes)"][1] == "S1-A, S1-B" and rows["P01-R1"][1] == "P01-R1"
+    rows = _rows_by_first(table_starting_with(html, "Specimen", "Patient"))
+    split = "S1 (2 tubes)S1-AS1-B"  # the tubes listed under the specimen (parser joins them)
+    assert list(rows) == ["P01-R1", split]
     body = _between(html, '<table id="samples-table"', "</table>")
     assert re.findall(r'<a href="([^"]+)">', body) == [
-        "P01-R1/report.html", "P01-R1/report.html",
-        "specimens/S1/report.html", "S1-A/report.html", "S1-B/report.html",
+        "P01-R1/report.html", "specimens/S1/report.html", "S1-A/report.html", "S1-B/report.html",
     ]  # fmt: skip
+    assert re.findall(r'<td data-sort="([^"]*)">', body) == ["P01-R1", "S1"]
     specimen = json.loads((folders[1] / "specimen.json").read_text(encoding="utf-8"))
-    assert rows["S1 (2 tubes)"][-2] == str(len(specimen["flags"]))  # specimen.json's flags
+    assert rows[split][-2] == str(len(specimen["flags"]))  # specimen.json's flags
     assert any(f["code"] == "tube_not_analysed" for f in specimen["flags"])
-    assert rows["S1 (2 tubes)"][-1] == "fail 2 warnings S1-A: warn, S1-B: fail"
+    assert rows[split][-1] == "fail 2 warnings S1-A: warn, S1-B: fail"
     assert rows["P01-R1"][-1] == "warn 1 warning"
     # the heat map row of S1: the merged antigens.tsv (S1-B failed: S1-A's numbers)
     values = _rows_by_first(

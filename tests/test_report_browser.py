@@ -4,10 +4,12 @@ Headless Chromium (Debian's ``chromium`` package, /usr/bin/chromium; nothing is 
 is driven over the Chrome DevTools Protocol on a pipe (``--remote-debugging-pipe``: the
 protocol's JSON messages, each ended by a NUL byte, on file descriptors 3 and 4), so no
 WebSocket client and no port are needed. For the per-sample report (copied alone into an empty
-folder, as an e-mail attachment would be) and the cohort index, of a small cohort profiled by
-the real pipeline, the tests assert: no console error or uncaught exception, no request other
-than the file itself and its data: URIs, every image decodes, and the cohort table sorts and
-filters. Screenshots are kept in tests/artifacts/ (git-ignored) for a human to look at.
+folder, as an e-mail attachment would be), a specimen's report (a panel split over two tubes)
+and the cohort index, of a small cohort profiled by the real pipeline, the tests assert: no
+console error or uncaught exception, no request other than the file itself and its data: URIs,
+every image decodes, the cohort table sorts and filters, and the links from the index to the
+specimen and from the specimen to its tubes (and back) reach their reports. Screenshots are
+kept in tests/artifacts/ (git-ignored) for a human to look at.
 """
 
 from __future__ import annotations
@@ -24,18 +26,24 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import pytest
 
 from antigen_profile.config import load_config
 from antigen_profile.paths import REPO_ROOT
 from antigen_profile.pipeline import profile_sample
+from antigen_profile.sheets import patient_record, read_patients
 from antigen_profile.simulate import write_demo_tube
+from antigen_profile.split_panel import write_split_specimen
 from antigen_profile.steps import (
     decide_sample,
+    decide_specimen,
+    patient_param,
     write_cohort_report,
     write_cohort_table,
     write_sample_report,
+    write_specimen_report,
 )
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
@@ -75,6 +83,9 @@ SHEET = (
     ("P01-R1", "P01", "P01-R1", "P01-R1_control", "relapse"),
     ("P06-R1", "P06", "P06-R1", "", "relapse"),
 )
+#: A specimen whose panel is split over two tubes (P08's CD22 in tube A, CD20 in B): demo
+#: patient, specimen id, timepoint.
+SPLIT = ("P08-R1", "P08-R1-split", "relapse")
 
 
 # --------------------------------------------------------------------------- DevTools client
@@ -282,29 +293,50 @@ class Page:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small cohort run through the same functions the workflow's rules call (~10 s)."""
+    """A small cohort run through the same functions the workflow's rules call (~12 s): each
+    tube profiled and decided, each specimen (a tube alone, or the split one's two tubes)
+    merged, decided and reported, the cohort tables from the specimens' decisions."""
     root = tmp_path_factory.mktemp("browser")
     demo = root / "demo"
     for tube in {t for row in SHEET for t in row[2:4] if t}:
         write_demo_tube(tube, demo)
+    demo_sample, split_id, split_timepoint = SPLIT
+    split = write_split_specimen(demo_sample, demo, specimen_id=split_id)
     config = load_config()
     out = root / "results"
     config["results"] = str(out)
     patients = REPO_ROOT / "resources" / "demo" / "patients.tsv"
-    for sample_id, patient_id, tube, control, timepoint in SHEET:
-        profile_sample(
-            sample_id,
-            demo / "fcs" / f"{tube}.fcs",
-            out / sample_id,
-            config,
-            control=demo / "fcs" / f"{control}.fcs" if control else None,
-        )
+    # sample_id, patient_id, fcs, control, timepoint, specimen_id
+    tubes = [
+        (sid, pid, demo / "fcs" / f"{tube}.fcs",
+         demo / "fcs" / f"{control}.fcs" if control else None, timepoint, sid)
+        for sid, pid, tube, control, timepoint in SHEET
+    ] + [
+        (name, "P08", fcs, control, split_timepoint, split_id)
+        for name, fcs, control in split.tubes
+    ]  # fmt: skip
+    for sample_id, patient_id, fcs, control, timepoint, specimen_id in tubes:
+        profile_sample(sample_id, fcs, out / sample_id, config, control=control)
         decide_sample(
-            out / sample_id, sample_id, patient_id, patients, config["trial"], config, timepoint
-        )
-    write_cohort_table([out / row[0] / "decision.json" for row in SHEET], out, config)
-    for sample_id, patient_id, *_ in SHEET:
-        siblings = [row[0] for row in SHEET if row[1] == patient_id]  # in timepoint order
+            out / sample_id, sample_id, patient_id, patients, config["trial"], config,
+            timepoint, specimen_id=specimen_id,
+        )  # fmt: skip
+    specimens: dict[str, list[tuple[str, str, str]]] = {}
+    for sample_id, patient_id, _, _, timepoint, specimen_id in tubes:
+        specimens.setdefault(specimen_id, []).append((sample_id, patient_id, timepoint))
+    sheet = read_patients(patients)
+    for specimen_id, members in specimens.items():
+        _, patient_id, timepoint = members[0]
+        folder = out / "specimens" / specimen_id
+        decide_specimen(
+            specimen_id, {sid: out / sid for sid, *_ in members}, patient_id,
+            patient_param(patient_record(sheet, patient_id)), config["trial"], config, folder,
+            timepoint=timepoint,
+        )  # fmt: skip
+        write_specimen_report(folder, config)
+    write_cohort_table([out / "specimens" / s / "decision.json" for s in specimens], out, config)
+    for sample_id, patient_id, *_ in tubes:
+        siblings = [row[0] for row in tubes if row[1] == patient_id]  # in timepoint order
         write_sample_report(out / sample_id, config, siblings)
     write_cohort_report(out / "recommendations.tsv", out / "report.html", config)
     return out
@@ -321,14 +353,14 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
         chromium.close()
 
 
-def assert_clean(page: Page) -> None:
+def assert_clean(page: Page, images_expected: bool = True) -> None:
     """No error logged, nothing requested but the file itself and data: URIs, and every
-    image decoded to a real picture."""
+    image decoded to a real picture (a specimen's report draws none)."""
     assert page.errors() == []
     outside = [u for u in page.requests() if u != page.url and not u.startswith("data:")]
     assert outside == [], f"the report requested {outside}"
     images = page.images()
-    assert images, "expected inline images"
+    assert bool(images) is images_expected, "expected inline images" if images_expected else images
     broken = [i for i in images if not (i["w"] > 0 and i["h"] > 0)]
     assert broken == []
 
@@ -389,41 +421,42 @@ def test_cohort_report_sorts_and_filters(results: Path, browser: Chromium) -> No
         " th => th.textContent.trim())"
     )
     blast_pct = headers.index("Blasts % leukocytes")
-    sample = headers.index("Sample")
-    assert _column(page, sample) == ["P01-D", "P01-R1", "P06-R1"]  # recommendations order
+    sample = headers.index("Specimen")
+    everyone = ["P01-D", "P01-R1", "P06-R1", "P08-R1-split"]  # sort keys: the specimen ids
+    assert _column(page, sample) == everyone  # recommendations order
     assert page.evaluate("document.getElementById('filter-controls').hidden") is False
 
     th = f"#samples-table thead th:nth-child({blast_pct + 1})"
     page.click(f"{th} button")
     values = [float(v) for v in _column(page, blast_pct)]
-    assert values == sorted(values) and len(values) == 3
+    assert values == sorted(values) and len(values) == 4
     assert page.evaluate(f"document.querySelector('{th}').getAttribute('aria-sort')") == "ascending"
     page.click(f"{th} button")
     values = [float(v) for v in _column(page, blast_pct)]
     assert values == sorted(values, reverse=True)
     page.click(f"#samples-table thead th:nth-child({sample + 1}) button")
-    assert _column(page, sample) == ["P01-D", "P01-R1", "P06-R1"]
+    assert _column(page, sample) == everyone
 
     page.type_into("#sample-filter", "p01")
     assert _column(page, sample) == ["P01-D", "P01-R1"]
     assert page.evaluate("document.getElementById('samples-shown').textContent") == (
-        "2 of 3 samples shown"
+        "2 of 4 specimens shown"
     )
     page.evaluate(
         "(() => { const s = document.getElementById('decision-filter'); s.value = 'needs_review';"
         " s.dispatchEvent(new Event('change')); })()"
     )
-    assert _column(page, sample) == []  # P01's samples are candidates; P06 is filtered out
+    assert _column(page, sample) == []  # P01's specimens are candidates; P06, P08 filtered out
     page.evaluate(
         "(() => { const f = document.getElementById('sample-filter'); f.value = '';"
         " f.dispatchEvent(new Event('input')); })()"
     )
-    assert _column(page, sample) == ["P06-R1"]
+    assert _column(page, sample) == ["P06-R1", "P08-R1-split"]
     page.evaluate(
         "(() => { const s = document.getElementById('decision-filter'); s.value = '';"
         " s.dispatchEvent(new Event('change')); })()"
     )
-    assert len(_column(page, sample)) == 3
+    assert len(_column(page, sample)) == 4
 
     # the heat map and the patient's timeline (loss of CD20 in red) are there and decode
     assert page.evaluate("document.querySelector('#cohort-heatmap img').naturalWidth") > 0
@@ -431,6 +464,59 @@ def test_cohort_report_sorts_and_filters(results: Path, browser: Chromium) -> No
     assert "CD20" in page.evaluate("document.querySelector('#patients-table tr.loss').textContent")
     page.screenshot(ARTIFACTS / "cohort_report.png")
     assert page.errors() == []
+
+
+def _links(page: Page, selector: str) -> list[Path]:
+    """The files the links matching ``selector`` point to, resolved by the browser against
+    the page's own address."""
+    urls = page.evaluate(
+        f"Array.from(document.querySelectorAll({json.dumps(selector)}), a => a.href)"
+    )
+    assert urls, f"no link matches {selector}"
+    paths = []
+    for url in urls:
+        parsed = urlparse(url)
+        assert parsed.scheme == "file", url
+        paths.append(Path(unquote(parsed.path)))
+    return paths
+
+
+def test_cohort_links_reach_the_specimen_and_its_tubes(results: Path, browser: Chromium) -> None:
+    """Index row -> the split specimen's report -> each tube's report -> back to the
+    specimen's; every page opens cleanly."""
+    _, split_id, _ = SPLIT
+    tubes = [f"{split_id}-A", f"{split_id}-B"]
+    index = Page(browser, (results / "report.html").as_uri())
+    row = "#samples-table tbody tr:nth-child(4)"
+    (specimen,) = _links(index, f"{row} td:first-child > a")
+    assert specimen == results / "specimens" / split_id / "report.html" and specimen.is_file()
+    assert _links(index, f"{row} ul.tubes a") == [results / t / "report.html" for t in tubes]
+
+    page = Page(browser, specimen.as_uri())
+    assert_clean(page, images_expected=False)
+    assert page.evaluate("document.scripts.length") == 0
+    assert page.evaluate("document.title").startswith(split_id)
+    reached = _links(page, "#tubes-table a")
+    assert reached == [results / t / "report.html" for t in tubes]
+    assert all(path.is_file() for path in reached)
+    # the coverage table says which pairs were counted per cell and which only bounded
+    known = page.evaluate(
+        "Array.from(document.querySelectorAll('#coverage-short tr td:last-child'),"
+        " td => td.textContent.trim())"
+    )
+    assert any(k.startswith("measured together in") for k in known)
+    assert any(k.startswith("stained in different tubes") for k in known)
+    page.screenshot(ARTIFACTS / "specimen_report.png")
+    assert page.errors() == []
+
+    tube = Page(browser, reached[0].as_uri())
+    assert_clean(tube)
+    assert _links(tube, "#specimen-note a") == [specimen, specimen]
+
+    # a tube that is its own specimen has a (short) specimen page pointing at the tube
+    alone = Page(browser, (results / "specimens" / "P06-R1" / "report.html").as_uri())
+    assert_clean(alone, images_expected=False)
+    assert _links(alone, "#one-tube a") == [results / "P06-R1" / "report.html"]
 
 
 def test_a_script_injected_into_the_report_cannot_run(

@@ -157,7 +157,7 @@ def _flag_count(results_dir: Path, specimen: _Specimen) -> tuple[str, str]:
 
 def _qc_view(results_dir: Path, tubes: Sequence[str]) -> dict[str, Any]:
     """The worst QC status of a specimen's tubes (their qc.json), its warnings summed, and
-    for several tubes each tube's status; a dash when no tube has a readable qc.json."""
+    each tube's status when they differ; a dash when no tube has a readable qc.json."""
     statuses, warnings, per_tube = [], 0, []
     for tube in tubes:
         qc = _sample_json(results_dir, tube, SAMPLE_FILES["qc"])
@@ -171,7 +171,7 @@ def _qc_view(results_dir: Path, tubes: Sequence[str]) -> dict[str, Any]:
         "qc_status": worst or DASH,
         "qc_class": css_class(QC_CLASS, worst),
         "qc_warnings": warnings,
-        "qc_tubes": ", ".join(per_tube) if len(tubes) > 1 else "",
+        "qc_tubes": ", ".join(per_tube) if len(set(statuses)) > 1 else "",
     }
 
 
@@ -407,6 +407,8 @@ def cohort_context(
                 "href": _specimen_href(specimen),
                 "tubes": [{"sample_id": t, "href": _href(t)} for t in specimen.tubes],
                 "split": not specimen.sample_id and len(specimen.tubes) > 1,
+                # a tube that is its own specimen is the row's link already
+                "tubes_shown": specimen.tubes != [specimen.specimen_id],
                 "patient_id": _cell(record.get("patient_id")) or DASH,
                 "decision": decision or DASH,
                 "decision_key": decision,
