@@ -5,7 +5,10 @@ brings into the reports is hostile: the FCS keywords ($FIL, $CYT, every $PnS), t
 of the stained, control and bead tubes, the patient ids and the timepoints (sample ids cannot
 be: the sheet's schema refuses them). The tests check that
 
-- both reports show each of them as text, escaped, with non-ASCII intact (b);
+- the reports show each of them as text, escaped, with non-ASCII intact (b); among them a
+  specimen split over two tubes (issue 16), one unreadable under a hostile file name, so its
+  failure reason, the flags, the notes of the antigens it left unmeasured and the rules' notes
+  all carry hostile text into the specimen's report;
 - ``snakemake --report`` packs the per-sample reports and the key tables with their captions;
 - a second run on the same inputs writes byte-identical tables and identical audit hashes,
   the profile's ``created`` time stamp being the only difference (c).
@@ -30,6 +33,13 @@ from markupsafe import escape
 from test_workflow import snakemake  # the workflow run the README way, shared
 
 from antigen_profile.simulate import Lognormal, demo_tube_events, demo_tube_spec, write_fcs
+from antigen_profile.split_panel import (
+    SPLIT_CONTROL_EVENTS,
+    SPLIT_EVENTS,
+    TWO_TUBES,
+    split_tube_events,
+    split_tube_spec,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -48,6 +58,12 @@ SAMPLES = (
     ("H1-R1", SCRIPT, "P01-R1", IMG, f"rel {UNICODE}"),
     ("H2-R1", QUOTES, "P02-R1", "relapse", f"q {QUOTES}"),
 )
+#: A specimen split over two tubes of patient QUOTES (demo P08's panel): tube A readable, tube B
+#: unreadable (its hostile file name in the failure reason); sample_id, file name stem (no
+#: "/" in a file name: SCRIPT goes in the timepoint).
+SPLIT_ID = "H3-R1"
+SPLIT_TIMEPOINT = f"dx {SCRIPT}"
+SPLIT_TUBES = ((f"{SPLIT_ID}-A", f"split a {QUOTES}"), (f"{SPLIT_ID}-B", f"split b {IMG}"))
 #: The files a run writes that must repeat byte for byte (profile.json: all but ``created``).
 TABLE_SUFFIXES = (".tsv", ".json", ".xml")
 
@@ -68,6 +84,18 @@ def _write_tube(path: Path, name: str, events: np.ndarray | None = None) -> Path
     channels = [c.name for c in spec.channels]
     labels = _hostile_labels([c.label or "" for c in spec.channels])
     return write_fcs(path, events, channels, labels, keywords)
+
+
+def _write_split_tube(path: Path, control: bool = False) -> Path:
+    """Tube A of demo P08's split panel (backbone, CD19, CD22, CD10) with hostile $FIL, $CYT
+    and $PnS, as :func:`_write_tube` writes a full-panel one."""
+    tube = TWO_TUBES[0]
+    spec = split_tube_spec("P08-R1", tube, control)
+    events = SPLIT_CONTROL_EVENTS if control else SPLIT_EVENTS
+    data, _ = split_tube_events("P08-R1", tube, events, control, SPLIT_ID)
+    keywords = {**spec.keywords(), "$FIL": f"{SCRIPT} {UNICODE}", "$CYT": f"{IMG} {QUOTES}"}
+    labels = _hostile_labels([c.label or "" for c in spec.channels])
+    return write_fcs(path, data, [c.name for c in spec.channels], labels, keywords)
 
 
 def _write_beads(path: Path) -> Path:
@@ -102,6 +130,23 @@ def _sheets(folder: Path) -> tuple[Path, Path]:
                 "control_fcs": f"tubes/{stem} control.fcs",
                 "bead_fcs": beads,
                 "timepoint": timepoint,
+                "specimen_id": "",
+            }
+        )
+    (a, a_stem), (b, b_stem) = SPLIT_TUBES
+    _write_split_tube(tubes / f"{a_stem}.fcs")
+    _write_split_tube(tubes / f"{a_stem} control.fcs", control=True)
+    (tubes / f"{b_stem}.fcs").write_bytes(b"not an FCS file")
+    for sample_id, stem, control in ((a, a_stem, f"tubes/{a_stem} control.fcs"), (b, b_stem, "")):
+        rows.append(
+            {
+                "sample_id": sample_id,
+                "patient_id": QUOTES,
+                "fcs": f"tubes/{stem}.fcs",
+                "control_fcs": control,
+                "bead_fcs": "",
+                "timepoint": SPLIT_TIMEPOINT,
+                "specimen_id": SPLIT_ID,
             }
         )
     samples = folder / "samples.tsv"
@@ -120,7 +165,7 @@ def _sheets(folder: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The hostile cohort run through Snakemake once (about 40 s); the tests share it."""
+    """The hostile cohort run through Snakemake once (about 50 s); the tests share it."""
     folder = tmp_path_factory.mktemp("hostile")
     samples, patients = _sheets(folder)
     results = folder / "results"
@@ -194,6 +239,39 @@ def test_hostile_strings_show_as_text_in_the_cohort_report(run: dict[str, Any]) 
     assert 'id="timeline-1"' in html and "CD20 at H1-R1" in html
 
 
+def test_hostile_strings_show_as_text_in_the_specimen_report(run: dict[str, Any]) -> None:
+    """The split specimen's free text (the unreadable tube's failure, the flags, the unmeasured
+    antigens' notes, the rules' notes, the patient reasons, patient id and timepoint) is text."""
+    folder = run["results"] / "specimens" / SPLIT_ID
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert_inert(html, scripts=0)
+    text = _text(html)
+    specimen = json.loads((folder / "specimen.json").read_text("utf-8"))
+    decision = json.loads((folder / "decision.json").read_text("utf-8"))
+    failed = [t for t in specimen["tubes"] if not t["analysed"]]
+    assert [t["sample_id"] for t in failed] == [SPLIT_TUBES[1][0]]
+    free = [
+        failed[0]["failure"],
+        *(f["message"] for f in specimen["flags"]),
+        *specimen["unmeasured"].values(),
+        *(r["note"] for r in decision["rules"] if r.get("kind") == "antigen" and r["note"]),
+        *decision["review_reasons"],
+    ]
+    assert sum(IMG in t for t in free) >= 5, free  # the hostile file name went everywhere
+    for item in free:
+        assert " ".join(item.split()) in text, item
+    assert f"Patient {QUOTES}" in text and f"Timepoint {SPLIT_TIMEPOINT}" in text
+    hrefs = re.findall(r'href="([^"]+)"', html)
+    assert {f"../../{t}/report.html" for t, _ in SPLIT_TUBES} <= set(hrefs)
+    # the tube's own report points to the specimen's, and is as inert
+    tube = (run["results"] / SPLIT_TUBES[0][0] / "report.html").read_text(encoding="utf-8")
+    assert_inert(tube, scripts=0)
+    assert f'href="../specimens/{SPLIT_ID}/report.html"' in tube
+    # the cohort index lists the specimen, not its tubes, and links it
+    index = (run["results"] / "report.html").read_text(encoding="utf-8")
+    assert f'href="specimens/{SPLIT_ID}/report.html"' in index
+
+
 def test_snakemake_report_packs_reports_and_tables(run: dict[str, Any]) -> None:
     """``snakemake --report`` on the finished run: every per-sample report, antigens.tsv,
     recommendations.tsv and patients.tsv, with the captions from workflow/report/."""
@@ -211,8 +289,11 @@ def test_snakemake_report_packs_reports_and_tables(run: dict[str, Any]) -> None:
         "patient_timeline.tsv",
     }  # fmt: skip
     counts = [n.rsplit("/", 1)[-1] for n in names].count
-    assert counts("report.html") == len(SAMPLES) + 2  # each sample, the cohort, Snakemake's
-    assert counts("antigens.tsv") == len(SAMPLES)
+    tubes = len(SAMPLES) + len(SPLIT_TUBES)
+    specimens = len(SAMPLES) + 1
+    # each tube, each specimen (a tube alone too), the cohort, Snakemake's
+    assert counts("report.html") == tubes + specimens + 2
+    assert counts("antigens.tsv") == tubes
     # each packed file is listed under its own path, with its sample as a label
     block = page.split('<script id="results">', 1)[1].split("</script>", 1)[0]
     results = json.loads(block.split("var results = ", 1)[1].rsplit(";", 1)[0])
@@ -225,11 +306,14 @@ def test_snakemake_report_packs_reports_and_tables(run: dict[str, Any]) -> None:
                 assert archive.read(packed_file) == (run["results"] / sample_id / name).read_bytes()
     for name in ("recommendations.tsv", "patients.tsv", "patient_timeline.tsv", "report.html"):
         assert str(run["results"] / name) in results, name
+    entry = results[str(run["results"] / "specimens" / SPLIT_ID / "report.html")]
+    assert entry["labels"] == {"specimen": SPLIT_ID, "file": "report.html"}
     captions = [
         "Self-contained report of sample",
         "One row per sample (",
         "One row per patient (",
         "Antigens on the blasts of sample",
+        "Self-contained report of specimen",
         "The cohort index",
     ]
     for caption in captions:
@@ -284,6 +368,10 @@ def test_rerun_gives_identical_tables_and_hashes(run: dict[str, Any]) -> None:
         reports = [(f / sample_id / "report.html").read_text("utf-8") for f in (first, results)]
         assert reports[0].replace(stamps[0], "T") == reports[1].replace(stamps[1], "T")
     assert (first / "report.html").read_bytes() == (results / "report.html").read_bytes()
+    specimen_reports = sorted(p.relative_to(first) for p in first.glob("specimens/*/report.html"))
+    assert len(specimen_reports) == len(SAMPLES) + 1  # they print no time stamp: identical
+    for name in specimen_reports:
+        assert (first / name).read_bytes() == (results / name).read_bytes(), name
 
 
 def _diff(old: bytes, new: bytes) -> list[str]:
