@@ -120,8 +120,8 @@ def test_demo_writes_cohort_and_sheets(tmp_path: Path) -> None:
 
 
 def test_committed_demo_sheets_match_the_generator(tmp_path: Path) -> None:
-    from antigen_profile.paths import REPO_ROOT
     from antigen_profile.demo import SPLIT_TRUTH, write_sheets
+    from antigen_profile.paths import REPO_ROOT
 
     write_sheets(tmp_path)
     for name in ("samples.tsv", "patients.tsv", "truth.json", SPLIT_TRUTH):

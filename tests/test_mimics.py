@@ -236,3 +236,16 @@ def test_a_30pct_leukaemia_keeps_its_numbers_beside_basophils_and_pdcs(
     assert case.decision["eligible_targets"] == case.truth["eligible_targets"]
     assert case.decision["decision"] == case.truth["decision"]
     assert ("CD123" in case.decision["eligible_targets"]) is (sid == "high_cd123_positive")
+
+
+def test_the_report_shows_what_was_taken_out_with_a_plot_and_each_rules_source(
+    marrows: dict[str, Decided],
+) -> None:
+    html = marrows["low_cd123_negative"].report
+    section = html[html.index('id="mimics"') :]
+    section = section[: section.index("<h2")]
+    assert "taken out as basophils or" in section and 'id="mimics-plot"' in section
+    assert "data:image/png;base64," in section
+    assert "Basophils and pDCs: CD123 bright" in section  # the configured source, printed
+    assert "no continuum" in section  # the hematogone check ran and found none
+    assert "a maturation continuum (hematogone-like)" in marrows["regenerating"].report

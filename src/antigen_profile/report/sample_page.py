@@ -295,6 +295,83 @@ def _time_course_view(qc: Mapping[str, Any]) -> dict[str, Any]:
     return {"image": image, "rows": rows, "summary": summary, "note": note}
 
 
+def _mimics_view(files: SampleFiles) -> dict[str, Any] | None:
+    """The look-alike screen (profile.json ``blast_mimics``) in words, each rule with its
+    source, and the CD34 vs CD123 plot of what was taken out; None for a profile without it."""
+    found = files.profile.get("blast_mimics")
+    if not isinstance(found, Mapping):
+        return None
+    look = found.get("basophils_pdcs") or {}
+    pattern = found.get("continuum") or {}
+    low = found.get("low_blast_share") or {}
+    rows: list[dict[str, str]] = []
+    if look.get("assessed"):
+        taken = "taken out of the blasts" if look.get("excluded") else "kept (see flags)"
+        share = fmt_pct(100 * float(look.get("share_of_gate") or 0))
+        what = (
+            f"{fmt_count(look.get('events'))} events ({share}% of the gate), {taken}"
+            if look.get("events")
+            else "none found"
+        )
+        if look.get("note"):
+            what += f"; {look['note']}"
+    else:
+        what = f"not assessed: {look.get('note') or 'no CD123'}"
+    rows.append(
+        {
+            "rule": "Basophils and pDCs (CD123 bright, CD34 negative, no B-lineage antigen)",
+            "found": what,
+            "source": str(look.get("source") or DASH),
+        }
+    )
+    if pattern.get("assessed"):
+        what = (
+            f"CD34+CD20- {fmt_pct(100 * float(pattern['cd34_pos_cd20_neg']))}%, CD34-CD20+ "
+            f"{fmt_pct(100 * float(pattern['cd34_neg_cd20_pos']))}%, phi "
+            f"{fmt_value(pattern.get('phi_cd34_cd20'))}: "
+            + (
+                "a maturation continuum (hematogone-like)"
+                if pattern.get("hematogone_like")
+                else "no continuum"
+            )
+        )
+    else:
+        what = f"not assessed: {pattern.get('note') or 'needs CD34 and CD20'}"
+    rows.append(
+        {
+            "rule": "Hematogones (CD34+CD20- to CD34-CD20+ continuum)",
+            "found": what,
+            "source": str(pattern.get("source") or DASH),
+        }
+    )
+    aberrant = as_list(low.get("aberrancies"))
+    share = low.get("blast_pct_leukocytes")
+    what = (
+        f"blasts {fmt_pct(share)}% of leukocytes (limit {fmt_value(low.get('min_blast_pct'))}%); "
+        + ("aberrant: " + "; ".join(aberrant) if aberrant else "no aberrancy the panel shows")
+    )
+    rows.append(
+        {
+            "rule": "Low blast share",
+            "found": what,
+            "source": f"{low.get('source') or DASH} Aberrancy: "
+            f"{low.get('aberrancy_source') or DASH}",
+        }
+    )
+    data = files.plotdata
+    image = None
+    if all(k in data for k in ("mimics/CD34", "mimics/CD123", "mimics/kept")):
+        image = plots.mimic_plot(data["mimics/CD34"], data["mimics/CD123"], data["mimics/kept"])
+    excluded = found.get("excluded") or {}
+    return {
+        "rows": rows,
+        "image": image,
+        "in_gate": fmt_count(found.get("events_in_gate")),
+        "kept": fmt_count(found.get("blasts_kept")),
+        "excluded": sum(int(v) for v in excluded.values()) if excluded else 0,
+    }
+
+
 def flag_views(profile: Mapping[str, Any]) -> tuple[list[dict[str, str]], bool]:
     """profile.json flags as title, code, message and colour (red for the flags that change
     what the whole report means), and whether profile.json records flags at all."""
@@ -573,6 +650,7 @@ def sample_context(
         or DASH,
         "populations": files.populations,
         "gates": _gate_views(files),
+        "mimics": _mimics_view(files),
         "defined_by": defined_by,
         "circular": circular,
         "quantified": quantified,

@@ -233,12 +233,30 @@ def _draw_2d(
         x0, x1 = _open_bounds(bounds.get("x"), xlim)
         y0, y1 = _open_bounds(bounds.get("y"), ylim)
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=GATE_COLOUR, lw=1.3))
-    else:
+    elif gate.get("type") != "none":  # "none": events only, no gate to outline
         _unknown_shape(ax, gate)
     ax.set_xlim(xlim)
     ax.set_ylim(ylim)
     if not x.size:
         _no_events(ax)
+
+
+def mimic_plot(cd34: np.ndarray, cd123: np.ndarray, kept: np.ndarray) -> str | None:
+    """The blast gate's events on CD34 vs CD123 (display scale): those that stayed blasts in
+    colour, the CD123-bright CD34-negative ones taken out as basophils / pDCs in grey, so a
+    reviewer sees what was removed and where. None without events."""
+    x, y = np.asarray(cd34, dtype=float).ravel(), np.asarray(cd123, dtype=float).ravel()
+    inside = np.asarray(kept, dtype=bool).ravel()
+    if not x.size or x.shape != y.shape or inside.shape != x.shape:
+        return None
+    fig, ax = _new_axes()
+    _draw_2d(ax, {"id": "blasts", "type": "none"}, x, y, inside)
+    ax.set_xlabel("CD34", fontsize=FONT)
+    ax.set_ylabel("CD123", fontsize=FONT)
+    ax.set_title("blast gate: kept vs taken out", fontsize=FONT + 1, parse_math=False)
+    removed = int((~inside).sum())
+    _write_inside(ax, f"{removed} of {inside.size} plotted taken out")
+    return png_data_uri(fig)
 
 
 def _draw_1d(ax: Axes, gate: Mapping[str, Any], x: np.ndarray, inside: np.ndarray | None) -> None:
@@ -266,7 +284,7 @@ def _draw_1d(ax: Axes, gate: Mapping[str, Any], x: np.ndarray, inside: np.ndarra
         for bound in (gate.get("bounds") or {}).get("x") or []:
             if bound is not None:
                 ax.axvline(float(bound), color=GATE_COLOUR, lw=1.3)
-    else:
+    elif gate.get("type") != "none":  # "none": events only, no gate to outline
         _unknown_shape(ax, gate)
     ax.set_xlim(xlim)
     ax.set_ylabel("events", fontsize=FONT)
