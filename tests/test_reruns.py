@@ -169,9 +169,11 @@ def test_one_patients_edited_row_reruns_that_patients_decision_only(run: Run) ->
     row = sheet.index[sheet["patient_id"] == "P02"][0]
     sheet.loc[row, column] = "" if sheet.loc[row, column] else "unknown"
     sheet.to_csv(run.patients, sep="\t", index=False)
-    assert _planned(run) == {
-        (rule, "P02-R1") for rule in ("decide", "sample_report", "specimen", "specimen_report")
-    } | COHORT
+    assert (
+        _planned(run)
+        == {(rule, "P02-R1") for rule in ("decide", "sample_report", "specimen", "specimen_report")}
+        | COHORT
+    )
 
 
 def test_a_labs_gating_file_is_an_input_of_every_profile(run: Run, tmp_path: Path) -> None:
