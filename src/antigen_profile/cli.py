@@ -1,6 +1,6 @@
 """``antigen-profile``: the per-sample analysis and the demo cohort outside Snakemake.
 
-antigen-profile profile SAMPLE.fcs [--control CONTROL.fcs] --out DIR
+antigen-profile profile SAMPLE.fcs [--control CONTROL.fcs] [--gates GATES.xml] --out DIR
 antigen-profile demo DIR
 """
 
@@ -64,6 +64,7 @@ def _profile(args: argparse.Namespace) -> int:
         Settings.from_config(config),
         control=args.control,
         marker_controls=marker_controls,
+        gates=args.gates,
     )
     try:
         decision = decide_sample(
@@ -204,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="MARKER=FCS",
         help="a control tube for one antigen (its FMO), e.g. CD22=fmo_cd22.fcs; repeatable",
+    )
+    profile.add_argument(
+        "--gates",
+        metavar="GATES.xml",
+        help="this tube's gates.xml as a reviewer corrected it (Gating-ML 2.0): applied as "
+        "given instead of the configured gating",
     )
     profile.add_argument("--out", required=True, help="folder for the sample's outputs")
     profile.add_argument("--sample-id", help="defaults to the file name without extension")

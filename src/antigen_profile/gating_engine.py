@@ -1,11 +1,13 @@
-"""The gating stage: our fitted template or a lab's own gating, behind one call.
+"""The gating stage: our fitted template, a lab's own gating, or a reviewer's corrected gates,
+behind one call.
 
-:class:`Gater` picks the route from the config (``lab_gating.file`` given: the lab's
-Gating-ML or FlowJo gating, :mod:`antigen_profile.lab_gating`; else our template,
-:mod:`antigen_profile.gating`, registered to the tube by :mod:`antigen_profile.registration`)
-and hands every later stage the same :class:`Gated`: population masks, ``populations.tsv``,
-``gates.json``, the gate plots and ``gates.xml``. A control tube is gated the same way
-(:func:`control_blasts`).
+:class:`Gater` picks the route: a tube's corrected gates (the ``gates`` column of the sample
+sheet: its ``gates.xml`` as a reviewer edited it) when given, applied as given; else the
+config's (``lab_gating.file`` given: the lab's Gating-ML or FlowJo gating,
+:mod:`antigen_profile.lab_gating`; else our template, :mod:`antigen_profile.gating`,
+registered to the tube by :mod:`antigen_profile.registration`). Every later stage gets the
+same :class:`Gated`: population masks, ``populations.tsv``, ``gates.json``, the gate plots and
+``gates.xml``. A control tube is gated the same way (:func:`control_blasts`).
 """
 
 from __future__ import annotations
@@ -59,28 +61,51 @@ def backbone(settings: Settings) -> dict[str, str]:
     return dict(settings.blast_require)
 
 
-class Gater:
-    """Our fitted Gating-ML template, or a lab's own Gating-ML / FlowJo gating (config
-    ``lab_gating``), behind one call."""
+#: Audit role of a reviewer's corrected gates (profile.json ``inputs``).
+CORRECTED = "corrected_gates"
 
-    def __init__(self, settings: Settings) -> None:
+
+class Gater:
+    """Our fitted Gating-ML template, a lab's own Gating-ML / FlowJo gating (config
+    ``lab_gating``), or one tube's gates as a reviewer corrected them (``gates``), behind one
+    call.
+
+    A corrected file is our own ``gates.xml`` export edited in FlowJo, FlowKit or any
+    Gating-ML editor: it names the tube's detectors and our population ids, so it is read
+    like a lab's Gating-ML whose populations are ours, and applied as given (the reviewer
+    placed the gates: fitting them again would undo the correction). A file that does not fit
+    raises :class:`~antigen_profile.lab_gating.LabGatingError` here or in :meth:`gate`.
+    """
+
+    def __init__(self, settings: Settings, gates: str | Path | None = None) -> None:
         self.settings = settings
         self.limit = settings.max_plot_events
         lab = settings.lab_gating
         self.lab: LabGating | None = None
         self.template: GatingTemplate | None = None
-        self.role, self.path = self.source(settings)
-        if lab is not None:
+        self.role, self.path = self.source(settings, gates)
+        self.required: list[str] = []
+        if gates is not None:
+            self.lab = LabGating(
+                self.path, None, what="corrected gates", named_in="the samples.tsv gates column"
+            )
+        elif lab is not None:
             self.lab = LabGating(self.path, dict(lab.populations), lab.sample)
-            self.required: list[str] = []
         else:
             self.template = GatingTemplate(self.path)
             self.required = self.template.required
 
+    @property
+    def corrected(self) -> bool:
+        """Whether this tube is gated with a reviewer's corrected gates."""
+        return self.role == CORRECTED
+
     @staticmethod
-    def source(settings: Settings) -> tuple[str, Path]:
-        """The gating file the config names and its audit role: the lab's own gating
-        (``lab_gating.file``) when given, else our template."""
+    def source(settings: Settings, gates: str | Path | None = None) -> tuple[str, Path]:
+        """The gating file and its audit role: the tube's corrected gates when given, else
+        the lab's own gating (``lab_gating.file``), else our template."""
+        if gates is not None:
+            return CORRECTED, Path(gates)
         if settings.lab_gating is not None:
             return "lab_gating", settings.lab_gating.file
         if settings.gating_template is None:
@@ -176,6 +201,26 @@ class Gater:
             inside = result.gate_masks[gate["id"]]
             add_gate_arrays(plot, gate["id"], parent, inside, draw, self.limit, rng)
         blasts = int(result.masks[BLASTS].sum())
+        description: dict[str, Any] = {
+            "engine": "lab",
+            "kind": lab.kind,
+            "file": str(self.path),
+            "sample": lab.sample_name,
+            "populations": dict(lab.populations),
+            "notes": list(result.notes),
+            "fitted": False,
+        }
+        if self.corrected:
+            description = {
+                "engine": "corrected",
+                "corrected_by_reviewer": True,
+                "kind": lab.kind,
+                "file": str(self.path),
+                "sha256": lab.sha256,
+                "populations": list(lab.populations),
+                "notes": list(result.notes),
+                "fitted": False,
+            }
         return Gated(
             masks=result.masks,
             table=result.populations(),
@@ -184,15 +229,7 @@ class Gater:
             blast_defined_by=result.defined_by.get(BLASTS, []),
             flags=floor_flags(blasts, self.settings.floors.as_dict()),
             gatingml=lab.to_gatingml(),
-            description={
-                "engine": "lab",
-                "kind": lab.kind,
-                "file": str(self.path),
-                "sample": lab.sample_name,
-                "populations": dict(lab.populations),
-                "notes": list(result.notes),
-                "fitted": False,
-            },
+            description=description,
         )
 
 

@@ -14,6 +14,7 @@ of one of its samples becomes the template for every tube.
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import re
 import warnings
@@ -34,6 +35,7 @@ from antigen_profile.populations import percent, population_table
 __all__ = [
     "ACQUISITION_DEFINED",
     "OPTIONAL_POPULATIONS",
+    "OWN_POPULATIONS",
     "REQUIRED_POPULATIONS",
     "LabGating",
     "LabGatingError",
@@ -45,6 +47,15 @@ __all__ = [
 #: Our populations a lab's mapping must name, and those it may name.
 REQUIRED_POPULATIONS: tuple[str, ...] = ("blasts", "lymphocytes", "leukocytes")
 OPTIONAL_POPULATIONS: tuple[str, ...] = ("cells", "singlets")
+#: Every population our ``gates.xml`` export names by its gate id: a reviewer's corrected copy
+#: of it (``populations=None``) maps each of these it holds to itself, so the stages that read
+#: monocytes or granulocytes (positive controls, CD34's negative) see them as our template did.
+OWN_POPULATIONS: tuple[str, ...] = (
+    *REQUIRED_POPULATIONS,
+    *OPTIONAL_POPULATIONS,
+    "monocytes",
+    "granulocytes",
+)
 #: FlowJo's name for the matrix an instrument wrote into the FCS file: each tube brings its own.
 ACQUISITION_DEFINED = "Acquisition-defined"
 SUFFIXES = (".xml", ".wsp")
@@ -169,7 +180,7 @@ class _Node:
 # ------------------------------------------------------------------------------------------
 
 
-def _read_xml(path: Path) -> tuple[Any, bytes]:
+def _read_xml(path: Path, what: str, named_in: str) -> tuple[Any, bytes]:
     """The document's root and the bytes it was parsed from.
 
     Only a regular file under :data:`~antigen_profile.inputs.MAX_GATING_BYTES` is read (a
@@ -179,9 +190,9 @@ def _read_xml(path: Path) -> tuple[Any, bytes]:
     """
     return read_xml(
         path,
-        "lab gating file",
+        f"{what} file",
         LabGatingError,
-        not_found="{path}: cannot be read (not found); check the lab gating path in config",
+        not_found=f"{{path}}: cannot be read (not found); check the {what} path in {named_in}",
         syntax="{path}: not a readable XML file ({reason}); export it again from the gating "
         "software as Gating-ML 2.0 (.xml) or a FlowJo 10 workspace (.wsp)",
         empty="{path}: the file holds no XML document; export it again",
@@ -191,9 +202,12 @@ def _read_xml(path: Path) -> tuple[Any, bytes]:
     )
 
 
-def _read_document(path: Path) -> tuple[str, bytes, int]:
-    """What FlowKit is to parse: the kind (``flowjo`` or ``gatingml``), the document, and how
-    many workspace samples got a copy of a shared matrix.
+def _read_document(
+    path: Path, what: str = "lab gating", named_in: str = "config"
+) -> tuple[str, bytes, int, str]:
+    """What FlowKit is to parse: the kind (``flowjo`` or ``gatingml``), the document, how
+    many workspace samples got a copy of a shared matrix, and the SHA-256 of the bytes read
+    (the file exactly as applied, for the audit trail).
 
     The file is read once and parsed once here; FlowKit (whose readers take a file, not a
     tree) gets the bytes already read, re-serialised only when a matrix was embedded. Our
@@ -202,16 +216,17 @@ def _read_document(path: Path) -> tuple[str, bytes, int]:
     """
     from lxml import etree
 
-    root, data = _read_xml(path)
+    root, data = _read_xml(path, what, named_in)
+    checksum = hashlib.sha256(data).hexdigest()
     tag = _local(root.tag)
     if tag == "Workspace":
         embedded = _embed_shared_matrices(root)
         if embedded:
             del data  # the serialised copy replaces it
             data = etree.tostring(root)
-        return "flowjo", data, embedded
+        return "flowjo", data, embedded, checksum
     if tag == "Gating-ML":
-        return "gatingml", data, 0
+        return "gatingml", data, 0, checksum
     raise LabGatingError(
         f"{path}: the document is a <{tag}>, neither Gating-ML 2.0 nor a FlowJo workspace; "
         "export the gating again"
@@ -339,31 +354,54 @@ class LabGating:
     path : str or Path
         A Gating-ML 2.0 file (``.xml``) or a FlowJo 10 workspace (``.wsp``); the content
         decides which (a FlowJo workspace saved as ``.xml`` works too).
-    populations : mapping of str to str
+    populations : mapping of str to str, or None
         Our population -> the lab's population: a gate name, or a path such as
         ``"Singlets/CD45+/Blasts"`` (or its tail) where names repeat; a leading ``/`` anchors
         the path at the root. ``blasts``, ``lymphocytes`` and ``leukocytes`` are required;
         ``cells`` and ``singlets`` optional. One lab gate may serve several of ours.
+        ``None``: the file is our own ``gates.xml`` export (corrected by a reviewer), a
+        Gating-ML file whose gates carry our population names (:data:`OWN_POPULATIONS`).
     sample_name : str, optional
         For a workspace, the sample whose gates to use, or a sample group (its first sample,
         in name order). Default: the first sample of "All Samples", else of the workspace.
         FlowJo keeps the complete gate tree only with each sample, so a sample is needed.
+    what, named_in : str
+        How messages name the file and where it was given (``"corrected gates"``,
+        ``"the samples.tsv gates column"``), so each refusal points at the right place.
     """
 
     def __init__(
         self,
         path: str | Path,
-        populations: Mapping[str, str],
+        populations: Mapping[str, str] | None,
         sample_name: str | None = None,
+        *,
+        what: str = "lab gating",
+        named_in: str = "config",
     ) -> None:
         self.path = Path(path)
+        self.what = what
+        #: How to mend a file that does not fit the tube: a reviewer's copy of our export
+        #: already names this tube's detectors, so only an edit outside its gates breaks it.
+        self._panel_fix = (
+            "use a gating made for this panel"
+            if populations is not None
+            else "edit the gates of this tube's own gates.xml, keeping its dimensions"
+        )
         if self.path.suffix.lower() not in SUFFIXES:
             raise LabGatingError(
-                f"{self.path}: lab gating must be a Gating-ML 2.0 .xml or a FlowJo 10 .wsp "
+                f"{self.path}: {what} must be a Gating-ML 2.0 .xml or a FlowJo 10 .wsp "
                 f"file, not {self.path.suffix or 'a file without extension'}"
             )
         self.sample_name: str | None = None
-        self.kind, document, self.matrices_embedded = _read_document(self.path)
+        self.kind, document, self.matrices_embedded, self.sha256 = _read_document(
+            self.path, what, named_in
+        )
+        if populations is None and self.kind != "gatingml":
+            raise LabGatingError(
+                f"{self.path}: {what} must be Gating-ML 2.0 (our gates.xml, edited), not a "
+                "FlowJo workspace; export the corrected gates as Gating-ML 2.0"
+            )
         if self.kind == "flowjo":
             self._strategy = self._load_workspace(document, sample_name)
         else:
@@ -372,7 +410,10 @@ class LabGating:
         self.nodes = self._collect_nodes()
         if not self.nodes:
             raise LabGatingError(f"{self.path}: holds no gates; export the file with its gates")
-        self.populations = self._check_mapping(populations)
+        if populations is None:
+            self.populations = self._own_populations()
+        else:
+            self.populations = self._check_mapping(populations)
         resolved = {ours: self._resolve(ours, ref) for ours, ref in self.populations.items()}
         order = {node.key: i for i, node in enumerate(self.nodes)}
         #: Our population -> the lab's node, in gating order.
@@ -504,6 +545,19 @@ class LabGating:
             )
         return {k: str(v) for k, v in populations.items() if str(v or "").strip()}
 
+    def _own_populations(self) -> dict[str, str]:
+        """Each of our populations the file holds under its own name (our export's gate ids),
+        mapped to itself; every required one must be there, once."""
+        names = [node.name for node in self.nodes]
+        missing = [ours for ours in REQUIRED_POPULATIONS if ours not in names]
+        if missing:
+            raise LabGatingError(
+                f"{self.path}: the {self.what} lack our population(s) {', '.join(missing)} "
+                f"(gates found: {', '.join(self.gate_names)}); edit the gates of the tube's "
+                "own gates.xml without renaming or deleting them"
+            )
+        return {ours: ours for ours in OWN_POPULATIONS if ours in names}
+
     def _resolve(self, ours: str, ref: str) -> _Node:
         hits = _find_matching(self.nodes, ref)
         where = f"{self.path}" + (f" (sample {self.sample_name})" if self.sample_name else "")
@@ -593,8 +647,8 @@ class LabGating:
         except Exception as exc:
             reason = _first_line(exc)
             raise LabGatingError(
-                f"{sample_id}: the lab gating {self.path} cannot be applied ({reason}); check "
-                "that it was made for this panel"
+                f"{sample_id}: {self.path} ({self.what}) cannot be applied ({reason}); "
+                f"{self._panel_fix}"
             ) from None
         membership = {
             node.key: np.asarray(
@@ -654,8 +708,8 @@ class LabGating:
         missing = [d for d in self.dimensions if d not in known]
         if missing:
             raise LabGatingError(
-                f"{sample_id}: the lab gating {self.path.name} needs {', '.join(missing)}, not in "
-                f"this tube ({', '.join(channels)}); use a gating made for this panel"
+                f"{sample_id}: {self.path} ({self.what}) needs {', '.join(missing)}, not in "
+                f"this tube ({', '.join(channels)}); {self._panel_fix}"
             )
 
     def _compensation(self, strategy: Any, spillover: pd.DataFrame | None) -> list[str]:

@@ -90,6 +90,7 @@ def profile_sample(
     control: str | Path | None = None,
     marker_controls: Mapping[str, str | Path] | None = None,
     bead_fcs: str | Path | None = None,
+    gates: str | Path | None = None,
 ) -> ProfileResult:
     """Analyse one sample (and its control tubes) and write its ``profile`` outputs.
 
@@ -104,6 +105,10 @@ def profile_sample(
     bead_fcs : path, optional
         Calibration beads acquired with the tube's settings (else config
         ``calibration.bead_fcs``): antigen density in molecules (ABC/MEF) per blast.
+    gates : path, optional
+        This tube's gates as a reviewer corrected them (its ``gates.xml``, edited and saved
+        as Gating-ML 2.0; the sheet's ``gates`` column): applied as given instead of the
+        configured gating. A file that does not fit the tube fails this tube, with the reason.
     out_dir : path or mapping
         ``results/{sample_id}`` (each file under its name in
         :data:`~antigen_profile.outputs.PROFILE_FILES`), or those keys mapped to the paths a
@@ -114,7 +119,7 @@ def profile_sample(
     """
     out = sample_paths(out_dir, tuple(PROFILE_FILES))  # a rule's paths, checked first
     settings = as_settings(config)
-    profile = compute_profile(sample_id, fcs, settings, control, marker_controls, bead_fcs)
+    profile = compute_profile(sample_id, fcs, settings, control, marker_controls, bead_fcs, gates)
     write_profile(profile, out)
     return ProfileResult(sample_id, out["profile"].parent, profile.status, profile.qc.reasons)
 
@@ -126,12 +131,13 @@ def compute_profile(
     control: str | Path | None = None,
     marker_controls: Mapping[str, str | Path] | None = None,
     bead_fcs: str | Path | None = None,
+    gates: str | Path | None = None,
 ) -> SampleProfile:
     """The profile of one sample (arguments as :func:`profile_sample`), failed with its
     reason where a stage refuses the tube; nothing is written."""
     # Every input is checked before anything reads or hashes it (a FIFO or /dev/zero would
     # hang the job); one that is not a regular file fails this sample only (issue 14).
-    gating_file = Gater.source(settings)
+    gating_file = Gater.source(settings, gates)
     problems = input_problems(settings, fcs, control, marker_controls, bead_fcs, gating_file)
     inputs = audit_inputs(settings, fcs, control, marker_controls, gating_file)
 
@@ -143,7 +149,7 @@ def compute_profile(
         refused = failed_qc(problems[0], kind="unreadable")
         refused.reasons += problems[1:]
         return failed(refused)
-    gater = Gater(settings)
+    gater, refused = _gater(settings, gates, sample_id)
     markers, scatter = settings.markers, settings.scatter
     try:
         tube = read_tube(
@@ -151,12 +157,15 @@ def compute_profile(
         )
     except IngestError as exc:
         return failed(failed_qc(str(exc)))
-    problem = panel_problem(tube, gater.required, markers, scatter)
+    problem = panel_problem(tube, gater.required if gater else [], markers, scatter)
     if problem:  # read, but its panel cannot be gated: the report still shows what it holds
         return failed(failed_qc(problem, events=tube.n_events, kind="panel"), tube)
     qc_settings = settings.qc
     qc = check_acquisition(tube, qc_settings)
     if qc.status == "fail":
+        return failed(qc, tube)
+    if gater is None:  # corrected gates that do not fit: this tube fails, the cohort runs
+        qc.fail(refused or "")
         return failed(qc, tube)
     # From here tube.events are the QC-kept events (no copy when QC keeps them all), and only a
     # lab's gating reads them uncompensated: otherwise they are compensated in place, so the
@@ -191,6 +200,22 @@ def compute_profile(
     return _quantify(
         sample_id, fcs, settings, tube, data, gated, controls, control_note, qc, inputs, bead_fcs
     )
+
+
+def _gater(
+    settings: Settings, gates: str | Path | None, sample_id: str
+) -> tuple[Gater | None, str | None]:
+    """The tube's :class:`Gater`, or (corrected gates that cannot be read as ours) ``None``
+    and the one-line reason naming the sample, the file and the fix. The tube is still read
+    and checked, so its report shows what it holds; only the configured gating's own errors
+    propagate (they are the run's, not the tube's)."""
+    try:
+        return Gater(settings, gates), None
+    except LabGatingError as exc:
+        if gates is None:
+            raise
+        text = str(exc)
+        return None, text if text.startswith(f"{sample_id}: ") else f"{sample_id}: {text}"
 
 
 def _quantify(

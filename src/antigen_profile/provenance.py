@@ -38,9 +38,13 @@ INPUT_NAMES = {
     "beads": "bead FCS file",
     "gating_template": "gating template",
     "lab_gating": "lab gating file",
+    "corrected_gates": "corrected gates file",
     "trial": "trial file",
     "compensation_matrix": "compensation matrix",
 }
+
+#: Audit roles of gating files (size-capped like every gating file).
+GATING_ROLES = ("gating_template", "lab_gating", "corrected_gates")
 
 #: FCS TEXT keywords that identify a tube and its acquisition, copied into profile.json.
 AUDIT_KEYWORDS = (
@@ -88,8 +92,9 @@ def audit_inputs(
     gating: tuple[str, Path],
 ) -> list[dict[str, Any]]:
     """The audit trail's inputs, hashed: the tube, its control tubes (per-marker ones first),
-    the gating file (``gating``: its role and path), the trial and the configuration. The
-    bead tube is added by the caller when density is measured."""
+    the gating file (``gating``: its role and path; ``corrected_gates`` for a reviewer's
+    corrected gates), the trial and the configuration. The bead tube is added by the caller
+    when density is measured."""
     inputs = [audit_entry("sample", fcs), audit_entry(*gating)]
     if control:
         inputs.insert(1, audit_entry("control", control))
@@ -127,7 +132,7 @@ def input_problems(
     for role, path in files:
         marker = role.partition(":")[2]
         what = f"{marker} control FCS file" if marker else INPUT_NAMES[role]
-        limit = gating_size_limit() if role in ("gating_template", "lab_gating") else None
+        limit = gating_size_limit() if role in GATING_ROLES else None
         try:
             require_regular_file(path, what, max_bytes=limit)
         except InputFileError as exc:
