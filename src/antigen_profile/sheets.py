@@ -24,7 +24,10 @@ from antigen_profile.paths import repo_path
 SAMPLE_SCHEMA = "workflow/schemas/samples.schema.yaml"
 PATIENT_SCHEMA = "workflow/schemas/patients.schema.yaml"
 SAMPLE_REQUIRED = ["sample_id", "patient_id", "fcs"]
-SAMPLE_OPTIONAL = ["control_fcs", "timepoint", "bead_fcs", "specimen_id"]
+SAMPLE_OPTIONAL = ["control_fcs", "timepoint", "bead_fcs", "specimen_id", "gates"]
+#: Columns naming a file, relative to the sheet: checked before any job. ``gates`` is a
+#: tube's gates.xml as a reviewer corrected it (applied as given to that tube only).
+SAMPLE_FILES = ["fcs", "control_fcs", "bead_fcs", "gates"]
 #: Optional per-antigen control tubes (an FMO for that antigen): ``control_CD22``, ...
 MARKER_CONTROL = re.compile(r"^control_(?!fcs$)[A-Za-z0-9-]+$")
 PATIENT_NUMBERS = ["age_years", "kps", "hgb_g_per_l", "life_expectancy_months"]
@@ -156,7 +159,8 @@ def _schema_problems(
 def read_samples(
     path: str | Path, producible: Container[str] | Callable[[Path], bool] = ()
 ) -> pd.DataFrame:
-    """Read and check ``samples.tsv``; ``fcs`` and ``control_fcs`` come back as absolute paths.
+    """Read and check ``samples.tsv``; its file columns (``fcs``, ``control_fcs``,
+    ``bead_fcs``, ``gates``, ``control_<MARKER>``) come back as absolute paths.
 
     Parameters
     ----------
@@ -197,13 +201,15 @@ def read_samples(
                 "every sample_id must be unique"
             )
         seen.setdefault(sid, line)
-        for column in ["fcs", "control_fcs", "bead_fcs", *marker_control_columns(frame)]:
+        for column in [*SAMPLE_FILES, *marker_control_columns(frame)]:
             given = str(row[column])
             if not given:
                 continue
             file = _resolved(sheet.parent / given)
             frame.at[index, column] = str(file)
             problem = file_problem(file)
+            if problem is None and column == "gates" and not os.access(file, os.R_OK):
+                problem = "cannot be read (permission denied)"  # parsed in the job: say it now
             if problem is None or (problem == NOT_FOUND and can_make(file)):
                 continue
             where = f"{sheet} line {line} (sample_id={sid}): {column} file {given}"
@@ -214,7 +220,7 @@ def read_samples(
                 )
             else:
                 at = "" if str(file) == given else f" ({file})"
-                problems.append(f"{where}{at} {problem}; {_fix(problem)}")
+                problems.append(f"{where}{at} {problem}; {_fix(problem, column)}")
     # A tube without specimen_id is its own specimen; filled first, so a specimen_id that is
     # another row's sample_id joins that tube and is checked with it.
     named = frame["specimen_id"].astype(str) != ""
@@ -255,9 +261,10 @@ def _resolved(path: Path) -> Path:
         return Path(os.path.abspath(path))
 
 
-def _fix(problem: str) -> str:
+def _fix(problem: str, column: str = "fcs") -> str:
     if problem == "is a directory":
-        return "give the path of the FCS file inside it"
+        kind = "Gating-ML" if column == "gates" else "FCS"
+        return f"give the path of the {kind} file inside it"
     return fix_for(problem)
 
 

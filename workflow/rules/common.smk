@@ -72,6 +72,7 @@ _layout = outputs.layout_problems(
         "sample sheet": [config["samples"]],
         "patient sheet": [config["patients"]],
         "tube": _tubes(),
+        "gates file": [p for p in SAMPLES["gates"] if p],
         "config file": list(stages.profile_inputs(config).values()),
     },
     specimen_ids=SPECIMEN_IDS,
@@ -96,9 +97,13 @@ wildcard_constraints:
 
 
 def sample_inputs(wildcards):
-    """The stained tube and, when the sheet names one, its control tube."""
+    """The stained tube and, when the sheet names them, its control tubes, beads and its
+    corrected gates (an input of this tube's profile only: a reviewer's edit reruns this
+    tube and its specimen, nothing else)."""
     row = SAMPLES.loc[wildcards.sample]
     inputs = {"fcs": row["fcs"]}
+    if row["gates"]:
+        inputs["gates"] = row["gates"]
     if row["control_fcs"]:
         inputs["control"] = row["control_fcs"]
     for column in MARKER_CONTROLS:

@@ -20,6 +20,7 @@ with job_log(sm.log[0]) as log:
         ),
         control=sm.input.get("control"),
         bead_fcs=sm.input.get("beads"),
+        gates=sm.input.get("gates"),
         marker_controls={
             key.removeprefix("control_"): path
             for key, path in sm.input.items()
