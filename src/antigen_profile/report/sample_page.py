@@ -395,18 +395,27 @@ def flag_views(profile: Mapping[str, Any]) -> tuple[list[dict[str, str]], bool]:
 
 
 def _gating_view(profile: Mapping[str, Any]) -> dict[str, Any]:
-    """profile.json ``gating``: which engine gated (our fitted template or a lab's own
-    gating), from which file, whether it was fitted to this sample, and a lab's mapping of
-    its populations onto ours. Empty rows when profile.json does not record it."""
+    """profile.json ``gating``: which engine gated (our fitted template, a lab's own gating,
+    or gates a reviewer corrected), from which file, whether it was fitted to this sample,
+    and a lab's mapping of its populations onto ours. A reviewer's correction is said on its
+    own (``corrected``: file and SHA-256), since every number below follows from it. Empty
+    rows when profile.json does not record it."""
     gating = profile.get("gating")
     if not isinstance(gating, Mapping):
-        return {"rows": [], "populations": [], "notes": []}
+        return {"rows": [], "populations": [], "notes": [], "corrected": None}
     engine = str(gating.get("engine") or "")
+    corrected = None
     if engine == "template":
         engine_text = "antigen-profile Gating-ML template"
     elif engine == "lab":
         kind = gating.get("kind")
         engine_text = "the lab's own gating" + (f" ({kind})" if kind else "")
+    elif engine == "corrected":
+        engine_text = "gates corrected by a reviewer (this tube's gates.xml, edited)"
+        corrected = {
+            "file": str(gating.get("file") or DASH),
+            "sha256": str(gating.get("sha256") or DASH),
+        }
     else:
         engine_text = engine or DASH
     fitted = truthy(gating.get("fitted"))
@@ -422,15 +431,20 @@ def _gating_view(profile: Mapping[str, Any]) -> dict[str, Any]:
                 f", except {len(unfitted)} gate(s) used as drawn because no population was "
                 "found (see Flags)"
             )
+    elif fitted is False and corrected:
+        fitted_text = "no: the reviewer's gates were applied as given"
     elif fitted is False:
         fitted_text = "no: the gates were applied as drawn"
     else:
         fitted_text = DASH
     rows = [("Engine", engine_text), ("Gating file", str(gating.get("file") or DASH))]
+    if corrected:
+        rows.append(("SHA-256 of the corrected gates", corrected["sha256"]))
     if gating.get("sample"):
         rows.append(("Sample in the gating file", str(gating.get("sample"))))
     rows.append(("Fitted to this sample", fitted_text))
     known = {"engine", "kind", "file", "sample", "fitted", "populations", "notes"}
+    known |= {"sha256", "corrected_by_reviewer"} if corrected else set()
     rows += [(str(k), fmt_value(v)) for k, v in gating.items() if k not in known]
     populations = gating.get("populations")
     mapping = (
@@ -438,7 +452,14 @@ def _gating_view(profile: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(populations, Mapping)
         else []
     )
-    return {"rows": rows, "populations": mapping, "notes": as_list(gating.get("notes"))}
+    if corrected and isinstance(populations, list):  # our own names: no mapping to show
+        rows.append(("Our populations in the file", ", ".join(str(p) for p in populations)))
+    return {
+        "rows": rows,
+        "populations": mapping,
+        "notes": as_list(gating.get("notes")),
+        "corrected": corrected,
+    }
 
 
 def rule_views(decision: Mapping[str, Any]) -> list[dict[str, Any]]:
