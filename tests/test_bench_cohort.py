@@ -31,7 +31,8 @@ pytestmark = [pytest.mark.workflow, pytest.mark.benchmark]
 
 SAMPLES = 3
 EVENTS = 20_000
-PER_SAMPLE_RULES = {"profile", "decide", "sample_report"}
+#: Per tube; each benchmark tube is its own specimen, so its specimen jobs count per sample.
+PER_SAMPLE_RULES = {"profile", "decide", "sample_report", "specimen", "specimen_report"}
 COHORT_RULES = {"recommendations", "cohort_report"}
 EARLIER = (
     "# Benchmarks\n\n## Per-sample analysis\n\nper-sample figures, kept\n\n"
