@@ -26,6 +26,7 @@ from antigen_profile.config import load_config, resolve_paths
 from antigen_profile.ingest import read_tube
 from antigen_profile.paths import REPO_ROOT
 from antigen_profile.pipeline import profile_sample
+from antigen_profile.quantify import ANTIGEN_COLUMNS
 from antigen_profile.sheets import patient_record, read_patients
 from antigen_profile.simulate import QUANTIFIED, load_truth
 from antigen_profile.specimen import SpecimenProfile, TubeResult, merge_specimen, tube_from_outputs
@@ -489,3 +490,26 @@ def test_a_mislabelled_tube_is_flagged_for_review(
     assert len(flagged) == 1 and a in flagged[0] and b in flagged[0], decision["review_reasons"]
     for spec in specimens.values():
         assert not any("blast_share_disagrees" in r for r in spec.decision["review_reasons"])
+
+
+def test_a_specimen_whose_every_tube_failed_is_qc_failed_with_each_reason(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
+    """Nothing measured: antigens.tsv keeps the contract's columns, every target is unknown
+    and the decision names each tube's failure."""
+    broken = tmp_path / "broken.fcs"
+    broken.write_bytes(b"not an FCS file")
+    folders = {}
+    for name in ("T-A", "T-B"):
+        profile_sample(name, broken, tmp_path / name, config)
+        folders[name] = tmp_path / name
+    decision = decide_specimen(
+        "T", folders, "P01", None, TRIAL_FILE, config, tmp_path / "specimen", timepoint=None
+    )
+    assert decision["antigen_status"] == "qc_failed" and decision["decision"] == "needs_review"
+    assert decision["eligible_targets"] == []
+    assert all(f"{name}: " in decision["review_reasons"][0] for name in folders)
+    antigens = pd.read_csv(tmp_path / "specimen" / "antigens.tsv", sep="\t")
+    assert list(antigens.columns) == ANTIGEN_COLUMNS
+    assert list(antigens["marker"]) == list(config["quantified"])
+    assert antigens["pct_positive"].isna().all()

@@ -35,7 +35,7 @@ import pandas as pd
 from antigen_profile.cells import jsonable
 from antigen_profile.coverage import COVERAGE_COLUMNS, DECIMALS, SEPARATOR
 from antigen_profile.outputs import SPECIMEN_READS, sample_paths
-from antigen_profile.quantify import lineage_flags
+from antigen_profile.quantify import ANTIGEN_COLUMNS, lineage_flags
 from antigen_profile.vocabulary import Call, QCStatus
 
 #: Two tubes' blast shares of leukocytes may differ by counting error (1.96 standard errors)
@@ -133,7 +133,7 @@ class SpecimenProfile:
         measured from their chosen tube (``sample_id``), the others saying why not."""
         measured = {str(r["marker"]): r for r in self.antigens.to_dict("records")}
         rows = [measured.get(m) or self.unmeasured_rows[m] for m in markers]
-        columns = list(self.antigens.columns) or ["sample_id", "population", "marker"]
+        columns = list(self.antigens.columns) or list(ANTIGEN_COLUMNS)
         extra = [c for r in rows for c in r if c not in columns]
         table = pd.DataFrame(rows, columns=[*columns, *dict.fromkeys(extra)])
         for column in ("events", "positive_events"):  # counts stay integers, as a tube's
