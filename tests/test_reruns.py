@@ -234,3 +234,31 @@ def test_the_run_ends_with_a_summary(run: Run) -> None:
     text = final.stdout + final.stderr
     assert re.search(r"antigen-profile: 2 specimen\(s\): \d+ \w+", text), text[-2000:]
     assert f"report: {run.results / 'report.html'}" in text
+
+
+def test_a_changed_specimen_grouping_reruns_that_specimen_not_the_profiles(
+    run: Run, tmp_path: Path
+) -> None:
+    """Giving P02-R1 a specimen_id regroups it: its decision (which names the specimen), its
+    report and the new specimen's jobs run, no tube is profiled again, P01-R1 is untouched."""
+    sheet = pd.read_csv(run.folder / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    sheet["specimen_id"] = ["", "P02-draw1"]
+    for column in ("fcs", "control_fcs"):
+        sheet[column] = [str(run.folder / f) for f in sheet[column]]
+    regrouped = tmp_path / "samples.tsv"
+    sheet.to_csv(regrouped, sep="\t", index=False)
+    config = yaml.safe_load(run.config.read_text())
+    config["samples"] = str(regrouped)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    planned = _planned(run, path)
+    assert (
+        planned
+        == {
+            ("decide", "P02-R1"),
+            ("sample_report", "P02-R1"),
+            ("specimen", "P02-draw1"),
+            ("specimen_report", "P02-draw1"),
+        }
+        | COHORT
+    )
