@@ -19,6 +19,7 @@ import pandas as pd
 
 from antigen_profile.cells import as_number, is_missing
 from antigen_profile.files import atomic_write
+from antigen_profile.review import review_columns
 
 #: recommendations.tsv columns, in contract order (docs/outputs.md): append, never reorder.
 RECOMMENDATION_COLUMNS: list[str] = [
@@ -37,6 +38,10 @@ RECOMMENDATION_COLUMNS: list[str] = [
     "review_reasons",
     "specimen_id",
     "tubes",
+    "review_status",
+    "final_decision",
+    "final_targets",
+    "reviewed_by",
 ]
 
 #: patients.tsv columns of the cohort (one row per patient: its samples and latest decision);
@@ -87,7 +92,8 @@ def recommendation_row(decision: Mapping[str, Any]) -> dict[str, Any]:
     """One recommendations.tsv row from a decision.json dict.
 
     Lists are joined (targets by ",", reasons by "; "), percentages rounded to 2 decimals,
-    counts kept as integers, unknown values left empty.
+    counts kept as integers, unknown values left empty. The review columns come from the
+    decision's ``review`` object (added by the cohort step; absent: ``unreviewed``).
     """
     events = decision.get("blast_events")
     pct = as_number(decision.get("blast_pct_leukocytes"))
@@ -108,6 +114,7 @@ def recommendation_row(decision: Mapping[str, Any]) -> dict[str, Any]:
         "review_reasons": "; ".join(decision.get("review_reasons") or []),
         "specimen_id": specimen_key(decision),
         "tubes": ",".join(_tubes(decision)),
+        **review_columns(decision.get("review")),
     }
 
 

@@ -86,6 +86,7 @@ SHIPPED_FILES = ("trial", "gating_template")
 CONFIG_PATHS = (
     (None, "samples"),
     (None, "patients"),
+    (None, "review"),
     (None, "trial"),
     (None, "gating_template"),
     ("compensation", "matrix"),
@@ -120,7 +121,7 @@ def missing_files(
 
     problems = []
     for section, key in CONFIG_PATHS:
-        if not sheets and key in ("samples", "patients"):
+        if not sheets and key in ("samples", "patients", "review"):
             continue
         holder = config if section is None else (config.get(section) or {})
         value = holder.get(key)

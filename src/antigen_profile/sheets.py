@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -353,3 +354,112 @@ def patient_record(patients: pd.DataFrame, patient_id: str) -> dict[str, Any] | 
     if patient_id not in patients.index:
         return None
     return {k: (v if v != "" else None) for k, v in patients.loc[patient_id].items()}
+
+
+REVIEW_SCHEMA = "workflow/schemas/review.schema.yaml"
+#: What an override's ``final_targets`` says for "no target": the specimen is not a candidate.
+NO_TARGET = "none"
+#: The review sheet's columns (review.tsv), all required in the header; ``final_targets``
+#: and ``reason`` may be empty for a ``confirm``.
+REVIEW_COLUMNS = [
+    "specimen_id",
+    "reviewer",
+    "verdict",
+    "final_targets",
+    "reason",
+    "date",
+    "result_hash",
+]
+
+
+#: Cells every review row must fill, and how.
+REVIEW_FILL = {
+    "specimen_id": "name the specimen reviewed",
+    "reviewer": "write the reviewer's name or initials",
+    "verdict": "write confirm or override",
+    "date": "write the day the review was made as YYYY-MM-DD",
+    "result_hash": "copy the result hash from the specimen's report",
+}
+REVIEW_REQUIRED = list(REVIEW_FILL)
+
+
+def read_review(
+    path: str | Path, specimen_ids: Container[str], targets: Sequence[str] | None
+) -> dict[str, dict[str, str]]:
+    """Read and check ``review.tsv`` against the cohort's specimens and the trial's
+    ``targets`` (``None``: not checked): the rows by specimen_id, cells as text. Every
+    problem is one line naming the sheet, the line and the fix; a sheet with any is refused
+    whole, because a sign-off must not be half read."""
+    sheet = Path(path).resolve()
+    frame = _read_tsv(sheet)
+    missing = [c for c in REVIEW_COLUMNS if c not in frame.columns]
+    unknown = [c for c in frame.columns if c not in REVIEW_COLUMNS]
+    if missing or unknown:
+        raise SheetError(
+            f"{sheet}: columns must be {', '.join(REVIEW_COLUMNS)} (missing: "
+            f"{', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'}); "
+            "fill the row in from the specimen report's form"
+        )
+    problems, skip = [], set()
+    for position, (index, row) in enumerate(frame.iterrows()):
+        for column in REVIEW_REQUIRED:
+            if not row[column]:
+                problems.append(
+                    f"{sheet} line {_line(int(index))} (specimen_id={row['specimen_id']}): "
+                    f"{column} is empty; {REVIEW_FILL[column]}"
+                )
+                skip.add((position, "row"))
+    problems += _schema_problems(frame, REVIEW_SCHEMA, sheet, "specimen_id", skip=skip)
+    first: dict[str, int] = {}
+    rows: dict[str, dict[str, str]] = {}
+    for index, row in frame.iterrows():
+        line = _line(int(index))
+        sid = str(row["specimen_id"])
+        where = f"{sheet} line {line} (specimen_id={sid})"
+        if sid and sid not in specimen_ids:
+            problems.append(
+                f"{where}: specimen_id not in the sample sheet; use a specimen_id of "
+                "samples.tsv (or a sample_id, for a tube that is its own specimen)"
+            )
+        if sid in first:
+            problems.append(
+                f"{where}: specimen repeats line {first[sid]}; keep one review per specimen"
+            )
+        first.setdefault(sid, line)
+        chosen = [t.strip() for t in str(row["final_targets"]).split(",") if t.strip()]
+        stray = [t for t in chosen if targets is not None and t not in targets and t != NO_TARGET]
+        if stray:
+            problems.append(
+                f"{where}: final_targets {', '.join(stray)} not in the trial; choose from "
+                f"{', '.join(targets)} (or {NO_TARGET})"
+            )
+        if row["verdict"] == "override" and not row["reason"]:
+            problems.append(f"{where}: an override needs a reason; write why in reason")
+        if row["verdict"] == "override" and not row["final_targets"]:
+            problems.append(
+                f"{where}: an override needs final_targets; name the targets to treat, or "
+                "write none for no target"
+            )
+        if row["verdict"] == "confirm" and row["final_targets"]:
+            problems.append(
+                f"{where}: a confirm takes the computed targets; leave final_targets empty "
+                "or make the verdict override"
+            )
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", str(row["date"])):
+            try:
+                date.fromisoformat(str(row["date"]))
+            except ValueError:
+                problems.append(
+                    f"{where}: date {row['date']} is not a calendar date; write the day the "
+                    "review was made as YYYY-MM-DD"
+                )
+        rows[sid] = {k: str(row[k]) for k in REVIEW_COLUMNS}
+    if problems:
+        raise SheetError("\n".join(sorted(problems, key=_line_of)))
+    return rows
+
+
+def _line_of(problem: str) -> int:
+    """A problem's line number, to list a sheet's problems in line order."""
+    found = re.search(r" line (\d+) ", problem)
+    return int(found[1]) if found else 0

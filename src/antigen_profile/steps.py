@@ -165,6 +165,8 @@ def write_cohort_table(
     out_dir: str | Path | Mapping[str, str | Path],
     config: Mapping[str, Any],
     antigen_files: Sequence[str | Path] | None = None,
+    review_sheet: str | Path | None = None,
+    profile_files: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Path]:
     """The cohort outputs from every specimen's ``decision.json`` and ``antigens.tsv``
     (``results/specimens/{specimen_id}/``): ``recommendations.tsv``, ``decisions.json``
@@ -173,7 +175,13 @@ def write_cohort_table(
 
     ``antigen_files`` pairs with ``decision_files`` (default: ``antigens.tsv`` beside each
     decision); ``out_dir`` is a folder or the :data:`~antigen_profile.outputs.COHORT_FILES`
-    keys mapped to paths. Only ``config["timepoints"]`` is read."""
+    keys mapped to paths. Only ``config["timepoints"]`` is read.
+
+    ``review_sheet`` (``review.tsv``, read as it was checked at parse time) adds each
+    specimen's ``review`` object to ``decisions.json`` and the review columns to
+    ``recommendations.tsv``, its result hash from the tubes' ``profile.json``
+    (``profile_files`` by sample_id; default: the results layout beside the decisions).
+    The specimens' own ``decision.json`` stay as computed."""
     from antigen_profile.cohort import (
         patient_table,
         patient_timeline,
@@ -188,6 +196,8 @@ def write_cohort_table(
     if antigen_files is None:
         antigen_files = [Path(f).parent / PROFILE_FILES["antigens"] for f in decision_files]
     decisions = [_read_json(f) for f in decision_files]
+    if review_sheet:
+        decisions = _with_reviews(decisions, decision_files, review_sheet, profile_files)
     antigens = {
         specimen_key(d): pd.read_csv(a, sep="\t")
         for d, a in zip(decisions, antigen_files, strict=True)
@@ -201,6 +211,29 @@ def write_cohort_table(
         "timeline": write_tsv(out["timeline"], timeline),
     }
     return paths
+
+
+def _with_reviews(
+    decisions: Sequence[dict[str, Any]],
+    decision_files: Sequence[str | Path],
+    review_sheet: str | Path,
+    profile_files: Mapping[str, str | Path] | None,
+) -> list[dict[str, Any]]:
+    """Each decision with its ``review`` object (:func:`antigen_profile.review.review_status`)."""
+    from antigen_profile.cohort import specimen_key
+    from antigen_profile.review import read_profiles, review_status, tube_profiles
+    from antigen_profile.sheets import read_review
+
+    # targets were checked against the trial at parse time (this job does not read it)
+    rows = read_review(review_sheet, {specimen_key(d) for d in decisions}, None)
+    out = []
+    for decision, path in zip(decisions, decision_files, strict=True):
+        where = tube_profiles(path, decision)
+        if profile_files is not None:
+            where = {tube: Path(profile_files[tube]) for tube in where}
+        review = review_status(decision, read_profiles(where), rows.get(specimen_key(decision)))
+        out.append({**decision, "review": review})
+    return out
 
 
 def write_sample_report(
@@ -225,16 +258,29 @@ def write_specimen_report(
     specimen_dir: str | Path | Mapping[str, str | Path],
     config: Mapping[str, Any],
     out: str | Path | None = None,
+    review: Mapping[str, Any] | str | None = None,
+    profile_files: Mapping[str, str | Path] | None = None,
+    targets: Sequence[str] | None = None,
 ) -> Path:
     """``report.html`` of a specimen, from what ``specimen`` wrote (its folder, or the
     :data:`~antigen_profile.outputs.SPECIMEN_WRITES` a rule declared): the decision, every
-    tube's value, the coverage bounds, links to the tubes' own reports."""
+    tube's value, the coverage bounds, links to the tubes' own reports.
+
+    ``review`` is this specimen's review row (the rule's JSON param; ``None``: unreviewed)
+    and ``profile_files`` its tubes' ``profile.json`` by sample_id (default: the results
+    layout), for the result hash the report shows and its sign-off form; ``targets`` are
+    the form's choices (default: the targets the specimen's decision assessed)."""
     from antigen_profile.outputs import SPECIMEN_WRITES, specimen_paths
     from antigen_profile.report import render_specimen_report, write_html
+    from antigen_profile.review import read_profiles, review_row, review_status, tube_profiles
 
     files = specimen_paths(specimen_dir, SPECIMEN_WRITES)
     path = Path(out) if out else files["decision"].parent / REPORT_FILE
-    write_html(render_specimen_report(files, config), path)
+    decision = _read_json(files["decision"])
+    where = profile_files or tube_profiles(files["decision"], decision)
+    status = review_status(decision, read_profiles(where), review_row(review))
+    html = render_specimen_report(files, config, review=status, targets=targets)
+    write_html(html, path)
     return path
 
 

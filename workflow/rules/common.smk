@@ -15,6 +15,7 @@ from antigen_profile.sheets import (
     marker_control_columns,
     patient_record,
     read_patients,
+    read_review,
     read_samples,
 )
 
@@ -41,7 +42,7 @@ _missing = missing_files(config)
 if _missing:
     raise WorkflowError("nothing was run: " + "\n".join(_missing))
 try:
-    load_trial(config["trial"])
+    TRIAL = load_trial(config["trial"])
 except TrialError as exc:
     raise WorkflowError(f"trial rules rejected, nothing was run: {exc}")
 try:
@@ -57,6 +58,12 @@ SPECIMENS = {
     for specimen, rows in SAMPLES.groupby("specimen_id", sort=False)
 }
 SPECIMEN_IDS = list(SPECIMENS)
+# Reviewers' sign-offs (config review: review.tsv), checked here like the other sheets.
+REVIEW_SHEET = config.get("review") or None
+try:
+    REVIEWS = read_review(REVIEW_SHEET, SPECIMENS, TRIAL.targets) if REVIEW_SHEET else {}
+except SheetError as exc:
+    raise WorkflowError(f"review sheet rejected, nothing was run:\n{exc}")
 MARKER_CONTROLS = marker_control_columns(SAMPLES)
 
 
@@ -71,6 +78,7 @@ _layout = outputs.layout_problems(
     {
         "sample sheet": [config["samples"]],
         "patient sheet": [config["patients"]],
+        "review sheet": [REVIEW_SHEET] if REVIEW_SHEET else [],
         "tube": _tubes(),
         "gates file": [p for p in SAMPLES["gates"] if p],
         "config file": list(stages.profile_inputs(config).values()),
@@ -143,3 +151,19 @@ def specimen_inputs(wildcards):
 def specimen_row(wildcards):
     """The specimen's first tube's sheet row: its tubes share patient and timepoint."""
     return SAMPLES.loc[SPECIMENS[wildcards.specimen][0]]
+
+
+def tube_profiles(wildcards):
+    """A specimen's tubes' profile.json, as ``profile_{i}`` for the i-th tube: its result
+    hash (what a review signs) is made from them."""
+    pattern = outputs.sample_patterns(RESULTS, ("profile",))["profile"]
+    return {
+        f"profile_{i}": pattern.replace("{sample}", sample_id)
+        for i, sample_id in enumerate(SPECIMENS[wildcards.specimen])
+    }
+
+
+def review_param(wildcards):
+    """This specimen's review row as JSON text (``null``: none), a param of its report only:
+    editing one row of review.tsv reruns that specimen's report, not the others'."""
+    return patient_param(REVIEWS.get(wildcards.specimen))

@@ -86,14 +86,30 @@ for _key, _caption in (
     )
 
 
+# With a review sheet, the cohort tables say each specimen's review status: the sheet and the
+# tubes' profile.json (the result hash) are inputs then, and only then.
+REVIEW_INPUTS = (
+    {
+        "review": REVIEW_SHEET,
+        "profiles": expand(
+            outputs.sample_patterns(RESULTS, ("profile",))["profile"], sample=SAMPLE_IDS
+        ),
+    }
+    if REVIEW_SHEET
+    else {}
+)
+
+
 rule recommendations:
     input:
         decisions=SPECIMEN_DECISIONS,
         antigens=SPECIMEN_ANTIGENS,
+        **REVIEW_INPUTS,
     output:
         **COHORT_OUTPUTS,
     params:
         settings=stages.digest(config, stages.COHORT_SETTINGS),
+        samples=SAMPLE_IDS if REVIEW_SHEET else [],
     log:
         f"{RESULTS}/logs/recommendations.log",
     benchmark:

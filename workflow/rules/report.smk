@@ -35,6 +35,7 @@ rule sample_report:
 
 rule specimen_report:
     input:
+        unpack(tube_profiles),
         **outputs.specimen_patterns(RESULTS, outputs.SPECIMEN_WRITES),
     output:
         report(
@@ -46,6 +47,9 @@ rule specimen_report:
         ),
     params:
         settings=stages.digest(config, stages.SPECIMEN_REPORT_SETTINGS),
+        tubes=lambda wc: SPECIMENS[wc.specimen],
+        review=review_param,
+        targets=list(TRIAL.targets),
     log:
         f"{RESULTS}/logs/specimen_report/{{specimen}}.log",
     benchmark:

@@ -11,4 +11,7 @@ with job_log(sm.log[0]):
         {key: sm.input[key] for key in SPECIMEN_WRITES},
         declared(sm.config, SPECIMEN_REPORT_SETTINGS, sm.params.settings),
         out=sm.output[0],
+        review=sm.params.review,
+        profile_files={t: sm.input[f"profile_{i}"] for i, t in enumerate(sm.params.tubes)},
+        targets=sm.params.targets,
     )

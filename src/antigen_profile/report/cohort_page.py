@@ -181,7 +181,24 @@ def _sort_number(value: Any) -> str:
     return "" if number is None else repr(number)
 
 
-def _script_hash(name: str) -> str:
+#: Badge class of each review status (recommendations.tsv ``review_status``).
+REVIEW_CLASS = {"signed": "pos", "stale": "bad", "unreviewed": "neutral"}
+
+
+def _review_cells(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The Review column: the status, and for a signed review the final decision and targets
+    and who signed (a table older than reviews: ``unreviewed``)."""
+    status = _cell(record.get("review_status")) or "unreviewed"
+    return {
+        "review_status": status,
+        "review_class": REVIEW_CLASS.get(status, "neutral"),
+        "final_decision": _cell(record.get("final_decision")),
+        "final_targets": _cell(record.get("final_targets")),
+        "reviewed_by": _cell(record.get("reviewed_by")),
+    }
+
+
+def script_hash(name: str) -> str:
     """CSP source of an inline script template: ``sha256-<base64>`` of its rendered text,
     exactly as ``{% include %}`` puts it between the script tags."""
     text = environment().get_template(name).render()
@@ -431,6 +448,7 @@ def cohort_context(
                 "flags_sort": "" if flags == DASH else flags,
                 "flags_class": flags_class,
                 **_qc_view(results_dir, specimen.tubes),
+                **_review_cells(record),
             }
         )
     tally: dict[str, int] = {name: 0 for name in DECISION_ORDER}
@@ -452,7 +470,7 @@ def cohort_context(
         "patients": _patients_view(
             results_dir, {r["specimen_id"]: r["href"] for r in rows if r["href"]}
         ),
-        "csp": content_security_policy(script=_script_hash(COHORT_SCRIPT)),
+        "csp": content_security_policy(script=script_hash(COHORT_SCRIPT)),
         "script": COHORT_SCRIPT,
     }
 

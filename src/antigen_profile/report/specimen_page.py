@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from antigen_profile import __version__
+from antigen_profile.report.cohort_page import script_hash
 from antigen_profile.report.escape_section import DEFAULT_COMBINATION_SIZE, combination_view
 from antigen_profile.report.format import (
     CALL_CLASS,
@@ -45,8 +46,10 @@ from antigen_profile.report.page import content_security_policy, environment
 from antigen_profile.report.result_files import SpecimenFiles, Table, read_specimen
 from antigen_profile.report.sample_page import flag_views, rule_views
 
-#: The specimen report runs no script at all.
+#: The specimen report without a sign-off section runs no script at all.
 SPECIMEN_CSP = content_security_policy()
+#: The sign-off form's one inline script, allowed by the page's policy through its hash.
+SIGNOFF_SCRIPT = "_signoff.js"
 #: The rule choosing one tube's value, when specimen.json predates saying it.
 DEFAULT_VALUE_RULE = "not recorded"
 
@@ -343,7 +346,32 @@ def specimen_context(files: SpecimenFiles, config: Mapping[str, Any]) -> dict[st
     }
 
 
-def render_specimen_report(files: Mapping[str, Path], config: Mapping[str, Any]) -> str:
+def _review_view(review: Mapping[str, Any], targets: Sequence[str]) -> dict[str, Any]:
+    """The sign-off section: the status (and what changed, when stale), the review's verdict
+    beside the computed decision, the hash to copy, and the form's target choices."""
+    status = str(review.get("status") or "unreviewed")
+    return {
+        "status": status,
+        "status_class": {"signed": "pos", "stale": "bad"}.get(status, "warn"),
+        "result_hash": str(review.get("result_hash") or ""),
+        "signed_hash": str(review.get("signed_hash") or ""),
+        "message": str(review.get("message") or ""),
+        "final_decision": str(review.get("final_decision") or ""),
+        "final_targets": [str(t) for t in review.get("final_targets") or []],
+        "reviewed_by": str(review.get("reviewed_by") or ""),
+        "verdict": str(review.get("verdict") or ""),
+        "reason": str(review.get("reason") or ""),
+        "date": str(review.get("date") or ""),
+        "targets": [str(t) for t in targets],
+    }
+
+
+def render_specimen_report(
+    files: Mapping[str, Path],
+    config: Mapping[str, Any],
+    review: Mapping[str, Any] | None = None,
+    targets: Sequence[str] | None = None,
+) -> str:
     """Return the self-contained HTML report of one specimen.
 
     Parameters
@@ -354,6 +382,20 @@ def render_specimen_report(files: Mapping[str, Path], config: Mapping[str, Any])
         the page links to each tube's report as ``../../{sample_id}/report.html``.
     config
         The workflow configuration; nothing on the page is recomputed from it.
+    review
+        The specimen's ``review`` object (:func:`antigen_profile.review.review_status`):
+        adds the sign-off section (status, result hash, the form that fills in the
+        review.tsv row) and its one script, allowed by its hash. ``None``: no section and
+        no script.
+    targets
+        The form's target choices (default: the trial's targets in decision.json).
     """
-    context = specimen_context(read_specimen(files), config)
+    specimen_files = read_specimen(files)
+    context = specimen_context(specimen_files, config)
+    if review is not None:
+        trial = json_object(specimen_files.decision.get("trial"))
+        choices = targets if targets is not None else as_list(trial.get("targets"))
+        context["review"] = _review_view(review, choices)
+        context["script"] = SIGNOFF_SCRIPT
+        context["csp"] = content_security_policy(script=script_hash(SIGNOFF_SCRIPT))
     return environment().get_template("specimen.html").render(**context)
