@@ -1478,9 +1478,11 @@ def test_cohort_report_links_and_counts(tmp_path: Path) -> None:
     assert by_id["P01-R1"][3] == "CD10 CD22"
     assert by_id["P02-R1"][4] == DASH and by_id["P02-R1"][7] == "qc_failed"
     assert "hiv" in by_id["P04-R1"][8] and "kps" in by_id["P04-R1"][8]
-    assert table[0][9:] == ["Recommended combination", "Combination coverage %", "Flags", "QC"]
-    assert by_id["P01-R1"][9:] == ["CD22+CD10", "98.26", "1", "warn 1 warning"]
-    assert by_id["P04-R1"][9:] == [DASH, DASH, "2", "warn 1 warning"]
+    assert table[0][9:] == [
+        "Recommended combination", "Combination coverage %", "Flags", "QC", "Review"
+    ]  # fmt: skip
+    assert by_id["P01-R1"][9:] == ["CD22+CD10", "98.26", "1", "warn 1 warning", "unreviewed"]
+    assert by_id["P04-R1"][9:] == [DASH, DASH, "2", "warn 1 warning", "unreviewed"]
     assert by_id["P03 R1"][11] == DASH and by_id["P02-R1"][11] == DASH  # not recorded / no file
     assert by_id["P02-R1"][12] == DASH  # no qc.json
     flag_cells = re.findall(
@@ -1498,7 +1500,7 @@ def test_cohort_report_from_an_older_recommendations_table(tmp_path: Path) -> No
     frame = pd.DataFrame({"sample_id": ["P01-R1"], "decision": ["candidate"]})
     html = render_cohort_report(tmp_path, frame, CONFIG)
     row = table_starting_with(html, "Specimen", "Patient")[1]
-    assert row[0] == "P01-R1" and row[9:] == [DASH, DASH, DASH, DASH]
+    assert row[0] == "P01-R1" and row[9:] == [DASH, DASH, DASH, DASH, "unreviewed"]
 
 
 def test_cohort_report_requires_contract_columns(tmp_path: Path) -> None:
@@ -1730,7 +1732,7 @@ def test_cohort_table_carries_sort_keys_and_qc(tmp_path: Path, fast_plots: None)
         "62.0", "8.5", "",
     ]  # fmt: skip
     assert body.count('data-type="num"') == 4
-    qc = [row[-1] for row in table_starting_with(html, "Specimen", "Patient")[1:]]
+    qc = [row[-2] for row in table_starting_with(html, "Specimen", "Patient")[1:]]
     assert qc == ["warn 1 warning", DASH, "fail"]
     assert '<select id="decision-filter">' in html and 'id="sample-filter"' in html
 
@@ -2198,10 +2200,10 @@ def test_cohort_rows_are_specimens(tmp_path: Path, fast_plots: None) -> None:
     ]  # fmt: skip
     assert re.findall(r'<td data-sort="([^"]*)">', body) == ["P01-R1", "S1"]
     specimen = json.loads((folders[1] / "specimen.json").read_text(encoding="utf-8"))
-    assert rows[split][-2] == str(len(specimen["flags"]))  # specimen.json's flags
+    assert rows[split][-3] == str(len(specimen["flags"]))  # specimen.json's flags
     assert any(f["code"] == "tube_not_analysed" for f in specimen["flags"])
-    assert rows[split][-1] == "fail 2 warnings S1-A: warn, S1-B: fail"
-    assert rows["P01-R1"][-1] == "warn 1 warning"
+    assert rows[split][-2] == "fail 2 warnings S1-A: warn, S1-B: fail"
+    assert rows["P01-R1"][-2] == "warn 1 warning"
     # the heat map row of S1: the merged antigens.tsv (S1-B failed: S1-A's numbers)
     values = _rows_by_first(
         tables(_between(html, '<details id="heatmap-values">', "</details>"))[0]

@@ -391,7 +391,7 @@ def render_specimen_report(
         The form's target choices (default: the trial's targets in decision.json).
     """
     specimen_files = read_specimen(files)
-    context = specimen_context(specimen_files, config)
+    context = {**specimen_context(specimen_files, config), "review": None, "script": None}
     if review is not None:
         trial = json_object(specimen_files.decision.get("trial"))
         choices = targets if targets is not None else as_list(trial.get("targets"))
