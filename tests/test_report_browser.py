@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import csv
 import fcntl
 import json
 import os
@@ -31,9 +32,10 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from antigen_profile.config import load_config
+from antigen_profile.outputs import COHORT_FILES
 from antigen_profile.paths import REPO_ROOT
 from antigen_profile.pipeline import profile_sample
-from antigen_profile.sheets import patient_record, read_patients
+from antigen_profile.sheets import patient_record, read_patients, read_review
 from antigen_profile.simulate import write_demo_tube
 from antigen_profile.split_panel import write_split_specimen
 from antigen_profile.steps import (
@@ -494,7 +496,7 @@ def test_cohort_links_reach_the_specimen_and_its_tubes(results: Path, browser: C
 
     page = Page(browser, specimen.as_uri())
     assert_clean(page, images_expected=False)
-    assert page.evaluate("document.scripts.length") == 0
+    assert page.evaluate("document.scripts.length") == 1  # the sign-off form's, by its hash
     assert page.evaluate("document.title").startswith(split_id)
     reached = _links(page, "#tubes-table a")
     assert reached == [results / t / "report.html" for t in tubes]
@@ -533,3 +535,71 @@ def test_a_script_injected_into_the_report_cannot_run(
     page = Page(browser, tampered.as_uri())
     assert page.evaluate("document.title") != "pwned"
     assert any("Content Security Policy" in e for e in page.errors())
+
+
+def _set(page: Page, selector: str, value: str) -> None:
+    """Set a select or date input as its picker would, firing its change event."""
+    page.evaluate(
+        f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+        f" e.value = {json.dumps(value)};"
+        " e.dispatchEvent(new Event('change', {bubbles: true})); })()"
+    )
+
+
+def test_the_sign_off_form_writes_a_row_the_workflow_signs(
+    results: Path, browser: Chromium, tmp_path: Path
+) -> None:
+    """A reviewer fills in the specimen report's form (offline, within its CSP); the row it
+    writes, copied or downloaded into review.tsv, is accepted by the workflow's own sheet
+    check and signs the specimen in the cohort table."""
+    specimen = "P06-R1"
+    page = Page(browser, (results / "specimens" / specimen / "report.html").as_uri())
+    assert_clean(page, images_expected=False)
+    shown_hash = page.evaluate("document.getElementById('result-hash').value")
+    assert shown_hash.startswith("r1-")
+    page.type_into("#signoff-reviewer", "Dr\tA. Reviewer")  # a tab cannot split the row
+    _set(page, "#signoff-verdict", "override")
+    _set(page, "#signoff-date", "2026-12-04")
+    page.click("#signoff-targets input[value=CD22]")
+    assert "reason" in page.evaluate("document.getElementById('signoff-missing').textContent")
+    page.type_into("#signoff-reason", "CD10 on hematogones; CD22 alone")
+    assert page.evaluate("document.getElementById('signoff-missing').textContent") == ""
+    row = page.evaluate("document.getElementById('signoff-row').value")
+    assert row.split("\t") == [
+        specimen, "Dr A. Reviewer", "override", "CD22", "CD10 on hematogones; CD22 alone",
+        "2026-12-04", shown_hash,
+    ]  # fmt: skip
+    assert page.evaluate("document.getElementById('signoff-row').readOnly") is True
+    # the download: a data: URL holding the header and the row; the click saves it
+    href = page.evaluate("document.getElementById('signoff-download').href")
+    prefix = "data:text/tab-separated-values;charset=utf-8,"
+    assert href.startswith(prefix)
+    downloaded = unquote(href[len(prefix) :])
+    browser.call(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)}
+    )
+    page.click("#signoff-download")
+    saved = tmp_path / f"review-{specimen}.tsv"
+    deadline = time.monotonic() + 20
+    while not saved.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert saved.read_text(encoding="utf-8") == downloaded
+    assert page.errors() == []  # nothing the CSP blocked
+    page.screenshot(ARTIFACTS / "specimen_sign_off.png")
+
+    # the workflow's own check accepts it, and the cohort table then shows it signed
+    specimens = sorted(p.name for p in (results / "specimens").iterdir())
+    trial_targets = ["CD22", "CD123", "CD38", "CD10", "CD20"]
+    assert read_review(saved, specimens, trial_targets)[specimen]["result_hash"] == shown_hash
+    config = load_config()
+    out = {key: tmp_path / name for key, name in COHORT_FILES.items()}
+    decisions = [results / "specimens" / s / "decision.json" for s in specimens]
+    write_cohort_table(decisions, out, config, review_sheet=saved)
+    with open(out["recommendations"], encoding="utf-8", newline="") as handle:
+        table = {r["specimen_id"]: r for r in csv.DictReader(handle, delimiter="\t")}
+    assert table[specimen]["review_status"] == "signed"
+    assert table[specimen]["final_decision"] == "candidate"
+    assert table[specimen]["final_targets"] == "CD22"
+    assert table[specimen]["reviewed_by"] == "Dr A. Reviewer"
+    others = [r["review_status"] for s, r in table.items() if s != specimen]
+    assert set(others) == {"unreviewed"}
