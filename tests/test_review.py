@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from test_report import make_sample
+from test_reruns import COHORT, Run, _planned, run  # noqa: F401 - run: the finished run
 from test_workflow import snakemake
 
 from antigen_profile.config import load_config
@@ -266,12 +267,37 @@ def test_snakemake_refuses_a_malformed_review_sheet_before_any_job(tmp_path: Pat
           "result_hash": "r1-" + "-".join(["0123abcd"] * 4)}],
     )  # fmt: skip
     results = tmp_path / "results"
-    run = snakemake("-n", "--config", f"results={results}", f"review={sheet}")
-    output = run.stdout + run.stderr
-    assert run.returncode != 0
+    dry = snakemake("-n", "--config", f"results={results}", f"review={sheet}")
+    output = dry.stdout + dry.stderr
+    assert dry.returncode != 0
     assert "review sheet rejected, nothing was run:" in output
     lines = [line for line in output.splitlines() if line.startswith(str(sheet))]
     assert len(lines) == 2, output
     assert "line 2 (specimen_id=P01-R1): an override needs a reason" in lines[0]
     assert "line 3 (specimen_id=NOPE): specimen_id not in the sample sheet" in lines[1]
     assert not results.exists()
+
+
+@pytest.mark.workflow
+def test_a_review_row_reruns_its_specimens_report_and_the_cohort_only(run: Run) -> None:  # noqa: F811
+    """On a finished run: naming a review sheet reruns the cohort tables and the reviewed
+    specimen's report (its row is that job's param); editing the row reruns those again and
+    nothing else; the tables and the report then show the review signed."""
+    results = run.results
+    reviews = _reviews(results)[:1]  # P01-R1 confirmed on its current hash
+    sheet = _sheet(run.folder / "review.tsv", reviews)
+    config = run.config_with(review=str(sheet))
+    planned = _planned(run, config)
+    assert planned == {("specimen_report", "P01-R1")} | COHORT
+    done = snakemake("--configfile", str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_csv(results / "recommendations.tsv", sep="\t", dtype=str).fillna("")
+    status = dict(zip(table["specimen_id"], table["review_status"], strict=True))
+    assert status == {"P01-R1": "signed", "P02-R1": "unreviewed"}
+    page = (results / "specimens" / "P01-R1" / "report.html").read_text()
+    assert "Reviewed by A. Reviewer" in _text(_section(page, '<section id="review">'))
+    index = (results / "report.html").read_text()
+    assert "by A. Reviewer" in index
+    # one row edited: its specimen's report and the cohort jobs, no profile, no decision
+    _sheet(sheet, [{**reviews[0], "reviewer": "A. Reviewer (2nd look)"}])
+    assert _planned(run, config) == {("specimen_report", "P01-R1")} | COHORT
