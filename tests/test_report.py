@@ -1481,8 +1481,11 @@ def test_cohort_report_links_and_counts(tmp_path: Path) -> None:
     assert table[0][9:] == [
         "Recommended combination", "Combination coverage %", "Flags", "QC", "Review"
     ]  # fmt: skip
-    assert by_id["P01-R1"][9:] == ["CD22+CD10", "98.26", "1", "warn 1 warning", "unreviewed"]
-    assert by_id["P04-R1"][9:] == [DASH, DASH, "2", "warn 1 warning", "unreviewed"]
+    # the review cell: its status, then the link to the specimen page's sign-off form
+    signed = "unreviewedsign off"
+    assert by_id["P01-R1"][9:] == ["CD22+CD10", "98.26", "1", "warn 1 warning", signed]
+    assert by_id["P04-R1"][9:] == [DASH, DASH, "2", "warn 1 warning", signed]
+    assert 'href="specimens/P01-R1/report.html#review">sign off</a>' in html
     assert by_id["P03 R1"][11] == DASH and by_id["P02-R1"][11] == DASH  # not recorded / no file
     assert by_id["P02-R1"][12] == DASH  # no qc.json
     flag_cells = re.findall(
@@ -1500,7 +1503,7 @@ def test_cohort_report_from_an_older_recommendations_table(tmp_path: Path) -> No
     frame = pd.DataFrame({"sample_id": ["P01-R1"], "decision": ["candidate"]})
     html = render_cohort_report(tmp_path, frame, CONFIG)
     row = table_starting_with(html, "Specimen", "Patient")[1]
-    assert row[0] == "P01-R1" and row[9:] == [DASH, DASH, DASH, DASH, "unreviewed"]
+    assert row[0] == "P01-R1" and row[9:] == [DASH, DASH, DASH, DASH, "unreviewedsign off"]
 
 
 def test_cohort_report_requires_contract_columns(tmp_path: Path) -> None:

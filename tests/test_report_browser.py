@@ -519,6 +519,18 @@ def test_cohort_links_reach_the_specimen_and_its_tubes(results: Path, browser: C
     alone = Page(browser, (results / "specimens" / "P06-R1" / "report.html").as_uri())
     assert_clean(alone, images_expected=False)
     assert _links(alone, "#one-tube a") == [results / "P06-R1" / "report.html"]
+    # ... and its sign-off is reachable from the index row and from the tube's own report
+    signoff = results / "specimens" / "P06-R1" / "report.html"
+    rows = index.evaluate(
+        "Array.from(document.querySelectorAll('#samples-table tbody tr a.signoff'),"
+        " a => a.getAttribute('href'))"
+    )
+    assert "specimens/P06-R1/report.html#review" in rows
+    assert len(rows) == index.evaluate(
+        "document.querySelectorAll('#samples-table tbody tr').length"
+    )
+    tube_alone = Page(browser, (results / "P06-R1" / "report.html").as_uri())
+    assert _links(tube_alone, "#signoff-link a") == [signoff]
 
 
 def test_a_script_injected_into_the_report_cannot_run(

@@ -154,8 +154,9 @@ def test_signed_overridden_and_stale_reviews_in_the_tables(
                              r"(.*?)</td></tr>", index, flags=re.S)
     }  # fmt: skip
     assert cells["P01-R1"].startswith("signed final:") and "by A. Reviewer" in cells["P01-R1"]
-    assert cells["P02-R1"] == "signed final: candidate (CD22) by B. Reviewer"
-    assert cells["P03-R1"] == "stale by C. Reviewer"
+    # each cell ends with the link to the specimen page's sign-off form
+    assert cells["P02-R1"] == "signed final: candidate (CD22) by B. Reviewer sign off"
+    assert cells["P03-R1"] == "stale by C. Reviewer sign off"
 
 
 def test_without_a_review_sheet_every_specimen_is_unreviewed(

@@ -422,6 +422,8 @@ def cohort_context(
                 "specimen_id": specimen.specimen_id,
                 "sample_id": specimen.sample_id,
                 "href": _specimen_href(specimen),
+                # the sign-off form lives on the specimen's page, a one-tube specimen's too
+                "signoff_href": _href(specimen.specimen_id, f"{SPECIMEN_DIR}/"),
                 "tubes": [{"sample_id": t, "href": _href(t)} for t in specimen.tubes],
                 "split": not specimen.sample_id and len(specimen.tubes) > 1,
                 # a tube that is its own specimen is the row's link already

@@ -553,6 +553,15 @@ def _positive_control_views(
 # --------------------------------------------------------------------------- the page
 
 
+def signoff_link(sample_id: str, decision: Mapping[str, Any]) -> str:
+    """The specimen page's sign-off section, from the tube's folder: a tube that is its own
+    specimen is signed there too ("" for an id that names no folder)."""
+    specimen_id = str(decision.get("specimen_id") or sample_id)
+    if specimen_id in {"", ".", "..", "?"}:
+        return ""
+    return f"../{SPECIMEN_DIR}/{quote(specimen_id, safe='')}/report.html#review"
+
+
 def specimen_link(sample_id: str, decision: Mapping[str, Any]) -> dict[str, str] | None:
     """The specimen a tube belongs to when it is not its own (decision.json ``specimen_id``),
     with the link to its report from the tube's folder: the patient's recommendation is the
@@ -633,6 +642,7 @@ def sample_context(
         "positive_controls_recorded": files.positive_controls is not None,
         "patient_samples": _patient_views(str(sample_id), patient_samples),
         "specimen": specimen_link(str(sample_id), decision),
+        "signoff": signoff_link(str(sample_id), decision),
         "csp": SAMPLE_CSP,
         "flags": flags,
         "flags_recorded": flags_recorded,
