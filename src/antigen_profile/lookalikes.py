@@ -48,9 +48,7 @@ from antigen_profile.files import atomic_write
 from antigen_profile.paths import repo_path
 from antigen_profile.sheets import PATIENT_COLUMNS
 from antigen_profile.simulate import (
-    B_LINEAGE,
     BACKGROUND,
-    CALL_PARTIAL,
     CONTROL_EVENTS,
     DEBRIS_SHARE,
     DEMO_PANEL,
@@ -73,6 +71,7 @@ from antigen_profile.simulate import (
     _p01_like,
     _tube_summary,
     _write_npz,
+    expected_calls,
     simulate_events,
     tsv_bytes,
     write_fcs,
@@ -633,15 +632,7 @@ def _truth_document(
         status = "ok" if n_blasts >= QUANTIFY_FLOOR else "insufficient_blasts"
         antigens = _blast_antigens(truth, spec)
         pct = {m: float(antigens[m]["pct_positive"]) for m in QUANTIFIED}
-        eligible = (
-            sorted(t for t in trial.targets if pct[t] >= rules[t].min_pct_positive)
-            if status == "ok"
-            else []
-        )
-        near = status == "ok" and any(
-            abs(pct[t] - r.min_pct_positive) < r.margin_pct for t, r in rules.items()
-        )
-        lineage = status == "ok" and all(pct[m] < CALL_PARTIAL for m in B_LINEAGE)
+        eligible, near, lineage = expected_calls(pct, status, trial)
         if near:
             reasons.append("a target within its margin of the cut-off")
         if lineage:

@@ -20,13 +20,16 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from antigen_profile.fcs_write import format_spillover, write_fcs
 from antigen_profile.files import atomic_write
 from antigen_profile.sheets import PATIENT_COLUMNS, SAMPLE_REQUIRED
+
+if TYPE_CHECKING:
+    from antigen_profile.trial import Trial
 
 __all__ = [
     "BACKGROUND",
@@ -50,6 +53,7 @@ __all__ = [
     "demo_tube_events",
     "demo_tube_names",
     "demo_tube_spec",
+    "expected_calls",
     "load_truth",
     "simulate_events",
     "tsv_bytes",
@@ -880,6 +884,22 @@ def _decision(
     if not targets:
         return "not_candidate"
     return "candidate" if clinical_status == "eligible" else "needs_review"
+
+
+def expected_calls(
+    pct: Mapping[str, float], status: str, trial: Trial
+) -> tuple[list[str], bool, bool]:
+    """What the workflow should conclude from true % positive blasts under ``trial``: the
+    eligible targets, whether a target sits within
+    its rule's margin of the cut-off, and whether every B-lineage antigen is below a partial
+    call (a lineage switch). Nothing is concluded unless ``status`` is ``ok``."""
+    if status != "ok":
+        return [], False, False
+    rules = {t: trial.target_rule(t) for t in trial.targets}
+    eligible = sorted(t for t in trial.targets if pct[t] >= rules[t].min_pct_positive)
+    near = any(abs(pct[t] - r.min_pct_positive) < r.margin_pct for t, r in rules.items())
+    lineage = all(pct[m] < CALL_PARTIAL for m in B_LINEAGE)
+    return eligible, near, lineage
 
 
 def _tube_summary(truth: Truth) -> dict[str, object]:

@@ -39,8 +39,6 @@ import numpy as np
 from antigen_profile.files import atomic_write
 from antigen_profile.paths import repo_path
 from antigen_profile.simulate import (
-    B_LINEAGE,
-    CALL_PARTIAL,
     CONTROL_EVENTS,
     QUANTIFIED,
     QUANTIFY_FLOOR,
@@ -53,6 +51,7 @@ from antigen_profile.simulate import (
     _write_npz,
     demo_sample,
     demo_tube_spec,
+    expected_calls,
     simulate_events,
     write_fcs,
 )
@@ -334,15 +333,7 @@ def _truth_document(
     )
     pct = {m: float(antigens[m]["pct_positive"]) for m in QUANTIFIED}
     rules = {t: trial.target_rule(t) for t in trial.targets}
-    eligible = (
-        sorted(t for t in trial.targets if pct[t] >= rules[t].min_pct_positive)
-        if status == "ok"
-        else []
-    )
-    near = status == "ok" and any(
-        abs(pct[t] - r.min_pct_positive) < r.margin_pct for t, r in rules.items()
-    )
-    lineage = status == "ok" and all(pct[m] < CALL_PARTIAL for m in B_LINEAGE)
+    eligible, near, lineage = expected_calls(pct, status, trial)
     coverage = _combination_truth(sample, full, split, trial, specimen_id)
     full_blasts = int(full.mask("blasts").sum())
     return {
