@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from antigen_profile.coverage import thresholds_from_references
 from antigen_profile.populations import percent
 
 if TYPE_CHECKING:
     from antigen_profile.gating_engine import Gated
+    from antigen_profile.settings import Settings
 
 #: Flag codes raised here (profile.json ``flags``; each one sends a decision to review).
 LOOKALIKES_KEPT = "cd123_bright_cd34_negative_kept"
@@ -285,21 +285,16 @@ def _phi(a: np.ndarray, b: np.ndarray) -> float | None:
 def screen_gate(
     data: Mapping[str, np.ndarray],
     gated: Gated,
-    antigens: pd.DataFrame,
-    references: Mapping[str, Any],
+    thresholds: Mapping[str, float | None],
     percentile: float,
-    settings: Any,
+    settings: Settings,
 ) -> Screen:
     """:func:`screen` on a gated tube: the blast gate's events, the antigens' thresholds as
-    quantified (``antigens``, ``references``), CD34's from the CD34-negative populations
-    (:data:`CD34_NEGATIVES`; the control tube cannot serve, its backbone is stained) and the
-    leukocyte count."""
+    quantified (``thresholds``; None where no number), CD34's from the CD34-negative
+    populations (:data:`CD34_NEGATIVES`; the control tube cannot serve, its backbone is
+    stained) and the leukocyte count."""
     gate = gated.masks["blasts"]
-    thresholds = {
-        m: t
-        for m, t in thresholds_from_references(antigens, references, percentile).items()
-        if t is not None
-    }
+    thresholds = {m: t for m, t in thresholds.items() if t is not None}
     cut_offs = [
         float(np.percentile(data["CD34"][negative], percentile))
         for negative in (gated.masks.get(p) for p in CD34_NEGATIVES)

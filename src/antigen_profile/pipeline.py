@@ -248,15 +248,11 @@ def _quantify(
     table = antigen_table(
         sample_id, blasts, references, positivity, quantified, not_measured=shared
     )
+    thresholds = thresholds_from_references(table, references, positivity.percentile)
     # Normal look-alikes in the gate (issue 17): basophils and pDCs leave the blasts before
     # the numbers are final; a hematogone-like continuum or too few blasts is flagged.
-    found = screen_gate(data, gated, table, references, positivity.percentile, settings)
+    found = screen_gate(data, gated, thresholds, positivity.percentile, settings)
     gate = {m: data[m][blast_mask] for m in ("CD34", "CD123") if m in data}
-    gate_display = {
-        m: display.get(m)
-        or display_logicle(settings.logicle, data[m], tube.ranges.get(tube.markers[m], np.nan))
-        for m in gate
-    }
     if found.excluded:
         blast_mask = exclude_lookalikes(gated, found)
         blasts = {m: data[m][blast_mask] for m in quantified if m in data}
@@ -266,13 +262,13 @@ def _quantify(
         table = antigen_table(
             sample_id, blasts, references, positivity, quantified, not_measured=shared
         )
+        thresholds = thresholds_from_references(table, references, positivity.percentile)
     beads = resolve(bead_fcs) if bead_fcs else settings.bead_fcs
     if beads:
         inputs.append(audit_entry("beads", beads))
     density_flags, calibration = add_density(
         table, blasts, controls, tube, beads, settings.calibration, qc
     )
-    thresholds = thresholds_from_references(table, references, positivity.percentile)
     positive = positive_matrix(blasts, thresholds, load_trial(settings.trial).targets)
     limit = settings.max_plot_events
     doc = profile_document(
@@ -306,6 +302,26 @@ def _quantify(
         plotdata={
             **gated.plot,
             **antigen_plot_data(blasts, references, table, display, limit),
-            **mimic_plot_data(gate, found.keep, gate_display, limit),
+            **mimic_plot_data(
+                gate, found.keep, _gate_display(settings, tube, data, display, gate), limit
+            ),
         },
     )
+
+
+def _gate_display(
+    settings: Settings,
+    tube: Tube,
+    data: Mapping[str, np.ndarray],
+    display: Mapping[str, Mapping[str, float]],
+    gate: Mapping[str, np.ndarray],
+) -> dict[str, Mapping[str, float]]:
+    """The logicle of each marker of the look-alike plot (CD34, CD123): a quantified one's
+    own, CD34's computed only when the plot is drawn (both markers in the tube)."""
+    if not {"CD34", "CD123"} <= set(gate):
+        return {}
+    return {
+        m: display.get(m)
+        or display_logicle(settings.logicle, data[m], tube.ranges.get(tube.markers[m], np.nan))
+        for m in gate
+    }
