@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from antigen_profile.vocabulary import ReviewStatus, ReviewVerdict
+
 #: The hash's version prefix: a change to how it is composed must not match old reviews.
 HASH_VERSION = "r1"
 #: The hash's parts, in order, with the words a stale review uses for each.
@@ -35,9 +37,7 @@ GATE_ROLES = ("gating_template", "lab_gating", "corrected_gates")
 REVIEW_COLUMNS = ["review_status", "final_decision", "final_targets", "reviewed_by"]
 #: An override's ``final_targets`` meaning "no target" (the sheet needs the cell filled).
 NO_TARGET = "none"
-UNREVIEWED = "unreviewed"
-SIGNED = "signed"
-STALE = "stale"
+UNREVIEWED, SIGNED, STALE = ReviewStatus.UNREVIEWED, ReviewStatus.SIGNED, ReviewStatus.STALE
 
 
 def _short(text: str) -> str:
@@ -129,7 +129,7 @@ def review_status(
         out.update(status=STALE, changed=changed, message=stale_message(changed))
         return out
     out["status"] = SIGNED
-    if review.get("verdict") == "override":
+    if review.get("verdict") == ReviewVerdict.OVERRIDE:
         out["final_decision"] = "candidate" if targets else "not_candidate"
         out["final_targets"] = targets
     else:

@@ -21,6 +21,7 @@ from antigen_profile.config import load_yaml
 from antigen_profile.errors import AntigenProfileError
 from antigen_profile.inputs import NOT_FOUND, file_problem, fix_for, problem_message
 from antigen_profile.paths import repo_path
+from antigen_profile.vocabulary import ReviewVerdict
 
 SAMPLE_SCHEMA = "workflow/schemas/samples.schema.yaml"
 PATIENT_SCHEMA = "workflow/schemas/patients.schema.yaml"
@@ -433,14 +434,14 @@ def read_review(
                 f"{where}: final_targets {', '.join(stray)} not in the trial; choose from "
                 f"{', '.join(targets)} (or {NO_TARGET})"
             )
-        if row["verdict"] == "override" and not row["reason"]:
+        if row["verdict"] == ReviewVerdict.OVERRIDE and not row["reason"]:
             problems.append(f"{where}: an override needs a reason; write why in reason")
-        if row["verdict"] == "override" and not row["final_targets"]:
+        if row["verdict"] == ReviewVerdict.OVERRIDE and not row["final_targets"]:
             problems.append(
                 f"{where}: an override needs final_targets; name the targets to treat, or "
                 "write none for no target"
             )
-        if row["verdict"] == "confirm" and row["final_targets"]:
+        if row["verdict"] == ReviewVerdict.CONFIRM and row["final_targets"]:
             problems.append(
                 f"{where}: a confirm takes the computed targets; leave final_targets empty "
                 "or make the verdict override"

@@ -82,3 +82,20 @@ class ReferenceSource(StrEnum):
     #: Two-component mixture fit on the blasts themselves: the weakest reference.
     MIXTURE = "mixture:blasts"
     NONE = "none"
+
+
+class ReviewStatus(StrEnum):
+    """``recommendations.tsv`` ``review_status``: whether a reviewer signed this result."""
+
+    UNREVIEWED = "unreviewed"
+    SIGNED = "signed"
+    #: Signed on a result that has changed since (data, configuration, gates or numbers).
+    STALE = "stale"
+
+
+class ReviewVerdict(StrEnum):
+    """``review.tsv`` ``verdict``: the computed decision stands, or the reviewer's replaces it
+    in ``final_decision`` (the computed one is kept beside it)."""
+
+    CONFIRM = "confirm"
+    OVERRIDE = "override"

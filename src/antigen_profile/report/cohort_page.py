@@ -34,6 +34,7 @@ from antigen_profile.report.format import (
     NOT_CALLED,
     QC_CLASS,
     RED_FLAGS,
+    REVIEW_CLASS,
     STATUS_CLASS,
     as_list,
     css_class,
@@ -46,6 +47,7 @@ from antigen_profile.report.format import (
 )
 from antigen_profile.report.page import content_security_policy, environment
 from antigen_profile.report.result_files import Table, read_json, read_table
+from antigen_profile.vocabulary import ReviewStatus
 
 #: The order of the decision tiles (a decision no file uses still gets its tile, with 0).
 DECISION_ORDER = ("candidate", "needs_review", "not_candidate")
@@ -181,14 +183,10 @@ def _sort_number(value: Any) -> str:
     return "" if number is None else repr(number)
 
 
-#: Badge class of each review status (recommendations.tsv ``review_status``).
-REVIEW_CLASS = {"signed": "pos", "stale": "bad", "unreviewed": "neutral"}
-
-
 def _review_cells(record: Mapping[str, Any]) -> dict[str, Any]:
     """The Review column: the status, and for a signed review the final decision and targets
     and who signed (a table older than reviews: ``unreviewed``)."""
-    status = _cell(record.get("review_status")) or "unreviewed"
+    status = _cell(record.get("review_status")) or ReviewStatus.UNREVIEWED
     return {
         "review_status": status,
         "review_class": REVIEW_CLASS.get(status, "neutral"),

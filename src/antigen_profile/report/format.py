@@ -23,6 +23,8 @@ NOT_CALLED = frozenset({"insufficient_events", "no_reference"})
 DECISION_CLASS = {"candidate": "good", "not_candidate": "bad", "needs_review": "warn"}
 OUTCOME_CLASS = {"pass": "good", "fail": "bad", "unknown": "warn"}
 QC_CLASS = {"pass": "good", "warn": "warn", "fail": "bad"}
+#: Badge class of each review status (recommendations.tsv ``review_status``).
+REVIEW_CLASS = {"signed": "pos", "stale": "bad", "unreviewed": "neutral"}
 CALL_CLASS = {
     "positive": "pos",
     "partial": "partial",

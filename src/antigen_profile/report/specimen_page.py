@@ -28,6 +28,7 @@ from antigen_profile.report.format import (
     NOT_CALLED,
     OUTCOME_CLASS,
     QC_CLASS,
+    REVIEW_CLASS,
     STATUS_CLASS,
     as_list,
     css_class,
@@ -45,6 +46,7 @@ from antigen_profile.report.format import (
 from antigen_profile.report.page import content_security_policy, environment
 from antigen_profile.report.result_files import SpecimenFiles, Table, read_specimen
 from antigen_profile.report.sample_page import flag_views, rule_views
+from antigen_profile.vocabulary import ReviewStatus
 
 #: The specimen report without a sign-off section runs no script at all.
 SPECIMEN_CSP = content_security_policy()
@@ -349,10 +351,10 @@ def specimen_context(files: SpecimenFiles, config: Mapping[str, Any]) -> dict[st
 def _review_view(review: Mapping[str, Any], targets: Sequence[str]) -> dict[str, Any]:
     """The sign-off section: the status (and what changed, when stale), the review's verdict
     beside the computed decision, the hash to copy, and the form's target choices."""
-    status = str(review.get("status") or "unreviewed")
+    status = str(review.get("status") or ReviewStatus.UNREVIEWED)
     return {
         "status": status,
-        "status_class": {"signed": "pos", "stale": "bad"}.get(status, "warn"),
+        "status_class": REVIEW_CLASS.get(status, "neutral"),
         "result_hash": str(review.get("result_hash") or ""),
         "signed_hash": str(review.get("signed_hash") or ""),
         "message": str(review.get("message") or ""),
