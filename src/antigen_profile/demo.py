@@ -100,14 +100,7 @@ def _sample_rows() -> list[tuple[str, ...]]:
         for tube in demo.split:
             name = tube_name(demo.specimen_id, tube)
             rows.append(
-                (
-                    name,
-                    demo.patient_id,
-                    f"fcs/{name}.fcs",
-                    f"fcs/{name}_control.fcs",
-                    model.timepoint,
-                    demo.specimen_id,
-                )
+                simulate.sample_row(name, demo.patient_id, model.timepoint, demo.specimen_id)
             )
     return rows
 

@@ -70,11 +70,12 @@ from antigen_profile.simulate import (
     _fold,
     _p01_like,
     _tube_summary,
-    _write_npz,
     expected_calls,
+    patient_row,
+    sample_row,
     simulate_events,
     tsv_bytes,
-    write_fcs,
+    write_tube_files,
 )
 from antigen_profile.trial import Trial, load_trial
 
@@ -502,21 +503,12 @@ def write_lookalike_tube(name: str, out_dir: str | Path) -> Path:
     demo's arrays plus ``hematogone_stage`` and ``hematogone_t``); returns the FCS path."""
     spec, _ = lookalike_tube_spec(name)
     events, truth, stage = lookalike_tube_events(name)
-    fcs_dir = Path(out_dir) / "fcs"
-    path = write_fcs(
-        fcs_dir / f"{name}.fcs",
-        events,
-        [c.name for c in spec.channels],
-        [c.label for c in spec.channels],
-        spec.keywords(),
-    )
     arrays = {
         **truth.to_arrays(),
         "hematogone_stage": stage.astype(np.int16),
         "hematogone_t": stage_positions().astype(np.float32),
     }
-    _write_npz(fcs_dir / f"{name}.truth.npz", arrays)
-    return path
+    return write_tube_files(spec, events, arrays, out_dir, name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -730,24 +722,12 @@ def write_lookalike_marrow(
 
 def lookalike_sample_rows() -> list[tuple[str, ...]]:
     """``samples.tsv`` rows of the look-alike marrows (the demo's columns)."""
-    return [
-        (
-            m.sample_id,
-            m.patient_id,
-            f"fcs/{m.sample_id}.fcs",
-            f"fcs/{m.sample_id}_control.fcs",
-            m.timepoint,
-        )
-        for m in LOOKALIKE_MARROWS
-    ]
+    return [sample_row(m.sample_id, m.patient_id, m.timepoint) for m in LOOKALIKE_MARROWS]
 
 
 def lookalike_patient_rows() -> list[tuple[object, ...]]:
     """``patients.tsv`` rows, one per look-alike patient (the demo's columns)."""
-    return [
-        (m.patient_id, *(getattr(m.patient, c) for c in PATIENT_COLUMNS[1:]))
-        for m in LOOKALIKE_MARROWS
-    ]
+    return [patient_row(m.patient_id, m.patient) for m in LOOKALIKE_MARROWS]
 
 
 def write_lookalike_sheets(out_dir: str | Path) -> list[Path]:

@@ -55,12 +55,15 @@ __all__ = [
     "demo_tube_spec",
     "expected_calls",
     "load_truth",
+    "patient_row",
+    "sample_row",
     "simulate_events",
     "tsv_bytes",
     "write_demo_cohort",
     "write_demo_sheets",
     "write_demo_tube",
     "write_fcs",
+    "write_tube_files",
 ]
 
 #: Largest value a channel can hold ($PnR 262144 means values 0..262143).
@@ -851,17 +854,41 @@ def write_demo_tube(name: str, out_dir: str | Path) -> Path:
     """
     spec, _ = demo_tube_spec(name)
     events, truth = demo_tube_events(name)
+    return write_tube_files(spec, events, truth.to_arrays(), out_dir, name)
+
+
+def write_tube_files(
+    spec: TubeSpec,
+    events: np.ndarray,
+    truth: Mapping[str, np.ndarray],
+    out_dir: str | Path,
+    name: str,
+) -> Path:
+    """Every generator's two files of a tube: ``out_dir/fcs/{name}.fcs`` (the spec's
+    channels, labels and keywords) and its per-event truth ``{name}.truth.npz``; returns the
+    FCS path."""
     fcs_dir = Path(out_dir) / "fcs"
-    keywords = spec.keywords()
     path = write_fcs(
         fcs_dir / f"{name}.fcs",
         events,
         [c.name for c in spec.channels],
         [c.label for c in spec.channels],
-        keywords,
+        spec.keywords(),
     )
-    _write_npz(fcs_dir / f"{name}.truth.npz", truth.to_arrays())
+    _write_npz(fcs_dir / f"{name}.truth.npz", dict(truth))
     return path
+
+
+def sample_row(sample_id: str, patient_id: str, timepoint: str, *more: str) -> tuple[str, ...]:
+    """A generated tube's ``samples.tsv`` row (:data:`SAMPLE_COLUMNS`, then ``more``): its
+    FCS file and control beside each other under ``fcs/``."""
+    fcs = f"fcs/{sample_id}"
+    return (sample_id, patient_id, f"{fcs}.fcs", f"{fcs}_control.fcs", timepoint, *more)
+
+
+def patient_row(patient_id: str, patient: Patient) -> tuple[object, ...]:
+    """A ``patients.tsv`` row (:data:`PATIENT_COLUMNS`) of a generated patient."""
+    return (patient_id, *(getattr(patient, c) for c in PATIENT_COLUMNS[1:]))
 
 
 def _call(pct: float) -> str:
@@ -1006,16 +1033,7 @@ def demo_sample(sample_id: str) -> DemoSample:
 
 def demo_sample_rows() -> list[tuple[str, ...]]:
     """``samples.tsv`` rows of the full-panel demo samples (:data:`SAMPLE_COLUMNS`)."""
-    return [
-        (
-            s.sample_id,
-            s.patient_id,
-            f"fcs/{s.sample_id}.fcs",
-            f"fcs/{s.sample_id}_control.fcs",
-            s.timepoint,
-        )
-        for s in DEMO_SAMPLES
-    ]
+    return [sample_row(s.sample_id, s.patient_id, s.timepoint) for s in DEMO_SAMPLES]
 
 
 def demo_patient_rows() -> list[tuple[object, ...]]:
@@ -1025,8 +1043,7 @@ def demo_patient_rows() -> list[tuple[object, ...]]:
     for s in DEMO_SAMPLES:
         if s.patient_id not in seen:
             seen.add(s.patient_id)
-            p = s.patient
-            patients.append((s.patient_id, *(getattr(p, c) for c in PATIENT_COLUMNS[1:])))
+            patients.append(patient_row(s.patient_id, s.patient))
     return patients
 
 

@@ -48,12 +48,11 @@ from antigen_profile.simulate import (
     _call,
     _decision,
     _tube_summary,
-    _write_npz,
     demo_sample,
     demo_tube_spec,
     expected_calls,
     simulate_events,
-    write_fcs,
+    write_tube_files,
 )
 from antigen_profile.trial import Trial, load_trial
 
@@ -223,16 +222,7 @@ def write_split_tube(
     spec = split_tube_spec(sample_id, tube, control)
     data, truth = split_tube_events(sample_id, tube, events, control, specimen_id)
     name = tube_name(specimen_name(sample_id, specimen_id), tube) + ("_control" * control)
-    fcs_dir = Path(out_dir) / "fcs"
-    path = write_fcs(
-        fcs_dir / f"{name}.fcs",
-        data,
-        [c.name for c in spec.channels],
-        [c.label for c in spec.channels],
-        spec.keywords(),
-    )
-    _write_npz(fcs_dir / f"{name}.truth.npz", truth.to_arrays())
-    return path, truth
+    return write_tube_files(spec, data, truth.to_arrays(), out_dir, name), truth
 
 
 def full_panel_events(
