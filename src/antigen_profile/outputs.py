@@ -87,17 +87,7 @@ def sample_paths(
     key to path, as a Snakemake rule declares them; a mapping must hold every key asked for,
     so a stage never falls back to a name its rule did not declare.
     """
-    keys = tuple(SAMPLE_FILES) if keys is None else keys
-    unknown = [k for k in keys if k not in SAMPLE_FILES]
-    if unknown:
-        raise KeyError(f"not a per-sample output: {', '.join(unknown)}")
-    if isinstance(where, Mapping):
-        missing = [k for k in keys if k not in where]
-        if missing:
-            raise KeyError(f"no path given for {', '.join(missing)}")
-        return {k: Path(where[k]) for k in keys}
-    folder = Path(where)
-    return {k: folder / SAMPLE_FILES[k] for k in keys}
+    return _paths(where, SAMPLE_FILES, keys, "per-sample")
 
 
 def sample_patterns(results: str, keys: tuple[str, ...]) -> dict[str, str]:
@@ -110,18 +100,26 @@ def specimen_paths(
 ) -> dict[str, Path]:
     """The paths of a specimen's files (``keys``: all of :data:`SPECIMEN_FILES`), from its
     folder or a rule's declared mapping (as :func:`sample_paths`)."""
-    keys = tuple(SPECIMEN_FILES) if keys is None else keys
+    return _paths(where, SPECIMEN_FILES, keys, "per-specimen")
+
+
+def _paths(
+    where: str | Path | Mapping[str, str | Path],
+    files: Mapping[str, str],
+    keys: tuple[str, ...] | None,
+    what: str,
+) -> dict[str, Path]:
+    keys = tuple(files) if keys is None else keys
+    unknown = [k for k in keys if k not in files]
+    if unknown:
+        raise KeyError(f"not a {what} output: {', '.join(unknown)}")
     if isinstance(where, Mapping):
         missing = [k for k in keys if k not in where]
         if missing:
             raise KeyError(f"no path given for {', '.join(missing)}")
         return {k: Path(where[k]) for k in keys}
-    return {k: Path(where) / SPECIMEN_FILES[k] for k in keys}
-
-
-def specimen_folder(results: str | Path, specimen_id: str) -> Path:
-    """``{results}/specimens/{specimen_id}``."""
-    return Path(results) / SPECIMEN_DIR / specimen_id
+    folder = Path(where)
+    return {k: folder / files[k] for k in keys}
 
 
 def specimen_patterns(results: str, keys: tuple[str, ...]) -> dict[str, str]:
