@@ -44,6 +44,8 @@ SHARE_TOLERANCE_ABS = 0.02
 SHARE_TOLERANCE_REL = 0.15
 #: The rule that picks one tube's value for an antigen measured in several, said in outputs.
 VALUE_RULE = "the tube with the most blast events"
+#: Profile flags a specimen decides again on its merged table, not taken from one tube.
+SPECIMEN_LEVEL_FLAGS = frozenset({"possible_lineage_switch"})
 
 
 @dataclass(frozen=True)
@@ -324,10 +326,6 @@ def merge_specimen(
         flags,
         unmeasured,
     )
-
-
-#: Profile flags a specimen decides again on its merged table, not taken from one tube.
-SPECIMEN_LEVEL_FLAGS = frozenset({"possible_lineage_switch"})
 
 
 def tube_flags(tubes: Sequence[TubeResult]) -> list[dict[str, str]]:
