@@ -275,18 +275,24 @@ def marker_control_columns(samples: pd.DataFrame) -> list[str]:
     return [c for c in samples.columns if MARKER_CONTROL.match(str(c))]
 
 
+def _check_columns(sheet: Path, frame: pd.DataFrame, columns: Sequence[str], fix: str = "") -> None:
+    """Refuse a sheet whose columns are not exactly ``columns``, in one line saying which are
+    missing and which unknown."""
+    missing = [c for c in columns if c not in frame.columns]
+    unknown = [c for c in frame.columns if c not in columns]
+    if missing or unknown:
+        raise SheetError(
+            f"{sheet}: columns must be {', '.join(columns)} (missing: "
+            f"{', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'}){fix}"
+        )
+
+
 def read_patients(path: str | Path) -> pd.DataFrame:
     """Read and check ``patients.tsv``. Cells stay text (empty = unknown); numbers and yes/no
     are checked here, and read as facts by :func:`antigen_profile.decision.parse_patient`."""
     sheet = Path(path).resolve()
     frame = _read_tsv(sheet)
-    missing = [c for c in PATIENT_COLUMNS if c not in frame.columns]
-    unknown = [c for c in frame.columns if c not in PATIENT_COLUMNS]
-    if missing or unknown:
-        raise SheetError(
-            f"{sheet}: columns must be {', '.join(PATIENT_COLUMNS)} (missing: "
-            f"{', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'})"
-        )
+    _check_columns(sheet, frame, PATIENT_COLUMNS)
     typed, problems = _typed_patients(frame, sheet)
     flag_problems, reported = _yes_no_problems(frame, sheet)
     problems += flag_problems
@@ -393,14 +399,9 @@ def read_review(
     whole, because a sign-off must not be half read."""
     sheet = Path(path).resolve()
     frame = _read_tsv(sheet)
-    missing = [c for c in REVIEW_COLUMNS if c not in frame.columns]
-    unknown = [c for c in frame.columns if c not in REVIEW_COLUMNS]
-    if missing or unknown:
-        raise SheetError(
-            f"{sheet}: columns must be {', '.join(REVIEW_COLUMNS)} (missing: "
-            f"{', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'}); "
-            "fill the row in from the specimen report's form"
-        )
+    _check_columns(
+        sheet, frame, REVIEW_COLUMNS, "; fill the row in from the specimen report's form"
+    )
     problems, skip = [], set()
     for position, (index, row) in enumerate(frame.iterrows()):
         for column in REVIEW_REQUIRED:
