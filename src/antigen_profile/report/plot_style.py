@@ -27,16 +27,15 @@ FONT = 7.0
 
 
 def png_data_uri(fig: Figure) -> str:
-    """Render ``fig`` to a base64 PNG data URI and release it.
+    """Render ``fig`` to a base64 PNG data URI.
 
-    The PNG carries no ``Software`` metadata: smaller, and no URL hidden in the report.
+    The PNG carries no ``Software`` metadata: smaller, and no URL hidden in the report. The
+    figure is not cleared afterwards: outside pyplot nothing else holds it, and clearing
+    rebuilt every axis' ticks only to throw them away (a tenth of the report's time, issue 19).
     """
-    try:
-        FigureCanvasAgg(fig)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    finally:
-        fig.clear()
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
