@@ -668,12 +668,18 @@ def upset_figure(
     rows = np.arange(k)[::-1]  # first target on top
     grid_x, grid_y = np.meshgrid(x, rows)
     matrix.scatter(grid_x.ravel(), grid_y.ravel(), s=16, color=MATRIX_OFF, lw=0)
+    # every pattern's line and dots in one collection each (one per pattern cost ~0.1 s)
+    dots_x, dots_y, lines = [], [], []
     for position, pattern in zip(x, patterns, strict=True):
         members = [bool(m) for m in pattern.get("members", [])][:k]
         on = rows[: len(members)][np.asarray(members, dtype=bool)] if members else rows[:0]
         if on.size:
-            matrix.vlines(position, on.min(), on.max(), color=MATRIX_ON, lw=1.4)
-            matrix.scatter(np.full(on.size, position), on, s=22, color=MATRIX_ON, zorder=3)
+            lines.append((position, on.min(), on.max()))
+            dots_x += [position] * on.size
+            dots_y += list(on)
+    if lines:
+        matrix.vlines(*np.transpose(lines), color=MATRIX_ON, lw=1.4)
+        matrix.scatter(dots_x, dots_y, s=22, color=MATRIX_ON, zorder=3)
     matrix.set_yticks(rows, [str(t) for t in targets])
     matrix.set_ylim(-0.6, k - 0.4)
     matrix.set_xlim(-0.6, n - 0.4)
