@@ -32,8 +32,11 @@ def png_data_uri(fig: Figure) -> str:
     The PNG carries no ``Software`` metadata: smaller, and no URL hidden in the report. The
     figure is not cleared afterwards: outside pyplot nothing else holds it, and clearing
     rebuilt every axis' ticks only to throw them away (a tenth of the report's time, issue 19).
+    A figure drawn again (the small plots reuse theirs) keeps its canvas, and with it the
+    renderer's cache of text sizes.
     """
-    FigureCanvasAgg(fig)
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
