@@ -1,0 +1,122 @@
+"""Tests of how the report's plots are drawn: density panels from binned counts, histograms
+from the same events, and the small plots' shared figure left clean between plots (issue 19)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from matplotlib import colormaps
+from matplotlib.colors import LogNorm
+
+from antigen_profile.report import plots, sample_plots
+
+N = 20_000  # report.max_plot_events
+
+
+def _events(seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(1.5, 0.4, N)
+    y = rng.normal(2.0, 0.5, N)
+    x[:7] = np.nan  # not drawable: neither drawn nor counted
+    y[7:9] = np.inf
+    return x, y, (x > 1.2) & (y > 1.8)
+
+
+def _gate(**changes: Any) -> dict[str, Any]:
+    gate = {
+        "id": "blasts",
+        "parent": "leukocytes",
+        "type": "rectangle",
+        "x": {"dimension": "CD19", "transform": "logicle"},
+        "y": {"dimension": "SSC-A", "transform": None},
+        "bounds": {"x": [1.2, None], "y": [1.8, None]},
+        "events": 5321,
+        "pct_parent": 26.6,
+    }
+    return {**gate, **changes}
+
+
+def test_density_panel_is_the_binned_counts_of_the_plotted_events() -> None:
+    x, y, inside = _events()
+    fig = plots.gate_figure(_gate(), x, y, inside)
+    [ax] = fig.axes
+    [image] = ax.get_images()  # one picture of the density, no scatter of events
+    assert not ax.collections
+    x0, x1, y0, y1 = image.get_extent()
+    assert (x0, x1) == ax.get_xlim() and (y0, y1) == ax.get_ylim()
+    drawable = np.isfinite(x) & np.isfinite(y)
+    total, kept = plots.density_counts(
+        x[drawable], y[drawable], inside[drawable], (x0, x1), (y0, y1)
+    )
+    assert total.shape == kept.shape == (sample_plots.BINS, sample_plots.BINS)
+    assert total.sum() == drawable.sum() == N - 9  # every plotted event counted once
+    assert kept.sum() == (inside & drawable).sum()
+    rgba = np.asarray(image.get_array())
+    np.testing.assert_array_equal(rgba, plots.density_rgba(total, kept))
+    # painted exactly where there are events; rows are y bins, from the bottom
+    np.testing.assert_array_equal(rgba[..., 3] > 0, total.T > 0)
+    # one log colour scale from 1 to the fullest bin: kept bins viridis, the others grey
+    norm = LogNorm(vmin=1, vmax=total.max())
+    i, j = np.unravel_index(np.argmax(kept), kept.shape)
+    assert tuple(rgba[j, i]) == tuple(colormaps["viridis"](norm(kept[i, j]), bytes=True))
+    outside = (total - kept) * (kept == 0)
+    i, j = np.unravel_index(np.argmax(outside), outside.shape)
+    grey = sample_plots.OUTSIDE_CMAP(norm(outside[i, j]), bytes=True)
+    assert tuple(rgba[j, i]) == tuple(grey)
+    # the gate drawn on top, with the labels and the counts of gates.json
+    assert [type(p).__name__ for p in ax.patches] == ["Rectangle"]
+    assert ax.get_xlabel() == "CD19 (logicle)" and ax.get_ylabel() == "SSC-A"
+    assert "5,321 events" in ax.texts[0].get_text()
+
+
+def test_density_without_a_mask_or_events() -> None:
+    x, y, _ = _events()
+    total, kept = plots.density_counts(x[9:], y[9:], None, (0.0, 3.0), (0.0, 4.0))
+    assert kept is None and total.sum() == np.sum((x[9:] <= 3) & (y[9:] <= 4) & (x[9:] >= 0))
+    rgba = plots.density_rgba(total)
+    norm = LogNorm(vmin=1, vmax=total.max())
+    i, j = np.unravel_index(np.argmax(total), total.shape)
+    assert tuple(rgba[j, i]) == tuple(colormaps["viridis"](norm(total[i, j]), bytes=True))
+    empty = plots.gate_figure(_gate(), np.empty(0), np.empty(0), np.empty(0, bool))
+    assert not empty.axes[0].get_images()
+    assert any(t.get_text() == "no events to plot" for t in empty.axes[0].texts)
+
+
+def test_one_dimensional_gate_histogram_counts_the_plotted_events() -> None:
+    x, _, inside = _events()
+    gate = _gate(y=None, bounds={"x": [1.2, None]})
+    fig = plots.gate_figure(gate, x, None, inside)
+    [ax] = fig.axes
+    parent, kept = ax.patches[:2]
+    n = sample_plots.BINS + 1
+    heights = parent.get_xy()[1 : 2 * n - 1 : 2, 1]
+    assert heights.sum() == np.isfinite(x).sum()
+    assert kept.get_xy()[1 : 2 * n - 1 : 2, 1].sum() == (inside & np.isfinite(x)).sum()
+    assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] == pytest.approx(1.05 * heights.max())
+
+
+def test_antigen_histograms_are_shares_of_their_own_events() -> None:
+    rng = np.random.default_rng(5)
+    blasts, reference = rng.normal(0.6, 0.1, 3000), rng.normal(0.25, 0.05, 800)
+    fig = plots.antigen_figure("CD22", blasts, reference, 0.4)
+    assert fig is not None
+    [ax] = fig.axes
+    n = sample_plots.BINS + 1
+    shares = [p.get_xy()[1 : 2 * n - 1 : 2, 1].sum() for p in ax.patches[:2]]
+    assert shares == pytest.approx([1.0, 1.0])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "reference",
+        "blasts",
+        "threshold",
+    ]
+
+
+def test_shared_small_figure_keeps_nothing_of_the_previous_plot() -> None:
+    x, y, inside = _events()
+    first = plots.gate_plot(_gate(), x, y, inside)
+    plots.antigen_plot("CD22", np.random.default_rng(1).normal(0.6, 0.1, 500), None, 0.4)
+    plots.gate_plot(_gate(y=None, bounds={"x": [1.2, None]}), x, None, inside)
+    plots.mimic_plot(x[9:], y[9:], inside[9:])
+    assert plots.gate_plot(_gate(), x, y, inside) == first  # the same picture, byte for byte
