@@ -19,7 +19,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
-include: "workflow/rules/profile.smk"
+include: "workflow/rules/sample.smk"
 include: "workflow/rules/recommend.smk"
 include: "workflow/rules/report.smk"
 

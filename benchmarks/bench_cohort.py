@@ -775,7 +775,7 @@ def measure_imports(
         for lib, code in package_heavy_imports().items()
     }
     # What the trace hook itself costs an import-heavy process.
-    plain = out["scripts"].get("profile", {}).get("s")
+    plain = out["scripts"].get("tube", {}).get("s")
     if plain is not None:
         with tempfile.TemporaryDirectory(prefix="bench-hook-") as site:
             Path(site, "sitecustomize.py").write_text(
@@ -784,7 +784,7 @@ def measure_imports(
             env = _env()
             env["PYTHONPATH"] = site
             env[TRACE_DIR_ENV] = site
-            hooked = time_imports(out["scripts"]["profile"]["code"], repeats, env)
+            hooked = time_imports(out["scripts"]["tube"]["code"], repeats, env)
         if hooked.get("s") is not None:
             out["hook_cost_s"] = hooked["s"] - plain
     return out
@@ -1072,7 +1072,7 @@ def _render_imports(imports: Mapping[str, Any]) -> list[str]:
     if imports.get("hook_cost_s") is not None:
         lines += [
             "",
-            f"The trace hook changed `profile.py`'s import time by {_s(imports['hook_cost_s'], 3)}"
+            f"The trace hook changed `tube.py`'s import time by {_s(imports['hook_cost_s'], 3)}"
             " s (its audit hook runs on every import and file open).",
         ]
     return lines

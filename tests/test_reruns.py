@@ -27,8 +27,9 @@ from antigen_profile.paths import REPO_ROOT
 pytestmark = pytest.mark.workflow
 
 SAMPLES = ("P01-R1", "P02-R1")
-#: Jobs per tube; each tube here is its own specimen, so its specimen jobs carry its id.
-PER_SAMPLE = ("profile", "decide", "sample_report", "specimen", "specimen_report")
+#: Jobs per tube: each tube here is its own specimen, so one job does the tube and the
+#: specimen (rule one_tube_specimen; issue 19).
+PER_SAMPLE = ("one_tube_specimen",)
 
 
 @dataclass
@@ -163,17 +164,15 @@ def test_an_edited_config_file_reruns_every_sample(run: Run, which: str) -> None
 
 
 @pytest.mark.usefixtures("edited")
-def test_one_patients_edited_row_reruns_that_patients_decision_only(run: Run) -> None:
+def test_one_patients_edited_row_reruns_that_patients_samples_only(run: Run) -> None:
+    """The patient's row is a param of the patient's per-sample jobs: those rerun (analysis,
+    decision and reports are one job since issue 19), the other patient's do not."""
     sheet = pd.read_csv(run.patients, sep="\t", dtype=str, keep_default_na=False)
     column = next(c for c in sheet.columns if c not in ("patient_id",))
     row = sheet.index[sheet["patient_id"] == "P02"][0]
     sheet.loc[row, column] = "" if sheet.loc[row, column] else "unknown"
     sheet.to_csv(run.patients, sep="\t", index=False)
-    assert (
-        _planned(run)
-        == {(rule, "P02-R1") for rule in ("decide", "sample_report", "specimen", "specimen_report")}
-        | COHORT
-    )
+    assert _planned(run) == {("one_tube_specimen", "P02-R1")} | COHORT
 
 
 def test_a_labs_gating_file_is_an_input_of_every_profile(run: Run, tmp_path: Path) -> None:
@@ -195,7 +194,7 @@ def test_a_labs_gating_file_is_an_input_of_every_profile(run: Run, tmp_path: Pat
     assert first.returncode == 0, first.stderr[-3000:]
     _append(wsp, "\n")
     dry = snakemake(target, "-n", "--configfile", str(config))
-    assert _jobs(dry.stdout + dry.stderr) == {("profile", "P01-R1")}
+    assert _jobs(dry.stdout + dry.stderr) == {("one_tube_specimen", "P01-R1")}
 
 
 def test_a_plain_rerun_after_an_interrupted_run_finishes_it(run: Run, tmp_path: Path) -> None:
@@ -236,11 +235,11 @@ def test_the_run_ends_with_a_summary(run: Run) -> None:
     assert f"report: {run.results / 'report.html'}" in text
 
 
-def test_a_changed_specimen_grouping_reruns_that_specimen_not_the_profiles(
+def test_a_changed_specimen_grouping_reruns_that_tube_and_its_new_specimen(
     run: Run, tmp_path: Path
 ) -> None:
-    """Giving P02-R1 a specimen_id regroups it: its decision (which names the specimen), its
-    report and the new specimen's jobs run, no tube is profiled again, P01-R1 is untouched."""
+    """Giving P02-R1 a specimen_id regroups it: the tube's job (its decision names the
+    specimen) and the new specimen's job run, P01-R1 is untouched."""
     sheet = pd.read_csv(run.folder / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
     sheet["specimen_id"] = ["", "P02-draw1"]
     for column in ("fcs", "control_fcs"):
@@ -252,13 +251,4 @@ def test_a_changed_specimen_grouping_reruns_that_specimen_not_the_profiles(
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     planned = _planned(run, path)
-    assert (
-        planned
-        == {
-            ("decide", "P02-R1"),
-            ("sample_report", "P02-R1"),
-            ("specimen", "P02-draw1"),
-            ("specimen_report", "P02-draw1"),
-        }
-        | COHORT
-    )
+    assert planned == {("tube", "P02-R1"), ("specimen", "P02-draw1")} | COHORT

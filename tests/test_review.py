@@ -280,16 +280,17 @@ def test_snakemake_refuses_a_malformed_review_sheet_before_any_job(tmp_path: Pat
 
 
 @pytest.mark.workflow
-def test_a_review_row_reruns_its_specimens_report_and_the_cohort_only(run: Run) -> None:  # noqa: F811
+def test_a_review_row_reruns_its_specimens_job_and_the_cohort_only(run: Run) -> None:  # noqa: F811
     """On a finished run: naming a review sheet reruns the cohort tables and the reviewed
-    specimen's report (its row is that job's param); editing the row reruns those again and
-    nothing else; the tables and the report then show the review signed."""
+    specimen's job (its row is that job's param; a one-tube specimen's job is its tube's, so
+    the tube is analysed again, to the same result hash); editing the row reruns those again
+    and nothing else; the tables and the report then show the review signed."""
     results = run.results
     reviews = _reviews(results)[:1]  # P01-R1 confirmed on its current hash
     sheet = _sheet(run.folder / "review.tsv", reviews)
     config = run.config_with(review=str(sheet))
     planned = _planned(run, config)
-    assert planned == {("specimen_report", "P01-R1")} | COHORT
+    assert planned == {("one_tube_specimen", "P01-R1")} | COHORT
     done = snakemake("--configfile", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_csv(results / "recommendations.tsv", sep="\t", dtype=str).fillna("")
@@ -299,6 +300,6 @@ def test_a_review_row_reruns_its_specimens_report_and_the_cohort_only(run: Run) 
     assert "Reviewed by A. Reviewer" in _text(_section(page, '<section id="review">'))
     index = (results / "report.html").read_text()
     assert "by A. Reviewer" in index
-    # one row edited: its specimen's report and the cohort jobs, no profile, no decision
+    # one row edited: its specimen's job and the cohort jobs, no other sample
     _sheet(sheet, [{**reviews[0], "reviewer": "A. Reviewer (2nd look)"}])
-    assert _planned(run, config) == {("specimen_report", "P01-R1")} | COHORT
+    assert _planned(run, config) == {("one_tube_specimen", "P01-R1")} | COHORT

@@ -16,9 +16,9 @@
 #      jobcomp/filetxt log, and the plugin is told to ask squeue for job states;
 #   3. runs three samples (two demo patients and an unreadable file) locally, then through
 #      Slurm, partition given the way a user gives it (their own --profile);
-#   4. checks: one Slurm job per sample (group profile -> decide -> sample_report), each job id
-#      in Snakemake's log, in squeue's history and in the jobcomp log as COMPLETED, each
-#      sample's three rules in that job's Slurm log, no localrule in any Slurm job; every TSV
+#   4. checks: one Slurm job per sample (rule one_tube_specimen: the tube and its specimen),
+#      each job id in Snakemake's log, in squeue's history and in the jobcomp log as COMPLETED,
+#      each sample's rule in that job's Slurm log, no localrule in any Slurm job; every TSV
 #      equal to the local run's; a second run has nothing to do;
 #   5. on exit, whatever happened: cancels the test cluster's jobs, stops every daemon it
 #      started by its PID, removes the slurm.conf it wrote.
@@ -281,15 +281,14 @@ for sid in "${SAMPLES[@]}"; do
         slog="$(find "$WORK/slurm-logs" -name "$id.log" | head -n 1)"
         [ -n "$slog" ] || fail "no Slurm log for job $id"
         if grep -q "wildcards: sample=$sid\$" "$slog"; then
-            for rule in profile decide sample_report; do
-                grep -q "rule $rule:" "$slog" || fail "rule $rule of $sid is not in Slurm job $id"
-            done
+            grep -q "rule one_tube_specimen:" "$slog" \
+                || fail "rule one_tube_specimen of $sid is not in Slurm job $id"
             [ -z "$found" ] || fail "$sid ran in Slurm jobs $found and $id"
             found=$id
         fi
     done
     [ -n "$found" ] || fail "$sid ran in no Slurm job"
-    log "$sid: profile, decide, sample_report in Slurm job $found"
+    log "$sid: analysis, decision, reports (rule one_tube_specimen) in Slurm job $found"
 done
 for rule in recommendations cohort_report demo_tube; do
     if grep -rqE "rule $rule:" "$WORK/slurm-logs"; then fail "localrule $rule ran in a Slurm job"; fi

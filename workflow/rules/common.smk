@@ -123,19 +123,29 @@ def sample_inputs(wildcards):
     return inputs
 
 
-def patient_samples(wildcards):
-    """The sample ids of this sample's patient in timepoint order (config timepoints.order,
-    others after in sheet order), so the report can link to the others; a params value, so a
-    changed sheet reruns the report. Ids only: they are validated, and params are printed in
-    Snakemake's own report, which does not escape free text."""
-    patient = SAMPLES.loc[wildcards.sample, "patient_id"]
-    rows = SAMPLES[SAMPLES["patient_id"] == patient]
+def _timepoint_order():
+    """patient_id -> its sample ids in timepoint order (config timepoints.order, others after
+    in sheet order); built once: a lookup per sample, not a scan of the sheet."""
     order = config["timepoints"]["order"]
-    ranked = sorted(
-        enumerate(zip(rows["sample_id"], rows["timepoint"])),
-        key=lambda item: timepoint_rank(item[1][1] or "", order, item[0]),
-    )
-    return [str(sample_id) for _, (sample_id, _) in ranked]
+    by_patient = {}
+    for i, (sample_id, patient, timepoint) in enumerate(
+        zip(SAMPLES["sample_id"], SAMPLES["patient_id"], SAMPLES["timepoint"])
+    ):
+        by_patient.setdefault(patient, []).append(
+            (timepoint_rank(timepoint or "", order, i), str(sample_id))
+        )
+    return {p: [s for _, s in sorted(rows, key=lambda r: r[0])] for p, rows in by_patient.items()}
+
+
+PATIENT_SAMPLES = _timepoint_order()
+
+
+def patient_samples(wildcards):
+    """The sample ids of this sample's patient in timepoint order, so the report can link to
+    the others; a params value, so a changed sheet reruns the report. Ids only: they are
+    validated, and params are printed in Snakemake's own report, which does not escape free
+    text."""
+    return PATIENT_SAMPLES[SAMPLES.loc[wildcards.sample, "patient_id"]]
 
 
 def specimen_inputs(wildcards):
@@ -153,17 +163,41 @@ def specimen_row(wildcards):
     return SAMPLES.loc[SPECIMENS[wildcards.specimen][0]]
 
 
-def tube_profiles(wildcards):
-    """A specimen's tubes' profile.json, as ``profile_{i}`` for the i-th tube: its result
-    hash (what a review signs) is made from them."""
-    pattern = outputs.sample_patterns(RESULTS, ("profile",))["profile"]
-    return {
-        f"profile_{i}": pattern.replace("{sample}", sample_id)
-        for i, sample_id in enumerate(SPECIMENS[wildcards.specimen])
-    }
+def sample_row(wildcards):
+    """The tube's sheet row."""
+    return SAMPLES.loc[wildcards.sample]
 
 
-def review_param(wildcards):
-    """This specimen's review row as JSON text (``null``: none), a param of its report only:
-    editing one row of review.tsv reruns that specimen's report, not the others'."""
-    return patient_param(REVIEWS.get(wildcards.specimen))
+def is_own_specimen(sample_id):
+    """Whether the tube is a specimen of its own under its own id."""
+    return SPECIMENS.get(sample_id) == [sample_id]
+
+
+def own_specimen_inputs(wildcards):
+    """Rule one_tube_specimen's inputs: the tube's (sample_inputs) when the tube is its own
+    specimen; otherwise a file no rule makes, which tells Snakemake to take rules tube and
+    specimen instead (a rule whose input cannot be made is skipped)."""
+    if not is_own_specimen(wildcards.sample):
+        return {"not_a_one_tube_specimen": NOT_ONE_TUBE}
+    return sample_inputs(wildcards)
+
+
+# Never made and never there: see own_specimen_inputs.
+NOT_ONE_TUBE = f"{RESULTS}/.not-a-one-tube-specimen"
+
+
+def review_param(specimen_id):
+    """This specimen's review row as JSON text (``null``: none), a param of its job only:
+    editing one row of review.tsv reruns that specimen's job, not the others'."""
+    return patient_param(REVIEWS.get(specimen_id))
+
+
+def report_file(path, category, key, name):
+    """A file that also goes into Snakemake's own report (`snakemake --report`)."""
+    return report(
+        path,
+        caption=f"../report/{name}.rst",
+        category=category,
+        subcategory="{sample}",
+        labels={key: "{sample}", "file": Path(path).name},
+    )

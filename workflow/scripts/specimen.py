@@ -1,10 +1,11 @@
-"""Snakemake script: a specimen's tubes merged and decided (steps.decide_specimen), from the
-tubes' files and the patient's row the rule declares."""
+"""Snakemake script: a specimen's tubes merged and decided (steps.decide_specimen) and its
+report (steps.write_specimen_report), from the tubes' files and the patient's row the rule
+declares."""
 
 from antigen_profile.logs import job_log
 from antigen_profile.outputs import SPECIMEN_READS, SPECIMEN_WRITES
-from antigen_profile.stages import SPECIMEN_SETTINGS, declared
-from antigen_profile.steps import decide_specimen
+from antigen_profile.stages import SPECIMEN_REPORT_SETTINGS, SPECIMEN_SETTINGS, declared
+from antigen_profile.steps import decide_specimen, write_specimen_report
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 with job_log(sm.log[0]) as log:
@@ -12,14 +13,23 @@ with job_log(sm.log[0]) as log:
         sample_id: {key: sm.input[f"{key}_{i}"] for key in SPECIMEN_READS}
         for i, sample_id in enumerate(sm.params.tubes)
     }
+    files = {key: sm.output[key] for key in SPECIMEN_WRITES}
     decision = decide_specimen(
         sm.wildcards.specimen,
         tubes,
         sm.params.patient_id,
         sm.params.patient,
         sm.input.trial,
-        declared(sm.config, SPECIMEN_SETTINGS, sm.params.settings),
-        {key: sm.output[key] for key in SPECIMEN_WRITES},
+        declared(sm.config, SPECIMEN_SETTINGS, sm.params.specimen_settings),
+        files,
         timepoint=sm.params.timepoint,
     )
     log.info("%s (%s): %s", sm.wildcards.specimen, ", ".join(tubes), decision["decision"])
+    write_specimen_report(
+        files,
+        declared(sm.config, SPECIMEN_REPORT_SETTINGS, sm.params.specimen_report_settings),
+        out=sm.output.report,
+        review=sm.params.review,
+        profile_files={tube: where["profile"] for tube, where in tubes.items()},
+        targets=sm.params.targets,
+    )

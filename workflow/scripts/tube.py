@@ -1,0 +1,96 @@
+"""Snakemake script: one tube, start to finish, in one process (rules `tube` and
+`one_tube_specimen`): the analysis (pipeline.profile_sample), the trial's decision
+(steps.decide_sample) and the report; for a tube that is its own specimen, also the
+specimen's files and report (steps.decide_specimen, steps.write_specimen_report).
+
+Each stage's configuration is rebuilt from the rule's params and inputs only
+(stages.declared, stages.stage_config), and every file is a path the rule declares."""
+
+from antigen_profile.logs import job_log
+from antigen_profile.outputs import (
+    DECISION_READS,
+    PROFILE_FILES,
+    REPORT_READS,
+    SAMPLE_FILES,
+    SPECIMEN_WRITES,
+)
+from antigen_profile.pipeline import profile_sample
+from antigen_profile.settings import Settings
+from antigen_profile.stages import (
+    DECISION_SETTINGS,
+    PROFILE_SETTINGS,
+    REPORT_SETTINGS,
+    SPECIMEN_REPORT_SETTINGS,
+    SPECIMEN_SETTINGS,
+    declared,
+    stage_config,
+)
+from antigen_profile.steps import (
+    decide_sample,
+    decide_specimen,
+    write_sample_report,
+    write_specimen_report,
+)
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+sample = sm.wildcards.sample
+files = {key: sm.output[key] for key in SAMPLE_FILES}
+with job_log(sm.log[0]) as log:
+    result = profile_sample(
+        sample,
+        sm.input.fcs,
+        {key: files[key] for key in PROFILE_FILES},
+        Settings.from_config(
+            stage_config(
+                declared(sm.config, PROFILE_SETTINGS, sm.params.profile_settings), sm.input
+            )
+        ),
+        control=sm.input.get("control"),
+        bead_fcs=sm.input.get("beads"),
+        gates=sm.input.get("gates"),
+        marker_controls={
+            key.removeprefix("control_"): path
+            for key, path in sm.input.items()
+            if key.startswith("control_")
+        },
+    )
+    log.info("%s: QC %s %s", result.sample_id, result.qc_status, "; ".join(result.reasons))
+    decision = decide_sample(
+        {key: files[key] for key in DECISION_READS},
+        sample,
+        sm.params.patient_id,
+        None,
+        sm.input.trial,
+        declared(sm.config, DECISION_SETTINGS, sm.params.decision_settings),
+        timepoint=sm.params.timepoint,
+        out=files["decision"],
+        patient_record=sm.params.patient,
+        specimen_id=sm.params.specimen_id,
+    )
+    log.info("%s: %s", sample, decision["decision"])
+    write_sample_report(
+        {key: files[key] for key in REPORT_READS},
+        declared(sm.config, REPORT_SETTINGS, sm.params.report_settings),
+        sm.params.patient_samples,
+        out=files["report"],
+    )
+    if "specimen_report" in sm.output.keys():
+        specimen = {key: sm.output[f"specimen_{key}"] for key in SPECIMEN_WRITES}
+        decide_specimen(
+            sample,
+            {sample: {key: files[key] for key in DECISION_READS}},
+            sm.params.patient_id,
+            sm.params.patient,
+            sm.input.trial,
+            declared(sm.config, SPECIMEN_SETTINGS, sm.params.specimen_settings),
+            specimen,
+            timepoint=sm.params.timepoint,
+        )
+        write_specimen_report(
+            specimen,
+            declared(sm.config, SPECIMEN_REPORT_SETTINGS, sm.params.specimen_report_settings),
+            out=sm.output.specimen_report,
+            review=sm.params.review,
+            profile_files={sample: files["profile"]},
+            targets=sm.params.targets,
+        )
