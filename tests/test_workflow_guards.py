@@ -45,7 +45,8 @@ def _refused(run: subprocess.CompletedProcess[str], *words: str) -> str:
     """The one line of the refusal; the run must have failed before any job."""
     assert run.returncode != 0
     text = run.stdout + run.stderr
-    assert "Select jobs to execute" not in text and "rule one_tube_specimen" not in text and "rule tube" not in text
+    assert "Select jobs to execute" not in text
+    assert "rule one_tube_specimen" not in text and "rule tube" not in text
     lines = [line for line in text.splitlines() if all(w in line for w in words)]
     assert lines, text[-2000:]
     return lines[0]

@@ -74,7 +74,7 @@ with job_log(sm.log[0]) as log:
         sm.params.patient_samples,
         out=files["report"],
     )
-    if "specimen_report" in sm.output.keys():
+    if "specimen_report" in sm.output.keys():  # noqa: SIM118 - Namedlist `in` tests values
         specimen = {key: sm.output[f"specimen_{key}"] for key in SPECIMEN_WRITES}
         decide_specimen(
             sample,
