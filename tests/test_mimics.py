@@ -249,3 +249,22 @@ def test_the_report_shows_what_was_taken_out_with_a_plot_and_each_rules_source(
     assert "Basophils and pDCs: CD123 bright" in section  # the configured source, printed
     assert "no continuum" in section  # the hematogone check ran and found none
     assert "a maturation continuum (hematogone-like)" in marrows["regenerating"].report
+
+
+@pytest.mark.parametrize("dropped", [0, 1, 7, 5000, 60_000])
+def test_kept_and_masked_equal_boolean_indexing(dropped: int) -> None:
+    """populations.kept (blocks between a few dropped events) and populations.masked
+    (through the indices) give exactly values[mask]."""
+    from antigen_profile.populations import kept, masked
+
+    rng = np.random.default_rng(dropped)
+    values = rng.normal(size=100_000)
+    keep = np.ones(values.size, dtype=bool)
+    keep[rng.choice(values.size, dropped, replace=False)] = False
+    for mask in (keep, ~keep, rng.random(values.size) < 0.3):
+        assert np.array_equal(kept(values, mask), values[mask])
+        assert np.array_equal(masked(values, mask), values[mask])
+    edges = np.ones(values.size, dtype=bool)
+    edges[[0, 1, 50, values.size - 1]] = False
+    assert np.array_equal(kept(values, edges), values[edges])
+    assert kept(values[:0], keep[:0]).size == 0

@@ -382,3 +382,52 @@ def test_mixture_reference_is_unchanged(n: int) -> None:
     unimodal = rng.normal(100, 60, n)
     assert mixture_reference(unimodal, PARAMS, SETTINGS) is None
     assert _old_mixture_reference(unimodal, SETTINGS) is None
+
+
+def test_measured_thresholds_are_the_tables_thresholds() -> None:
+    """The thresholds the look-alike screen reads before the table exists are the ones
+    thresholds_from_references reads back from it, for every kind of row."""
+    from antigen_profile.coverage import thresholds_from_references
+
+    markers = ["CD19", "CD22", "CD123", "CD38", "CD10", "CD20", "CD34"]
+    blasts = {
+        "CD19": _blasts(100, 0),
+        "CD22": _blasts(10, 90),
+        "CD38": _blasts(40, 60),
+        "CD10": _blasts(5, 5),  # too few blasts
+        "CD20": _blasts(70, 30),
+        "CD34": _blasts(60, 40),
+    }
+    references: dict[str, Reference | None] = {
+        "CD19": _reference(source="internal:lymphocytes"),
+        "CD22": _reference(),
+        "CD38": None,
+        "CD10": _reference(),
+        "CD20": Reference(np.array([1.0, 2.0, 3.0]), "control:blasts"),  # too small
+        "CD34": Reference(np.arange(500.0), "mixture:blasts", threshold=123.4),
+    }
+    table = antigen_table("S1", blasts, references, SETTINGS, markers, not_measured={"CD123": "x"})
+    expected = thresholds_from_references(table, references, SETTINGS.percentile)
+    found = quantify.measured_thresholds(blasts, references, SETTINGS, markers)
+    assert found == expected
+    assert list(found) == markers
+    assert found["CD22"] is not None and found["CD34"] == 123.4 and found["CD20"] is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_quantify_marker_numbers_equal_numpys(seed: int) -> None:
+    """Medians, positives and the positives' median (for the intensity) come from one
+    partition of the blasts; they are NumPy's own to the last bit."""
+    rng = np.random.default_rng(seed)
+    blasts = np.concatenate([rng.lognormal(4, 1, 3001), rng.lognormal(9, 0.7, 7000)])
+    reference = _reference(5000, seed)
+    row = quantify_marker(blasts, reference, SETTINGS)
+    threshold = float(np.percentile(reference.values, SETTINGS.percentile))
+    positive = blasts[blasts > threshold]
+    assert row["threshold"] == round(threshold, 2)
+    assert row["positive_events"] == positive.size
+    assert row["median"] == round(float(np.median(blasts)), 2)
+    ref_median = float(np.median(reference.values))
+    assert row["rmfi"] == round(float(np.median(blasts)) / ref_median, 2)
+    bright = float(np.median(positive)) / ref_median >= SETTINGS.bright_rmfi
+    assert row["intensity"] == ("bright" if bright else "dim")

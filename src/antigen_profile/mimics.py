@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from antigen_profile.populations import percent
+from antigen_profile import orderstats
+from antigen_profile.populations import kept as kept_values
+from antigen_profile.populations import masked, percent
 
 if TYPE_CHECKING:
     from antigen_profile.gating_engine import Gated
@@ -230,7 +232,13 @@ def screen(
     elif mask is None:
         look["note"] = note
     kept = int(keep.sum())
-    pattern = continuum({m: v[keep] for m, v in blasts.items()}, thresholds, settings)
+    # the gate's events that stay, for the markers the two checks read (all of them: no copy)
+    read = ("CD34", "CD20", "CD38")
+    if kept == n:
+        staying: Mapping[str, np.ndarray] = {m: v for m, v in blasts.items() if m in read}
+    else:
+        staying = {m: kept_values(v, keep) for m, v in blasts.items() if m in read}
+    pattern = continuum(staying, thresholds, settings)
     pattern["source"] = settings.hematogone_source
     if pattern.get("hematogone_like"):
         result.flags.append(
@@ -244,7 +252,7 @@ def screen(
             }
         )
     share_pct = 100.0 * kept / leukocytes if leukocytes else None
-    found = aberrancies({m: v[keep] for m, v in blasts.items()}, thresholds, settings)
+    found = aberrancies(staying, thresholds, settings)
     low = {
         "blast_pct_leukocytes": None if share_pct is None else round(share_pct, 4),
         "min_blast_pct": settings.min_blast_pct,
@@ -288,24 +296,37 @@ def screen_gate(
     thresholds: Mapping[str, float | None],
     percentile: float,
     settings: Settings,
+    taken: Mapping[str, np.ndarray] | None = None,
 ) -> Screen:
     """:func:`screen` on a gated tube: the blast gate's events, the antigens' thresholds as
     quantified (``thresholds``; None where no number), CD34's from the CD34-negative
     populations (:data:`CD34_NEGATIVES`; the control tube cannot serve, its backbone is
-    stained) and the leukocyte count."""
+    stained) and the leukocyte count. ``taken`` holds markers' values in the blast gate
+    already taken out (``data[m][gate]``), so they are not taken again."""
     gate = gated.masks["blasts"]
+    taken = taken or {}
     thresholds = {m: t for m, t in thresholds.items() if t is not None}
     cut_offs = [
-        float(np.percentile(data["CD34"][negative], percentile))
+        float(orderstats.percentile(masked(data["CD34"], negative), percentile))
         for negative in (gated.masks.get(p) for p in CD34_NEGATIVES)
-        if "CD34" in data and negative is not None and negative.sum() >= MIN_NEGATIVE_EVENTS
+        if "CD34" in data
+        and negative is not None
+        and np.count_nonzero(negative) >= MIN_NEGATIVE_EVENTS
     ]
     if cut_offs:
         thresholds["CD34"] = min(cut_offs)
     counts = dict(zip(gated.table["population"], gated.table["events"], strict=True))
-    wanted = {*SCREEN_MARKERS, *settings.mimics.not_in}
-    events = {m: data[m][gate] for m in sorted(wanted) if m in data}
+    events = {
+        m: taken[m] if m in taken else masked(data[m], gate)
+        for m in screen_markers(settings)
+        if m in data
+    }
     return screen(events, thresholds, int(counts.get("leukocytes", 0)), settings.mimics)
+
+
+def screen_markers(settings: Settings) -> list[str]:
+    """The markers :func:`screen_gate` reads on the blast gate's events, sorted."""
+    return sorted({*SCREEN_MARKERS, *settings.mimics.not_in})
 
 
 def exclude_lookalikes(gated: Gated, found: Screen) -> np.ndarray:

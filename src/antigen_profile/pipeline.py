@@ -41,9 +41,10 @@ from antigen_profile.ingest import (
     shared_stain_notes,
 )
 from antigen_profile.lab_gating import LabGatingError
-from antigen_profile.mimics import exclude_lookalikes, screen_gate
+from antigen_profile.mimics import exclude_lookalikes, screen_gate, screen_markers
 from antigen_profile.outputs import PROFILE_FILES, sample_paths
 from antigen_profile.plotdata import antigen_plot_data, mimic_plot_data
+from antigen_profile.populations import kept
 from antigen_profile.provenance import (
     audit_entry,
     audit_inputs,
@@ -63,6 +64,7 @@ from antigen_profile.qc import (
 from antigen_profile.quantify import (
     antigen_table,
     lineage_flags,
+    measured_thresholds,
     positive_controls,
 )
 from antigen_profile.references import ANY_MARKER, choose_references
@@ -236,33 +238,39 @@ def _quantify(
     positivity = settings.positivity
     quantified = list(settings.quantified)
     blast_mask = gated.masks[BLASTS]
-    blasts = {m: data[m][blast_mask] for m in quantified if m in data}
+    # each marker's blast events are taken out once (through the gate's indices) and shared
+    # by quantification, the look-alike screen and the plots
+    index = np.flatnonzero(blast_mask)
+    taken = {m: data[m].take(index) for m in _gate_markers(settings, quantified) if m in data}
+    del index
+    blasts = {m: taken[m] for m in quantified if m in data}
     display = {
         m: display_logicle(settings.logicle, data[m], tube.ranges.get(tube.markers[m], np.nan))
         for m in blasts
     }
+    internal: dict[tuple[str, str], np.ndarray] = {}  # the same for both choices below
     references = choose_references(
-        quantified, data, gated.masks, blasts, controls, positivity, display
+        quantified, data, gated.masks, blasts, controls, positivity, display, internal
     )
     shared = shared_stain_notes(tube)
+    # Normal look-alikes in the gate (issue 17): basophils and pDCs leave the blasts before
+    # the numbers are final; a hematogone-like continuum or too few blasts is flagged. The
+    # screen reads the thresholds antigens.tsv would be called on, not the table itself.
+    thresholds = measured_thresholds(blasts, references, positivity, quantified)
+    found = screen_gate(data, gated, thresholds, positivity.percentile, settings, taken)
+    gate = {m: taken[m] for m in ("CD34", "CD123") if m in data}
+    del taken
+    if found.excluded:
+        exclude_lookalikes(gated, found)
+        for m in blasts:  # one marker at a time: the gate's arrays are not held twice
+            blasts[m] = kept(blasts[m], found.keep)
+        references = choose_references(
+            quantified, data, gated.masks, blasts, controls, positivity, display, internal
+        )
     table = antigen_table(
         sample_id, blasts, references, positivity, quantified, not_measured=shared
     )
     thresholds = thresholds_from_references(table, references, positivity.percentile)
-    # Normal look-alikes in the gate (issue 17): basophils and pDCs leave the blasts before
-    # the numbers are final; a hematogone-like continuum or too few blasts is flagged.
-    found = screen_gate(data, gated, thresholds, positivity.percentile, settings)
-    gate = {m: data[m][blast_mask] for m in ("CD34", "CD123") if m in data}
-    if found.excluded:
-        blast_mask = exclude_lookalikes(gated, found)
-        blasts = {m: data[m][blast_mask] for m in quantified if m in data}
-        references = choose_references(
-            quantified, data, gated.masks, blasts, controls, positivity, display
-        )
-        table = antigen_table(
-            sample_id, blasts, references, positivity, quantified, not_measured=shared
-        )
-        thresholds = thresholds_from_references(table, references, positivity.percentile)
     beads = resolve(bead_fcs) if bead_fcs else settings.bead_fcs
     if beads:
         inputs.append(audit_entry("beads", beads))
@@ -307,6 +315,13 @@ def _quantify(
             ),
         },
     )
+
+
+def _gate_markers(settings: Settings, quantified: list[str]) -> list[str]:
+    """Markers whose blast-gate events the quantification, the look-alike screen and its
+    plot read."""
+    wanted = [*quantified, *screen_markers(settings), "CD34", "CD123"]
+    return list(dict.fromkeys(wanted))
 
 
 def _gate_display(

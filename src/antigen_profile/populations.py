@@ -1,4 +1,5 @@
-"""The ``populations.tsv`` table, written the same way by both gating routes.
+"""The ``populations.tsv`` table, written the same way by both gating routes, and the values
+of a population's events.
 
 Our template and a lab's own gating name different gates but report the same columns
 (docs/outputs.md), so the table is built once here.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 POPULATION_COLUMNS = ["population", "parent", "events", "pct_parent", "pct_total"]
@@ -36,3 +38,36 @@ def population_table(
         ],
         columns=POPULATION_COLUMNS,
     )
+
+
+#: :func:`kept` copies the stretches between dropped events when there are at most this many.
+FEW_DROPPED = 4096
+
+
+def masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``values[mask]`` for a boolean ``mask`` as long as ``values`` (a population's events),
+    taken through the events' indices: the same values in the same order, in under half the
+    time for millions of events."""
+    values, mask = np.asarray(values), np.asarray(mask, dtype=bool)
+    if values.ndim != 1 or mask.shape != values.shape:
+        return values[mask]
+    return values.take(np.flatnonzero(mask))
+
+
+def kept(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``values[keep]`` for a boolean ``keep`` as long as ``values``; when only a few events
+    are dropped, the stretches between them are copied as blocks instead of testing every
+    event (the same values in the same order)."""
+    values, keep = np.asarray(values), np.asarray(keep, dtype=bool)
+    if values.ndim != 1 or keep.shape != values.shape:
+        return values[keep]
+    dropped = np.flatnonzero(~keep)
+    if dropped.size > FEW_DROPPED:
+        return values[keep]
+    out = np.empty(values.size - dropped.size, dtype=values.dtype)
+    start = done = 0
+    for stop in [*dropped.tolist(), values.size]:
+        out[done : done + stop - start] = values[start:stop]
+        done += stop - start
+        start = stop + 1
+    return out

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from antigen_profile import orderstats
 from antigen_profile.vocabulary import MEASURED_CALLS, Call, ReferenceSource
 
 ANTIGEN_COLUMNS = [
@@ -118,26 +119,31 @@ def quantify_marker(
             f"{settings.quantify_floor}"
         )
         return row
-    median = float(np.median(values))
-    row["median"] = round(median, 2)
-    if reference is None:
-        row["call"] = Call.NO_REFERENCE
-        row["note"] = "no control tube and no valid internal negative population for this antigen"
-        return row
-    ref = np.asarray(reference.values, dtype=np.float64)
-    if ref.size < settings.min_reference_events:
+    ref = None if reference is None else np.asarray(reference.values, dtype=np.float64)
+    if ref is None or ref.size < settings.min_reference_events:
+        row["median"] = round(float(orderstats.median(values)), 2)
+        if reference is None:
+            row["call"] = Call.NO_REFERENCE
+            row["note"] = (
+                "no control tube and no valid internal negative population for this antigen"
+            )
+            return row
         row["call"] = Call.NO_REFERENCE
         row["note"] = (
             f"reference {reference.source} has {ref.size} events, fewer than the "
             f"{settings.min_reference_events} needed for a {settings.percentile}th percentile"
         )
         return row
+    assert reference is not None
     threshold = reference_threshold(reference, settings.percentile)
-    positive = int(np.count_nonzero(values > threshold))
+    # the median, the positives and their median from one partition of the blasts
+    whole, positive, upper = orderstats.median_and_median_above(values, threshold)
+    median = float(whole)
+    row["median"] = round(median, 2)
     # Call on the number that is written, so the table never shows 20.0% called negative.
     pct = round(100.0 * positive / n, 2)
     low, high = binomial_interval(positive, n, settings.confidence)
-    ref_median = float(np.median(ref))
+    ref_median = float(orderstats.median(ref))
     call = call_from_pct(pct, settings)
     row.update(
         positive_events=positive,
@@ -153,7 +159,8 @@ def quantify_marker(
         if call != Call.NEGATIVE:
             # The positive blasts' own median against the reference says how much antigen
             # they carry; the whole-population median would mix in the negatives.
-            bright = float(np.median(values[values > threshold])) / ref_median
+            # (none above a zero call limit: NaN, as NumPy's median of nothing, reads dim)
+            bright = (float("nan") if upper is None else float(upper)) / ref_median
             row["intensity"] = "bright" if bright >= settings.bright_rmfi else "dim"
     else:
         row["note"] = "reference median is not above zero, so no rMFI"
@@ -170,7 +177,34 @@ def reference_threshold(reference: Reference, percentile: float) -> float:
     else its ``percentile``. The one rule antigens.tsv and the coverage table both use."""
     if reference.threshold is not None:
         return float(reference.threshold)
-    return float(np.percentile(np.asarray(reference.values, dtype=np.float64), percentile))
+    return float(orderstats.percentile(np.asarray(reference.values, dtype=np.float64), percentile))
+
+
+def measured_thresholds(
+    blasts: Mapping[str, np.ndarray],
+    references: Mapping[str, Reference | None],
+    settings: PositivitySettings,
+    markers: Sequence[str],
+) -> dict[str, float | None]:
+    """Per marker, the threshold its :func:`antigen_table` row is called on, or None where
+    the row carries no measurement (not in the panel, too few blasts, no reference or too
+    small a one): what :func:`~antigen_profile.coverage.thresholds_from_references` reads
+    back from that table, without computing the table (the blasts' medians)."""
+    thresholds: dict[str, float | None] = {}
+    for marker in markers:
+        reference = references.get(marker)
+        measured = (
+            marker in blasts
+            and np.asarray(blasts[marker]).size >= settings.quantify_floor
+            and reference is not None
+            and np.asarray(reference.values).size >= settings.min_reference_events
+        )
+        thresholds[marker] = (
+            reference_threshold(reference, settings.percentile)
+            if measured and reference is not None
+            else None
+        )
+    return thresholds
 
 
 def clopper_pearson(

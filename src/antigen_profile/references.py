@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from antigen_profile.populations import masked
 from antigen_profile.quantify import PositivitySettings, Reference, mixture_reference
 
 #: Key of the sample's control tube among the control tubes' blasts (the others are keyed by
@@ -28,13 +29,17 @@ def choose_references(
     controls: Mapping[str, Mapping[str, np.ndarray]],
     positivity: PositivitySettings,
     display: Mapping[str, Mapping[str, float]],
+    taken: dict[tuple[str, str], np.ndarray] | None = None,
 ) -> dict[str, Reference | None]:
     """Per antigen, the best negative reference with enough events, strongest first: the
     antigen's own control tube (an FMO for that marker), the sample's control tube, the
     configured internal negative population, a two-component mixture on the blasts
     themselves (weakest, on each marker's ``display`` logicle), else none. ``blasts`` holds
     the blasts' values of every quantified marker the tube has (``data`` masked by the blast
-    gate); ``controls`` the control tubes' blasts, by marker or :data:`ANY_MARKER`."""
+    gate); ``controls`` the control tubes' blasts, by marker or :data:`ANY_MARKER`.
+    ``taken`` keeps each internal population's values by (marker, population) for a later
+    call on the same tube (after look-alikes left the blasts: those values are the same)."""
+    taken = {} if taken is None else taken
     internal = positivity.internal_negative
     enough = positivity.min_reference_events
     references: dict[str, Reference | None] = {}
@@ -47,7 +52,9 @@ def choose_references(
                 candidates.append((source, controls[key][marker]))
         population = internal.get(marker)
         if population and population in masks:
-            candidates.append((f"internal:{population}", data[marker][masks[population]]))
+            if (marker, population) not in taken:
+                taken[marker, population] = masked(data[marker], masks[population])
+            candidates.append((f"internal:{population}", taken[marker, population]))
         chosen = next((Reference(v, src) for src, v in candidates if v.size >= enough), None)
         if chosen is None and blasts[marker].size >= positivity.quantify_floor:
             chosen = mixture_reference(blasts[marker], display[marker], positivity)
