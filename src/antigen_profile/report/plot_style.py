@@ -14,9 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from antigen_profile.report.format import to_number
 
@@ -24,6 +26,12 @@ from antigen_profile.report.format import to_number
 DPI: int = 90
 #: Base font size (points); titles are one larger, tick labels and legends smaller.
 FONT = 7.0
+#: Space (inches) between a page-wide plot's outermost labels and the figure's edge, and
+#: between stacked axes' labels: what matplotlib's constrained layout leaves (3 points).
+PAD = 3 / 72
+#: matplotlib's defaults (points) that place labels: axis label and title off their axes.
+LABEL_PAD = 4.0
+TITLE_PAD = 6.0
 
 
 def png_data_uri(fig: Figure) -> str:
@@ -40,6 +48,39 @@ def png_data_uri(fig: Figure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def text_inches(fig: Figure, text: str, size: float) -> tuple[float, float, float]:
+    """Width, height and ascent above the baseline (inches) of one line of plain ``text`` at
+    ``size`` points, as ``fig``'s Agg renderer lays out a label."""
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    label = Text(0, 0, text, fontsize=size, va="baseline", parse_math=False)
+    label.set_figure(fig)
+    box = label.get_window_extent(fig.canvas.get_renderer())
+    return box.width / fig.dpi, box.height / fig.dpi, box.y1 / fig.dpi
+
+
+def tick_labels_width(fig: Figure, axis: Axis, size: float) -> float:
+    """Width (inches) of the widest major tick label ``axis`` will draw at ``size`` points."""
+    low, high = sorted(axis.get_view_interval())
+    span = high - low
+    locs = [v for v in axis.get_major_locator()() if low - 1e-10 * span <= v <= high + 1e-10 * span]
+    labels = axis.get_major_formatter().format_ticks(locs)
+    return max((text_inches(fig, label, size)[0] for label in labels if label), default=0.0)
+
+
+def place_axes(fig: Figure, ax: Axes, left: float, bottom: float, right: float, top: float) -> None:
+    """Put ``ax`` at fixed margins (inches from each edge of ``fig``).
+
+    The page-wide plots size their margins from their labels' measured text instead of
+    running matplotlib's constrained layout, which measured every artist before drawing them
+    all again (most of those plots' time, issue 19); the margins are those it chose.
+    """
+    width, height = fig.get_size_inches()
+    ax.set_position(
+        Bbox.from_extents(left / width, bottom / height, 1 - right / width, 1 - top / height)
+    )
 
 
 def style_axes(ax: Axes) -> None:

@@ -17,7 +17,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.colors import LinearSegmentedColormap, LogNorm
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch, Polygon, Rectangle
+from matplotlib.patches import Patch, Polygon, Rectangle, StepPatch
 from matplotlib.ticker import Formatter, FuncFormatter
 from matplotlib.transforms import Bbox
 
@@ -25,11 +25,17 @@ from antigen_profile.report.format import DASH
 from antigen_profile.report.plot_style import (
     DPI,
     FONT,
+    LABEL_PAD,
+    PAD,
+    TITLE_PAD,
     number_or_nan,
+    place_axes,
     plain_legend,
     plain_text,
     png_data_uri,
     style_axes,
+    text_inches,
+    tick_labels_width,
 )
 
 #: Figure size (inches): ~290x270 px at the report's resolution.
@@ -574,7 +580,7 @@ def time_course_figure(
         return None
     starts, events, kept, width = arrays
     edges = np.append(starts, starts[-1] + width)
-    fig = Figure(figsize=TIME_COURSE_FIGSIZE, dpi=DPI, layout="constrained")
+    fig = Figure(figsize=TIME_COURSE_FIGSIZE, dpi=DPI)
     ax = fig.add_subplot()
     style_axes(ax)
     periods = [p for p in dropped if isinstance(p, Mapping)]
@@ -602,7 +608,12 @@ def time_course_figure(
             )
             labelled.add(label)
         a = b
-    ax.stairs(events, edges, color=BLAST_COLOUR, lw=1.0, label="events per bin")
+    # as ax.stairs draws it; added as an artist: the limits are set below, and add_patch's
+    # walk of the outline's segments for limits cost a tenth of this plot (issue 19)
+    ax.add_artist(
+        StepPatch(events, edges, baseline=0, fill=False, ec=BLAST_COLOUR, lw=1.0,
+                  label="events per bin")
+    )  # fmt: skip
     if level is not None and math.isfinite(level) and level > 0:
         ax.axhline(level, color="#333333", lw=0.8, ls="--", label="run's level")
     ax.set_xlim(edges[0], edges[-1])
@@ -619,7 +630,38 @@ def time_course_figure(
         handlelength=1.2,
         borderaxespad=0.2,
     )
+    _place_time_course(fig, ax)
     return fig
+
+
+#: Tick length and pad (points) of :func:`~antigen_profile.report.plot_style.style_axes`.
+TICK_SPACE = 2 + 1.5
+
+
+def _place_time_course(fig: Figure, ax: Axes) -> None:
+    """Margins of the time course from its labels: axis labels and tick labels left and
+    below, the title above, the legend (outside, at 1.01 axes widths) right."""
+    width = fig.get_size_inches()[0]
+    tick = TICK_SPACE / 72
+    left = (
+        PAD
+        + text_inches(fig, ax.get_ylabel(), FONT)[1]
+        + LABEL_PAD / 72
+        + tick_labels_width(fig, ax.yaxis, FONT - 1)
+        + tick
+    )
+    bottom = (
+        PAD
+        + text_inches(fig, ax.get_xlabel(), FONT)[1]
+        + LABEL_PAD / 72
+        + text_inches(fig, "0", FONT - 1)[1]
+        + tick
+    )
+    top = PAD + TITLE_PAD / 72 + text_inches(fig, ax.get_title(), FONT + 1)[2]
+    legend = ax.get_legend().get_window_extent(fig.canvas.get_renderer()).width / fig.dpi
+    space = 0.2 * (FONT - 1) / 72  # the legend's borderaxespad
+    axes_width = (width - left - PAD - legend - space) / 1.01
+    place_axes(fig, ax, left, bottom, width - left - axes_width, top)
 
 
 def time_course_plot(
