@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LinearSegmentedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon, Rectangle, StepPatch
+from matplotlib.text import Text
 from matplotlib.ticker import Formatter, FuncFormatter
 from matplotlib.transforms import Bbox
 
@@ -714,8 +715,11 @@ def upset_figure(
     if not patterns or not targets:
         return None
     n, k = len(patterns), len(targets)
-    fig = Figure(figsize=UPSET_FIGSIZE, dpi=DPI, layout="constrained")
-    grid = fig.add_gridspec(2, 1, height_ratios=[2.2, 0.45 + 0.28 * k])
+    fig = Figure(figsize=UPSET_FIGSIZE, dpi=DPI)
+    ratios = (2.2, 0.45 + 0.28 * k)
+    # the grid only sets where the axes start (the bars' ticks are chosen for that height);
+    # _place_upset puts them where they end
+    grid = fig.add_gridspec(2, 1, height_ratios=ratios)
     bars = fig.add_subplot(grid[0])
     matrix = fig.add_subplot(grid[1], sharex=bars)
     x = np.arange(n)
@@ -791,7 +795,35 @@ def upset_figure(
         fontsize=FONT - 1,
         color="#555555",
     )
+    _place_upset(fig, bars, matrix, targets, ratios)
     return fig
+
+
+def _place_upset(
+    fig: Figure, bars: Axes, matrix: Axes, targets: Sequence[str], ratios: tuple[float, float]
+) -> None:
+    """Margins of the UpSet chart from its labels (the bars' axis label and ticks or the
+    matrix's target names left, the title above, the matrix's caption below) and the two
+    axes stacked in the height ``ratios`` (bars : matrix), the bars' lowest tick
+    label clear of the matrix: what constrained layout made of them, without its cost."""
+    height = fig.get_size_inches()[1]
+    beside_bars = (
+        text_inches(fig, bars.get_ylabel(), FONT)[1]
+        + LABEL_PAD / 72
+        + tick_labels_width(fig, bars.yaxis, FONT - 1)
+        + TICK_SPACE / 72
+    )
+    names = max(text_inches(fig, str(t), FONT)[0] for t in targets) + 2 / 72  # tick pad 2
+    left = PAD + max(beside_bars, names)
+    top = PAD + TITLE_PAD / 72 + text_inches(fig, bars.get_title(), FONT + 1)[2]
+    bottom = PAD + text_inches(fig, matrix.get_xlabel(), FONT - 1)[1] + LABEL_PAD / 72
+    zero = Text(0, 0, "0", fontsize=FONT - 1, va="center_baseline")  # the bars' lowest tick
+    zero.set_figure(fig)
+    gap = 2 * PAD - zero.get_window_extent(fig.canvas.get_renderer()).y0 / fig.dpi
+    share = (height - top - bottom - gap) / sum(ratios)
+    matrix_top = bottom + ratios[1] * share
+    place_axes(fig, matrix, left, bottom, PAD, height - matrix_top)
+    place_axes(fig, bars, left, matrix_top + gap, PAD, top)
 
 
 def upset_plot(
