@@ -52,6 +52,9 @@ def test_density_panel_is_the_binned_counts_of_the_plotted_events() -> None:
     )
     assert total.shape == kept.shape == (sample_plots.BINS, sample_plots.BINS)
     assert total.sum() == drawable.sum() == N - 9  # every plotted event counted once
+    edges = (np.linspace(x0, x1, sample_plots.BINS + 1), np.linspace(y0, y1, sample_plots.BINS + 1))
+    np.testing.assert_array_equal(total, np.histogram2d(x, y, bins=edges)[0])
+    np.testing.assert_array_equal(kept, np.histogram2d(x[inside], y[inside], bins=edges)[0])
     assert kept.sum() == (inside & drawable).sum()
     rgba = np.asarray(image.get_array())
     np.testing.assert_array_equal(rgba, plots.density_rgba(total, kept))
@@ -69,6 +72,16 @@ def test_density_panel_is_the_binned_counts_of_the_plotted_events() -> None:
     assert [type(p).__name__ for p in ax.patches] == ["Rectangle"]
     assert ax.get_xlabel() == "CD19 (logicle)" and ax.get_ylabel() == "SSC-A"
     assert "5,321 events" in ax.texts[0].get_text()
+
+
+def test_density_bins_are_numpys_even_on_the_edges() -> None:
+    edges = np.linspace(-1.0, 2.0, sample_plots.BINS + 1)
+    rng = np.random.default_rng(11)
+    values = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf)])
+    values = np.concatenate([values, rng.uniform(-1.5, 2.5, 5000), [np.nan]])
+    total, _ = plots.density_counts(values, values[::-1], None, (-1.0, 2.0), (-1.0, 2.0))
+    expected = np.histogram2d(values, values[::-1], bins=(edges, edges))[0]
+    np.testing.assert_array_equal(total, expected)
 
 
 def test_density_without_a_mask_or_events() -> None:

@@ -313,10 +313,27 @@ def density_counts(
     ``xlim`` and ``ylim`` (index ``[x bin, y bin]``), for all the events and for those
     ``inside`` the gate (``None`` without a mask). Every event within the limits is counted
     once: the plot is these counts, not a scatter of the events."""
-    edges = (np.linspace(*xlim, BINS + 1), np.linspace(*ylim, BINS + 1))
-    total = np.histogram2d(x, y, bins=edges)[0]
-    kept = None if inside is None else np.histogram2d(x[inside], y[inside], bins=edges)[0]
-    return total, kept
+    x_edges, y_edges = np.linspace(*xlim, BINS + 1), np.linspace(*ylim, BINS + 1)
+    within = (x >= x_edges[0]) & (x <= x_edges[-1]) & (y >= y_edges[0]) & (y <= y_edges[-1])
+    cell = _bin_index(x[within], x_edges) * BINS + _bin_index(y[within], y_edges)
+    total = np.bincount(cell, minlength=BINS * BINS).reshape(BINS, BINS).astype(float)
+    if inside is None:
+        return total, None
+    kept = np.bincount(cell[np.asarray(inside)[within]], minlength=BINS * BINS)
+    return total, kept.reshape(BINS, BINS).astype(float)
+
+
+def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin of each value (all within the edges) among equal-width ``edges``: the bin ``i``
+    with ``edges[i] <= value < edges[i + 1]``, the last edge in the last bin. The same bins
+    as ``np.histogram2d`` and by the same arithmetic as ``np.histogram``'s equal-bin path,
+    without sorting the events into the edges (a tenth of a density plot's time, issue 19)."""
+    n = edges.size - 1
+    index = ((values - edges[0]) / (edges[-1] - edges[0]) * n).astype(np.intp)
+    index[index == n] -= 1
+    index[values < edges[index]] -= 1
+    index[(values >= edges[index + 1]) & (index != n - 1)] += 1
+    return index
 
 
 def density_rgba(total: np.ndarray, kept: np.ndarray | None = None) -> np.ndarray:
@@ -368,10 +385,10 @@ def _draw_1d(ax: Axes, gate: Mapping[str, Any], x: np.ndarray, inside: np.ndarra
     inside = inside[keep] if inside is not None else None
     xlim = _limits(x, _gate_coordinates(gate, 0))
     edges = np.linspace(*xlim, BINS + 1)
-    _step_histogram(ax, np.histogram(x, bins=edges)[0], edges, color=REFERENCE_COLOUR,
+    _step_histogram(ax, _counts(x, xlim), edges, color=REFERENCE_COLOUR,
                     alpha=0.45, label="parent")  # fmt: skip
     if inside is not None and inside.any():
-        _step_histogram(ax, np.histogram(x[inside], bins=edges)[0], edges, color=BLAST_COLOUR,
+        _step_histogram(ax, _counts(x[inside], xlim), edges, color=BLAST_COLOUR,
                         alpha=0.7, label="in gate")  # fmt: skip
     if gate.get("type") == "rectangle":
         x0, x1 = _open_bounds((gate.get("bounds") or {}).get("x"), xlim)
@@ -480,8 +497,15 @@ def antigen_figure(
 def _share_histogram(ax: Axes, values: np.ndarray, edges: np.ndarray, **style: Any) -> None:
     """A filled histogram of ``values`` as shares of their own events: the reference is often
     ten times smaller or larger than the blast population, and both must read on one axis."""
-    counts = np.histogram(values, bins=edges)[0]
+    counts = _counts(values, (edges[0], edges[-1]))
     _step_histogram(ax, counts / values.size, edges, **style)
+
+
+def _counts(values: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
+    """Events in each of :data:`BINS` equal bins spanning ``limits`` (the edges
+    ``np.linspace(*limits, BINS + 1)``): numpy's equal-bin path, faster than handing it the
+    edges (issue 19)."""
+    return np.histogram(values, bins=BINS, range=limits)[0]
 
 
 def _step_histogram(ax: Axes, heights: np.ndarray, edges: np.ndarray, **style: Any) -> Polygon:
