@@ -701,3 +701,95 @@ def test_template_over_the_size_cap_is_refused(
         GatingTemplate(TEMPLATE)
     text = str(error.value)
     assert str(TEMPLATE) in text and "over the 1000 bytes limit for gating files" in text
+
+
+def _random_polygon(kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Polygons of every kind the grid must get right: convex and traced, concave stars,
+    self-crossing, axis-aligned (horizontal and vertical edges), repeated and collinear
+    vertices, far from the origin."""
+    n = int(rng.integers(3, 80))
+    angle = np.sort(rng.uniform(0, 2 * np.pi, n))
+    if kind == "convex":
+        v = np.column_stack([np.cos(angle), np.sin(angle)])
+    elif kind == "star":
+        r = rng.uniform(0.2, 1.0, n)
+        v = np.column_stack([r * np.cos(angle), r * np.sin(angle)])
+    elif kind == "crossing":
+        v = rng.uniform(-1, 1, (max(n, 5), 2))
+    elif kind == "rectilinear":
+        steps = rng.integers(1, 5, (max(n // 2, 2), 2)).astype(float)
+        xs, ys = np.cumsum(steps[:, 0]), np.cumsum(steps[:, 1])
+        v = np.array([p for i in range(xs.size) for p in ((xs[i], ys[i - 1]), (xs[i], ys[i]))])
+        v = np.concatenate([v, [[0.0, ys[-1]], [0.0, 0.0], [xs[0], 0.0]]])
+    elif kind == "repeated":
+        v = np.column_stack([np.cos(angle), 0.5 * np.sin(angle)])
+        v = np.repeat(v, rng.integers(1, 3, v.shape[0]), axis=0)
+        middle = (v[0] + v[1]) / 2  # a collinear vertex
+        v = np.concatenate([v[:1], [middle], v[1:]])
+    else:  # "far": a small traced cluster far from the origin (logicle x, linear SSC y)
+        r = 0.1 + 0.03 * np.sin(5 * angle)
+        v = np.column_stack([0.4 + r * np.cos(angle), 3e4 + 2e4 * r * np.sin(angle)])
+    return v
+
+
+def _awkward_points(v: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random points over the box and around it, vertices, points on edges, points at every
+    vertex height, on the grid's cell lines, and each of those one ulp off."""
+    from antigen_profile.gating import GRID
+
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    span = hi - lo
+    free = rng.uniform(lo - 0.2 * span, hi + 0.2 * span, (n, 2))
+    ends = np.roll(v, -1, axis=0)
+    t = rng.uniform(0, 1, (v.shape[0], 4))
+    on_edges = (v[:, None, :] + t[:, :, None] * (ends - v)[:, None, :]).reshape(-1, 2)
+    heights = np.column_stack([rng.uniform(lo[0], hi[0], v.shape[0] * 4), np.repeat(v[:, 1], 4)])
+    lines = lo + span * np.linspace(0, 1, GRID + 1)[:, None]
+    cross = np.array([(a, b) for a in lines[:, 0] for b in rng.uniform(lo[1], hi[1], 3)])
+    cross = np.concatenate(
+        [cross, [(b, a) for a in lines[:, 1] for b in rng.uniform(lo[0], hi[0], 3)]]
+    )
+    exact = np.concatenate([v, on_edges, heights, cross])
+    ulps = [np.nextafter(exact, d) for d in (-np.inf, np.inf)]
+    return np.concatenate([free, exact, *ulps])
+
+
+@pytest.mark.parametrize("kind", ["convex", "star", "crossing", "rectilinear", "repeated", "far"])
+def test_polygon_grid_decides_exactly_as_flowutils(kind: str) -> None:
+    """The grid fast path of membership() (cells flowutils' answer cannot vary in are decided
+    without testing their points) equals flowutils on every point, random polygons of every
+    kind, points on vertices, edges, vertex heights and cell lines included, with and
+    without a parent (sparse and dense)."""
+    from flowutils import gating as fu_gating
+
+    rng = np.random.default_rng(sum(map(ord, kind)))
+    for _ in range(12):
+        v = _random_polygon(kind, rng)
+        points = _awkward_points(v, rng, 30_000)
+        x, y = points[:, 0].copy(), points[:, 1].copy()
+        x[:3] = np.nan
+        gate = GateShape(
+            "p", None, "polygon", Axis("X", None), Axis("Y", None), tuple(map(tuple, v))
+        )
+        expected = fu_gating.points_in_polygon(v, np.column_stack([x, y]))
+        np.testing.assert_array_equal(membership(gate, x, y), expected)
+        for share in (0.9, 0.05):
+            parent = rng.random(x.size) < share
+            np.testing.assert_array_equal(membership(gate, x, y, parent), expected & parent)
+
+
+def test_polygon_grid_leaves_few_points_to_flowutils() -> None:
+    """On a traced 72-vertex gate the grid decides most points spread over its box (the
+    fast path is taken), and the outermost ring of cells is always tested exactly."""
+    from antigen_profile.gating import _EXACT, _PolygonGrid
+
+    angle = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+    v = np.column_stack([0.4 + 0.1 * np.cos(angle), 3e4 + 2e3 * np.sin(angle)])
+    grid = _PolygonGrid(v, (*v.min(axis=0), *v.max(axis=0)))
+    assert grid.ok
+    rng = np.random.default_rng(0)
+    points = rng.uniform(v.min(axis=0), v.max(axis=0), (100_000, 2))
+    states = grid.states(points[:, 0], points[:, 1])
+    assert np.mean(states == _EXACT) < 0.15  # boundary cells and the ring (6% of the box)
+    table = grid.table.reshape(66, 66)
+    assert np.all(table[[1, -2], 1:-1] == _EXACT) and np.all(table[0] == 0)

@@ -305,6 +305,108 @@ def _parents_first(gates: Mapping[str, GateShape], fail: Any) -> list[GateShape]
 
 #: Events per block when testing polygons: bounds the index and point buffers to a few MiB.
 BLOCK = 1 << 16
+#: Cells per axis of the grid :class:`_PolygonGrid` lays over a polygon's bounding box.
+GRID = 64
+#: A parent holding at least this share of the events is tested over all events (then masked):
+#: cheaper than gathering its events.
+DENSE_PARENT = 0.25
+#: Cell states of :class:`_PolygonGrid`.
+_OUT, _IN, _EXACT = 0, 1, 2
+
+
+class _PolygonGrid:
+    """flowutils' winding-number test of one polygon, decided per grid cell where it cannot
+    vary.
+
+    A ``GRID`` x ``GRID`` grid covers the polygon's (padded) bounding box. flowutils adds, per
+    edge whose y-span ``[min, max)`` holds the point's y, +1 (edge upward, point strictly
+    left of it) or -1 (downward, strictly right), the side being the sign of the float
+    cross product; the point is inside when the sum is odd. In a cell (widened by a margin
+    far above the rounding of the cell index) where every edge either spans the whole cell
+    in y or none of it, and the cross product of every spanning edge has one sign at all
+    four corners with a magnitude a billion times its rounding error bound, every point
+    gets the same sum as the exact arithmetic gives, so the cell's answer is known without
+    testing its points. Only points in the other cells (those an edge crosses, and the
+    outermost ring, which reaches past the exact bounding box) are handed to flowutils;
+    points outside the padded box are outside, as before. ``tests/test_gating.py`` checks
+    the result against flowutils on random polygons, edges and vertices included.
+    """
+
+    def __init__(self, vertices: np.ndarray, box: tuple[float, float, float, float]) -> None:
+        x_lo, y_lo, x_hi, y_hi = box
+        self.ok = False
+        width, height = x_hi - x_lo, y_hi - y_lo
+        pad = 1e-9 * (np.ptp(vertices, axis=0) + np.abs(vertices).max(axis=0))
+        if not (width > 0 and height > 0 and np.all(np.isfinite(vertices))):
+            return
+        if pad[0] * GRID * 4 >= width or pad[1] * GRID * 4 >= height:
+            return  # the pad would reach past the ring of cells: test every point
+        self.ok = True
+        self.x_lo, self.y_lo = x_lo, y_lo
+        # a hair under GRID cells per box: every point of the box lands in a cell below GRID
+        self.sx = GRID / width * (1 - 1e-12)
+        self.sy = GRID / height * (1 - 1e-12)
+        cw, ch = 1 / self.sx, 1 / self.sy
+        i = np.arange(GRID, dtype=np.float64)
+        margin_x = 1e-6 * cw + 1e-12 * (abs(x_lo) + abs(x_hi))
+        margin_y = 1e-6 * ch + 1e-12 * (abs(y_lo) + abs(y_hi))
+        x0 = x_lo + i * cw - margin_x  # cell bounds, widened
+        x1 = x_lo + (i + 1) * cw + margin_x
+        y0 = (y_lo + i * ch - margin_y)[:, None, None]  # rows (y), columns (x), edges
+        y1 = (y_lo + (i + 1) * ch + margin_y)[:, None, None]
+        ax, ay = vertices[:, 0], vertices[:, 1]
+        bx, by = np.roll(ax, -1), np.roll(ay, -1)  # edge k runs from vertex k to k + 1
+        low, high = np.minimum(ay, by), np.maximum(ay, by)
+        up, down = ay < by, ay > by  # horizontal edges never count
+        # edges whose closed y-span meets the cell's rows: their side must be known
+        meets = (low <= y1) & (high >= y0) & (up | down)
+        dx, dy = bx - ax, by - ay
+        xs = (x0[None, :, None], x1[None, :, None])
+        corners = [dx * (cy - ay) - (cx - ax) * dy for cy in (y0, y1) for cx in xs]
+        scale = np.abs(dx) * np.maximum(np.abs(y0 - ay), np.abs(y1 - ay))
+        scale = scale + np.abs(dy) * np.maximum(np.abs(xs[0] - ax), np.abs(xs[1] - ax))
+        tol = 1e-9 * scale
+        left = np.logical_and.reduce([c > tol for c in corners])  # cross product > 0
+        right = np.logical_and.reduce([c < -tol for c in corners])  # < 0
+        known = np.all(~meets | left | right, axis=2)
+        # counted where the y-span holds the point's y: +1 (up, left) or -1 (down, right);
+        # the count is the same for every y of the cell when, at each vertex height in
+        # it, the counting edges that start there match those that end there
+        counts = meets & ((up & left) | (down & right))
+        jump = counts.astype(np.float64) - np.roll(counts, 1, axis=2)  # at vertex k
+        at = (ay >= y0) & (ay <= y1)  # vertex heights in the cell's rows
+        heights, group = np.unique(ay, return_inverse=True)
+        one_hot = np.zeros((ay.size, heights.size))  # small integers: exact in float
+        one_hot[np.arange(ay.size), group] = 1
+        steady = ~np.any((jump * at) @ one_hot, axis=2)
+        # the count at the cell's lowest y
+        holds = (low <= y0) & (y0 < high)
+        wind = np.sum(holds & up & left, axis=2) - np.sum(holds & down & right, axis=2)
+        states = np.where(known & steady, wind % 2 != 0, _EXACT)
+        states = states.astype(np.uint8)
+        states[[0, -1], :] = _EXACT  # the ring reaches past the exact bounding box
+        states[:, [0, -1]] = _EXACT
+        # one more ring, outside the padded box: outside the polygon
+        self.table = np.zeros((GRID + 2, GRID + 2), dtype=np.uint8)
+        self.table[1:-1, 1:-1] = states
+        self.table = self.table.reshape(-1)
+
+    def states(self, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        """Each point's cell state: outside, inside, or to be tested exactly."""
+        u = px - self.x_lo
+        u *= self.sx
+        np.floor(u, out=u)
+        np.clip(u, -1.0, GRID, out=u)
+        v = py - self.y_lo
+        v *= self.sy
+        np.floor(v, out=v)
+        np.clip(v, -1.0, GRID, out=v)
+        v *= GRID + 2
+        v += u
+        v += GRID + 3  # (row + 1) * (GRID + 2) + column + 1
+        with np.errstate(invalid="ignore"):  # NaN: a border cell, outside (as flowutils)
+            cells = v.astype(np.intp)
+        return self.table.take(cells, mode="clip")
 
 
 def membership(
@@ -314,7 +416,9 @@ def membership(
     rules, so that fitting, the final masks and FlowKit re-gating the export agree, events on
     an edge included: polygons by flowutils' winding-number test (FlowKit's), rectangles
     ``min <= v < max`` (Gating-ML). ``x`` and ``y`` are display-scale columns over all events;
-    only the parent's events are tested, in blocks, so no copy of all events is made."""
+    only the parent's events are tested, in blocks, so no copy of all events is made; a
+    polygon's events are decided per grid cell where flowutils' answer cannot vary there
+    (:class:`_PolygonGrid`), the others by flowutils itself."""
     n = x.shape[0]
     if gate.type != "polygon":
         keep = np.ones(n, dtype=bool) if parent is None else parent.copy()
@@ -335,24 +439,40 @@ def membership(
     # (padded far beyond rounding error in flowutils' edge test) are tested; NaN is out.
     pad = 1e-9 * (np.ptp(vertices, axis=0) + np.abs(vertices).max(axis=0))
     (x_lo, y_lo), (x_hi, y_hi) = vertices.min(axis=0) - pad, vertices.max(axis=0) + pad
+    grid = _PolygonGrid(vertices, (x_lo, y_lo, x_hi, y_hi))
+
+    def test(px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        """flowutils' answer for these points (in the padded box or not)."""
+        hits = np.zeros(px.size, dtype=bool)
+        if grid.ok:
+            state = grid.states(px, py)
+            hits = state == _IN
+            near = np.flatnonzero(state == _EXACT)
+        else:
+            near = np.flatnonzero((px >= x_lo) & (px <= x_hi) & (py >= y_lo) & (py <= y_hi))
+        if near.size:
+            points = np.empty((near.size, 2), dtype=np.float64)
+            points[:, 0] = px[near]
+            points[:, 1] = py[near]
+            hits[near] = fu_gating.points_in_polygon(vertices, points)
+        return hits
+
+    dense = parent is None or np.count_nonzero(parent) >= DENSE_PARENT * n
     out = np.zeros(n, dtype=bool)
     for start in range(0, n, BLOCK):
         stop = min(start + BLOCK, n)
-        if parent is None:
-            index: Any = slice(start, stop)
-        else:
-            index = np.flatnonzero(parent[start:stop])
-            index += start
-        px, py = x[index], y[index]
-        near = np.flatnonzero((px >= x_lo) & (px <= x_hi) & (py >= y_lo) & (py <= y_hi))
-        if near.size == 0:
+        if dense:  # every event of the block, then the parent's
+            hits = test(x[start:stop], y[start:stop])
+            if parent is not None:
+                hits &= parent[start:stop]
+            out[start:stop] = hits
             continue
-        points = np.empty((near.size, 2), dtype=np.float64)
-        points[:, 0] = px[near]
-        points[:, 1] = py[near]
-        hits = np.zeros(px.size, dtype=bool)
-        hits[near] = fu_gating.points_in_polygon(vertices, points)
-        out[index] = hits
+        assert parent is not None
+        index = np.flatnonzero(parent[start:stop])
+        if index.size == 0:
+            continue
+        index += start
+        out[index] = test(x[index], y[index])
     return out
 
 
