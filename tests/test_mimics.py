@@ -263,6 +263,7 @@ def test_kept_and_masked_equal_boolean_indexing(dropped: int) -> None:
     keep[rng.choice(values.size, dropped, replace=False)] = False
     for mask in (keep, ~keep, rng.random(values.size) < 0.3):
         assert np.array_equal(kept(values, mask), values[mask])
+        assert np.array_equal(kept(values, mask, np.flatnonzero(~mask)), values[mask])
         assert np.array_equal(masked(values, mask), values[mask])
     edges = np.ones(values.size, dtype=bool)
     edges[[0, 1, 50, values.size - 1]] = False

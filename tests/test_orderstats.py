@@ -110,3 +110,14 @@ def test_order_statistics_are_the_sorted_values() -> None:
     assert found is not None and _same(found, np.sort(values)[shuffled])
     with pytest.raises(IndexError):
         orderstats.order_statistics(values, [5000])
+
+
+def test_overwrite_input_reorders_but_keeps_the_values() -> None:
+    values = np.random.default_rng(6).normal(size=10_001)
+    work = values.copy()
+    assert _same(orderstats.median(work, overwrite_input=True), np.median(values))
+    assert np.array_equal(np.sort(work), np.sort(values))
+    strided = values[::2]
+    before = strided.copy()
+    assert _same(orderstats.median(strided, overwrite_input=True), np.median(before))
+    assert np.array_equal(strided, before), "a view that is not contiguous is copied"

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from antigen_profile import orderstats
+
 #: Events used to fit a mixture; more adds time, not accuracy.
 MAX_FIT_EVENTS = 5_000
 #: Outer limit of a traced cluster in Mahalanobis units (99.9% of a 2-D Gaussian).
@@ -67,10 +69,12 @@ def ratio_mode(numerator: np.ndarray, denominator: np.ndarray) -> float | None:
     singlets sit on an FSC-H vs FSC-A plot (doublets are a minority below it)."""
     d = np.asarray(denominator, dtype=np.float64)
     n = np.asarray(numerator, dtype=np.float64)
-    ok = d > 0
-    if ok.sum() < 100:
+    ok = np.flatnonzero(d > 0)
+    if ok.size < 100:
         return None
-    return float(np.median(n[ok] / d[ok]))
+    ratio = n.take(ok)
+    ratio /= d.take(ok)
+    return float(orderstats.median(ratio, overwrite_input=True))
 
 
 def median_width(width: np.ndarray) -> float | None:
@@ -80,7 +84,7 @@ def median_width(width: np.ndarray) -> float | None:
     w = w[np.isfinite(w) & (w > 0)]
     if w.size < 100:
         return None
-    return float(np.median(w))
+    return float(orderstats.median(w, overwrite_input=True))
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from antigen_profile.gatingml import (
     read_xml,
     transforms_tag,
 )
-from antigen_profile.populations import percent, population_table
+from antigen_profile.populations import masked, percent, population_table
 from antigen_profile.transforms import logicle_table
 
 
@@ -808,20 +808,21 @@ class GatingTemplate:
             assert axis is not None
             edge = float(spec.attrs["edge"])
             lo, hi = spec.numbers("window")
-            valley = gatefit.density_valley(self.display(axis, frame)[parent], (lo, hi))
+            valley = gatefit.density_valley(masked(self.display(axis, frame), parent), (lo, hi))
             if valley is None:
                 return gate, None
             return _move_edge(gate, spec.attrs.get("axis", "x"), edge, valley), None
         if spec.method == "width":
             assert gate.y is not None
-            width = gatefit.median_width(self.display(gate.y, frame)[parent])
+            width = gatefit.median_width(masked(self.display(gate.y, frame), parent))
             if width is None:
                 return gate, f"{gate.id}: too few events to place the pulse-width band"
             return _width_band(gate, width, spec.numbers("band")), None
         if spec.method == "ratio":
             assert gate.y is not None
             mode = gatefit.ratio_mode(
-                self.display(gate.y, frame)[parent], self.display(gate.x, frame)[parent]
+                masked(self.display(gate.y, frame), parent),
+                masked(self.display(gate.x, frame), parent),
             )
             if mode is None:
                 return gate, None
@@ -861,8 +862,8 @@ class GatingTemplate:
             raise GatingError(f"{self.path}: fit_on={fit_on!r} is not a gate above {first.id}")
         # Only the events the mixture is fitted on are built (gatefit.fit_rows): the same
         # fit as from every event's point, without millions of logarithms.
-        x = self.display(first.x, frame)[mask]
-        y = self.display(first.y, frame)[mask]
+        x = masked(self.display(first.x, frame), mask)
+        y = masked(self.display(first.y, frame), mask)
         rows = gatefit.fit_rows(np.isfinite(x) & np.isfinite(np.clip(y, 1.0, None) if ylog else y))
         x, y = x[rows], y[rows]
         if ylog:

@@ -24,11 +24,19 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def order_statistics(values: np.ndarray, positions: Sequence[int]) -> np.ndarray | None:
+def order_statistics(
+    values: np.ndarray, positions: Sequence[int], overwrite_input: bool = False
+) -> np.ndarray | None:
     """The values at ``positions`` of ``sorted(values)`` (0-based, each in ``[0, n)``), as
     float64, or ``None`` when ``values`` hold NaN (whose place in an order NumPy defines by
-    sorting it last, so the caller asks NumPy). ``values`` is not modified."""
-    work = np.array(values, dtype=np.float64, copy=True).reshape(-1)
+    sorting it last, so the caller asks NumPy). ``values`` is not modified unless
+    ``overwrite_input`` (a contiguous float64 array is then partitioned in place, as
+    NumPy's ``overwrite_input``; its values stay, their order does not)."""
+    x = np.asarray(values)
+    if overwrite_input and x.dtype == np.float64 and x.ndim == 1 and x.flags.c_contiguous:
+        work = x
+    else:
+        work = np.array(values, dtype=np.float64, copy=True).reshape(-1)
     wanted = sorted(set(int(p) for p in positions))
     out: dict[int, float] = {}
     first: int | None = None
@@ -59,14 +67,15 @@ def _middle(n: int) -> list[int]:
     return [n // 2 - 1, n // 2] if n % 2 == 0 else [(n - 1) // 2]
 
 
-def median(values: np.ndarray) -> np.float64:
-    """``np.median(values)`` of a 1-D array (flattened otherwise), to the last bit."""
+def median(values: np.ndarray, overwrite_input: bool = False) -> np.float64:
+    """``np.median(values)`` of a 1-D array (flattened otherwise), to the last bit; with
+    ``overwrite_input`` the values may be reordered (not changed), as NumPy's option."""
     x = np.asarray(values)
     n = x.size
     if n == 0 or x.dtype != np.float64:
         return np.median(x)
-    middle = order_statistics(x, _middle(n))
-    if middle is None:
+    middle = order_statistics(x, _middle(n), overwrite_input)
+    if middle is None:  # NaN sorts last wherever it was: NumPy says NaN too
         return np.median(x)
     return np.mean(middle)
 

@@ -262,8 +262,9 @@ def _quantify(
     del taken
     if found.excluded:
         exclude_lookalikes(gated, found)
+        dropped = np.flatnonzero(~found.keep)
         for m in blasts:  # one marker at a time: the gate's arrays are not held twice
-            blasts[m] = kept(blasts[m], found.keep)
+            blasts[m] = kept(blasts[m], found.keep, dropped)
         references = choose_references(
             quantified, data, gated.masks, blasts, controls, positivity, display, internal
         )

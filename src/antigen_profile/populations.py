@@ -54,14 +54,16 @@ def masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return values.take(np.flatnonzero(mask))
 
 
-def kept(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+def kept(values: np.ndarray, keep: np.ndarray, dropped: np.ndarray | None = None) -> np.ndarray:
     """``values[keep]`` for a boolean ``keep`` as long as ``values``; when only a few events
     are dropped, the stretches between them are copied as blocks instead of testing every
-    event (the same values in the same order)."""
+    event (the same values in the same order). ``dropped`` (``np.flatnonzero(~keep)``) saves
+    finding them again for each of several arrays."""
     values, keep = np.asarray(values), np.asarray(keep, dtype=bool)
     if values.ndim != 1 or keep.shape != values.shape:
         return values[keep]
-    dropped = np.flatnonzero(~keep)
+    if dropped is None:
+        dropped = np.flatnonzero(~keep)
     if dropped.size > FEW_DROPPED:
         return values[keep]
     out = np.empty(values.size - dropped.size, dtype=values.dtype)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from antigen_profile import orderstats
 from antigen_profile.ingest import Tube
 
 #: A bin's rate must also differ from the run's level by this many Poisson SDs (sqrt of the
@@ -611,7 +612,7 @@ def _signal_shifts(
     cofactor = np.empty(len(columns))
     for j in range(len(columns)):
         _, spread = densest_population(sample[:, j])
-        low, high = np.percentile(sample[:, j], [0.5, 99.5])
+        low, high = orderstats.percentiles(sample[:, j], [0.5, 99.5])
         cofactor[j] = max(spread, 0.01 * float(high - low), 1e-12)
     signal = np.full((bins, len(columns)), np.nan)
     for b in np.flatnonzero(usable):
@@ -744,9 +745,9 @@ def densest_population(values: np.ndarray) -> tuple[float, float]:
     x = x[np.isfinite(x)]
     if x.size == 0:
         return float("nan"), 0.0
-    low, high = np.percentile(x, [0.5, 99.5])
+    low, high = orderstats.percentiles(x, [0.5, 99.5])
     if not high > low:
-        return float(np.median(x)), 0.0
+        return float(orderstats.median(x)), 0.0
     hist, edges = np.histogram(x, bins=256, range=(low, high))
     k = int(np.argmax(hist))
     binwidth = float(edges[1] - edges[0])
@@ -763,8 +764,8 @@ def densest_population(values: np.ndarray) -> tuple[float, float]:
         window = x[np.abs(x - centre) < 3.0 * sd]
         if window.size < MIN_SIGNAL_EVENTS:
             break
-        new_centre = float(np.median(window))
-        new_sd = 1.4826 * float(np.median(np.abs(window - new_centre)))
+        new_centre = float(orderstats.median(window))
+        new_sd = 1.4826 * float(orderstats.median(np.abs(window - new_centre), True))
         if new_sd <= 0:
             break
         done = abs(new_sd - sd) <= 0.005 * sd and abs(new_centre - centre) <= 0.005 * sd

@@ -15,6 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from antigen_profile import orderstats
+
 #: Values per block in :meth:`LogicleTable.__call__`: bounds the temporaries (a few MiB)
 #: whatever the number of events.
 CHUNK = 1 << 16
@@ -149,10 +151,11 @@ def auto_logicle(
     """
     t = float(top) if np.isfinite(top) and top > 0 else 262144.0
     x = np.asarray(values, dtype=np.float64)
-    negative = x[(x < 0) & np.isfinite(x)]
+    negative = x[x < 0]  # -inf is below zero: the finite ones, in order
+    negative = negative[np.isfinite(negative)]
     w = 0.0
     if negative.size >= 10:
-        r = abs(float(np.percentile(negative, NEGATIVE_PERCENTILE)))
+        r = abs(float(orderstats.percentile(negative, NEGATIVE_PERCENTILE)))
         if r > 0:
             w = (m - math.log10(t / r)) / 2.0
     w = float(min(max(w, 0.0), m / 2.0 - 0.05))
