@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
@@ -32,6 +33,10 @@ PAD = 3 / 72
 #: matplotlib's defaults (points) that place labels: axis label and title off their axes.
 LABEL_PAD = 4.0
 TITLE_PAD = 6.0
+#: Tick labels' font size, ticks' length and their labels' pad (points): see style_axes.
+TICK_FONT = FONT - 1
+TICK_LENGTH = 2.0
+TICK_PAD = 1.5
 
 
 def png_data_uri(fig: Figure) -> str:
@@ -69,12 +74,22 @@ def text_inches(fig: Figure, text: str, size: float) -> tuple[float, float, floa
 
 
 def tick_labels_width(fig: Figure, axis: Axis, size: float) -> float:
-    """Width (inches) of the widest major tick label ``axis`` will draw at ``size`` points."""
-    low, high = sorted(axis.get_view_interval())
-    span = high - low
-    locs = [v for v in axis.get_major_locator()() if low - 1e-10 * span <= v <= high + 1e-10 * span]
+    """Width (inches) of the widest major tick label ``axis`` will draw at ``size`` points:
+    labelled as matplotlib labels them (every tick at once), those within the view counted."""
+    locs = axis.get_major_locator()()
     labels = axis.get_major_formatter().format_ticks(locs)
-    return max((text_inches(fig, label, size)[0] for label in labels if label), default=0.0)
+    low, high = sorted(axis.get_view_interval())
+    slack = 1e-10 * (high - low)
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    renderer = fig.canvas.get_renderer()
+    font = FontProperties(size=size)
+    widths = [
+        renderer.get_text_width_height_descent(label, font, ismath=False)[0]
+        for loc, label in zip(locs, labels, strict=True)
+        if label and low - slack <= loc <= high + slack
+    ]
+    return max(widths, default=0.0) / fig.dpi
 
 
 def place_axes(fig: Figure, ax: Axes, left: float, bottom: float, right: float, top: float) -> None:
@@ -92,7 +107,7 @@ def place_axes(fig: Figure, ax: Axes, left: float, bottom: float, right: float, 
 
 def style_axes(ax: Axes) -> None:
     """The report's axes: small ticks, no top or right frame."""
-    ax.tick_params(labelsize=FONT - 1, length=2, pad=1.5)
+    ax.tick_params(labelsize=TICK_FONT, length=TICK_LENGTH, pad=TICK_PAD)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
 

@@ -28,6 +28,8 @@ from antigen_profile.report.plot_style import (
     FONT,
     LABEL_PAD,
     PAD,
+    TICK_LENGTH,
+    TICK_PAD,
     TITLE_PAD,
     number_or_nan,
     place_axes,
@@ -660,7 +662,7 @@ def time_course_figure(
 
 
 #: Tick length and pad (points) of :func:`~antigen_profile.report.plot_style.style_axes`.
-TICK_SPACE = 2 + 1.5
+TICK_SPACE = TICK_LENGTH + TICK_PAD
 
 
 def _place_time_course(fig: Figure, ax: Axes) -> None:
