@@ -144,6 +144,10 @@ def positive_matrix(
     return frame
 
 
+#: Blasts counted per :func:`np.bincount` call in :func:`_pattern_counts`.
+COUNT_BLOCK = 1 << 16
+
+
 def _pattern_counts(positive: pd.DataFrame) -> np.ndarray:
     """Blasts per positive/negative pattern: entry ``p`` counts the blasts positive exactly for
     the targets whose column bit is set in ``p`` (bit j = column j). Every combination's
@@ -158,7 +162,12 @@ def _pattern_counts(positive: pd.DataFrame) -> np.ndarray:
     for j in range(k):
         column = positive.iloc[:, j].to_numpy(dtype=bool)
         bits |= column.astype(dtype) << dtype.type(j)
-    return np.bincount(bits, minlength=1 << k).astype(np.int64)
+    # bincount works on a platform-integer copy of its input: counted a block at a time, so
+    # that copy is a block, not eight bytes per blast
+    counts = np.zeros(1 << k, dtype=np.int64)
+    for first in range(0, bits.size, COUNT_BLOCK):
+        counts += np.bincount(bits[first : first + COUNT_BLOCK], minlength=1 << k)
+    return counts
 
 
 # --------------------------------------------------------------------------------------------

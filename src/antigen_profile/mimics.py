@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 
 from antigen_profile import orderstats
-from antigen_profile.populations import kept as kept_values
 from antigen_profile.populations import masked, percent
 
 if TYPE_CHECKING:
@@ -137,18 +136,24 @@ def lookalike_mask(
 
 
 def continuum(
-    blasts: Mapping[str, np.ndarray], thresholds: Mapping[str, float], settings: MimicSettings
+    blasts: Mapping[str, np.ndarray],
+    thresholds: Mapping[str, float],
+    settings: MimicSettings,
+    keep: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The CD34/CD20 maturation pattern of the gate: the share of CD34+CD20- (stage I-like)
     and CD34-CD20+ (stage III-like) events and their phi coefficient. ``hematogone_like`` when
     both subsets are large and mutually exclusive, as in normal B maturation; a leukaemic
-    cluster has one dominant state (or CD34 and CD20 independent of each other)."""
+    cluster has one dominant state (or CD34 and CD20 independent of each other). ``keep``
+    (a mask over the events given) restricts it to those events without copying their values."""
     if not {"CD34", "CD20"} <= set(blasts) or not all(
         np.isfinite(thresholds.get(m, np.nan)) for m in ("CD34", "CD20")
     ):
         return {"assessed": False, "note": "needs CD34 and CD20 in the tube, with references"}
     cd34 = blasts["CD34"] >= float(thresholds["CD34"])
     cd20 = blasts["CD20"] >= float(thresholds["CD20"])
+    if keep is not None:
+        cd34, cd20 = cd34[keep], cd20[keep]
     n = cd34.size
     if n == 0:
         return {"assessed": False, "note": "no events in the blast gate"}
@@ -172,13 +177,22 @@ def continuum(
 
 
 def aberrancies(
-    blasts: Mapping[str, np.ndarray], thresholds: Mapping[str, float], settings: MimicSettings
+    blasts: Mapping[str, np.ndarray],
+    thresholds: Mapping[str, float],
+    settings: MimicSettings,
+    keep: np.ndarray | None = None,
 ) -> list[str]:
     """The leukaemia-associated features the panel shows on the blasts, in words (empty:
-    none the panel can show). CD38 dim: hematogones are CD38 bright throughout."""
+    none the panel can show). CD38 dim: hematogones are CD38 bright throughout. ``keep`` as
+    for :func:`continuum`."""
     found = []
-    if "CD38" in blasts and np.isfinite(thresholds.get("CD38", np.nan)) and blasts["CD38"].size:
-        positive = float(np.mean(blasts["CD38"] >= float(thresholds["CD38"])))
+    cd38 = None
+    if "CD38" in blasts and np.isfinite(thresholds.get("CD38", np.nan)):
+        cd38 = blasts["CD38"] >= float(thresholds["CD38"])
+        if keep is not None:
+            cd38 = cd38[keep]
+    if cd38 is not None and cd38.size:
+        positive = float(np.mean(cd38))
         if positive < settings.cd38_dim_max_positive:
             found.append(
                 f"CD38 dim/negative ({100 * positive:.0f}% of blasts CD38-positive, normal B "
@@ -232,13 +246,9 @@ def screen(
     elif mask is None:
         look["note"] = note
     kept = int(keep.sum())
-    # the gate's events that stay, for the markers the two checks read (all of them: no copy)
-    read = ("CD34", "CD20", "CD38")
-    if kept == n:
-        staying: Mapping[str, np.ndarray] = {m: v for m, v in blasts.items() if m in read}
-    else:
-        staying = {m: kept_values(v, keep) for m, v in blasts.items() if m in read}
-    pattern = continuum(staying, thresholds, settings)
+    # the gate's events that stay: the checks mask their calls, not copy the values
+    staying = None if kept == n else keep
+    pattern = continuum(blasts, thresholds, settings, staying)
     pattern["source"] = settings.hematogone_source
     if pattern.get("hematogone_like"):
         result.flags.append(
@@ -252,7 +262,7 @@ def screen(
             }
         )
     share_pct = 100.0 * kept / leukocytes if leukocytes else None
-    found = aberrancies(staying, thresholds, settings)
+    found = aberrancies(blasts, thresholds, settings, staying)
     low = {
         "blast_pct_leukocytes": None if share_pct is None else round(share_pct, 4),
         "min_blast_pct": settings.min_blast_pct,

@@ -258,8 +258,14 @@ def _quantify(
     # screen reads the thresholds antigens.tsv would be called on, not the table itself.
     thresholds = measured_thresholds(blasts, references, positivity, quantified)
     found = screen_gate(data, gated, thresholds, positivity.percentile, settings, taken)
+    # the look-alike plot draws the gate's events as screened: drawn now, so that the gate's
+    # CD34 and CD123 events are not held to the end
     gate = {m: taken[m] for m in ("CD34", "CD123") if m in data}
-    del taken
+    limit = settings.max_plot_events
+    mimic_plot = mimic_plot_data(
+        gate, found.keep, _gate_display(settings, tube, data, display, gate), limit
+    )
+    del taken, gate
     if found.excluded:
         exclude_lookalikes(gated, found)
         dropped = np.flatnonzero(~found.keep)
@@ -279,7 +285,6 @@ def _quantify(
         table, blasts, controls, tube, beads, settings.calibration, qc
     )
     positive = positive_matrix(blasts, thresholds, load_trial(settings.trial).targets)
-    limit = settings.max_plot_events
     doc = profile_document(
         sample_id, tube, inputs, settings, gated.blast_defined_by, qc, control_note
     )
@@ -311,9 +316,7 @@ def _quantify(
         plotdata={
             **gated.plot,
             **antigen_plot_data(blasts, references, table, display, limit),
-            **mimic_plot_data(
-                gate, found.keep, _gate_display(settings, tube, data, display, gate), limit
-            ),
+            **mimic_plot,
         },
     )
 
