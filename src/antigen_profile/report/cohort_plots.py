@@ -92,6 +92,9 @@ def cohort_heatmap_figure(
                     fontsize=style.FONT,
                     color="white" if dark else "#333333",
                     parse_math=False,
+                    # inside its cell: nothing for the layout engine to make room for, and
+                    # measuring every cell's text was a third of this plot's time (issue 19)
+                    in_layout=False,
                 )
     bar = fig.colorbar(image, ax=ax, shrink=min(1.0, 3.0 / height + 0.3), pad=0.02)
     bar.set_label("% positive blasts", fontsize=style.FONT)
