@@ -20,6 +20,15 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/sample.smk"
+
+
+# Tubes of split specimens (or under another specimen id) have rules of their own, read only
+# when the sheet has such tubes.
+if SPLIT_TUBES:
+
+    include: "workflow/rules/specimen.smk"
+
+
 include: "workflow/rules/recommend.smk"
 include: "workflow/rules/report.smk"
 

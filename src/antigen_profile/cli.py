@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from antigen_profile import __version__
 
@@ -243,5 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(args.run(args))
 
 
+def run() -> NoReturn:
+    """The ``antigen-profile`` command: :func:`main`, then out without the interpreter's
+    teardown (:func:`antigen_profile.logs.leave`; its outputs are written and closed)."""
+    from antigen_profile.logs import leave
+
+    leave(main())
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

@@ -8,6 +8,7 @@ file holds.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -142,11 +143,16 @@ def layout_problems(
     not a plain folder name inside ``results`` (``.``, ``..``, a cohort output's name), or
     an output that resolves onto one of ``inputs`` (what -> paths: the sheets, the tubes, the
     trial, the template, ...). Checked before any job runs: an output written over a user's
-    sheet or tube cannot be taken back."""
+    sheet or tube cannot be taken back.
+
+    Each input is looked up where an output of its name would be (a sample's or specimen's
+    folder, or ``results`` itself), rather than every output listed: an archive of 10,000
+    samples has 180,000 outputs and its check must stay a small part of planning (issue 19).
+    """
     problems: list[str] = []
     root = Path(results).resolve()
-    targets: dict[Path, str] = {root / name: name for name in COHORT_FILES.values()}
-    targets[root / REPORT_FILE] = REPORT_FILE
+    links = _linked_folders(root)
+    folders: dict[Path, str] = {}  # a sample's folder as resolved -> its sample_id
     for sample_id in sample_ids:
         if sample_id in {".", ".."} or "/" in sample_id or "\\" in sample_id:
             problems.append(
@@ -160,14 +166,15 @@ def layout_problems(
                 "the sample in the sheet"
             )
             continue
-        folder = (root / sample_id).resolve()
+        folder = links.get(sample_id, root / sample_id)
         if folder.parent != root:
             problems.append(
                 f"{results}/{sample_id} is a link to {folder}: outputs must stay in {results}/; "
                 "remove the link"
             )
             continue
-        targets.update({folder / name: f"{sample_id}/{name}" for name in SAMPLE_FILES.values()})
+        folders[folder] = sample_id
+    specimens: set[str] = set()
     for specimen_id in specimen_ids:
         if specimen_id in {".", ".."} or "/" in specimen_id or "\\" in specimen_id:
             problems.append(
@@ -175,19 +182,36 @@ def layout_problems(
                 f"outside {results}/{SPECIMEN_DIR}/; rename the specimen in the sheet"
             )
             continue
-        folder = root / SPECIMEN_DIR / specimen_id
-        targets.update(
-            {
-                folder / name: f"{SPECIMEN_DIR}/{specimen_id}/{name}"
-                for name in SPECIMEN_FILES.values()
-            }
-        )
+        specimens.add(specimen_id)
+    cohort = {*COHORT_FILES.values(), REPORT_FILE}
+    sample_names, specimen_names = set(SAMPLE_FILES.values()), set(SPECIMEN_FILES.values())
     for what, paths in inputs.items():
         for given in paths:
             path = Path(given).resolve()
-            if path in targets:
-                problems.append(
-                    f"{what} {given} would be overwritten by the output {targets[path]} of "
-                    f"results={results}; choose another results folder"
-                )
+            folder = path.parent
+            if folder == root and path.name in cohort:
+                target = path.name
+            elif folder in folders and path.name in sample_names:
+                target = f"{folders[folder]}/{path.name}"
+            elif (
+                folder.parent == root / SPECIMEN_DIR
+                and folder.name in specimens
+                and path.name in specimen_names
+            ):
+                target = f"{SPECIMEN_DIR}/{folder.name}/{path.name}"
+            else:
+                continue
+            problems.append(
+                f"{what} {given} would be overwritten by the output {target} of "
+                f"results={results}; choose another results folder"
+            )
     return problems
+
+
+def _linked_folders(root: Path) -> dict[str, Path]:
+    """The entries of ``root`` that are symbolic links, each resolved: only a folder that
+    exists can be a link, so one listing replaces resolving every sample's folder."""
+    if not root.is_dir():
+        return {}
+    with os.scandir(root) as entries:
+        return {e.name: Path(e.path).resolve() for e in entries if e.is_symlink()}

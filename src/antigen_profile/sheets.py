@@ -239,9 +239,11 @@ def _specimen_problems(frame: pd.DataFrame, named: pd.Series, sheet: Path) -> li
     own specimen) come from one draw of one patient, so they
     must agree on ``patient_id`` and ``timepoint``: one line per specimen that does not."""
     problems = []
-    for specimen, rows in frame.groupby("specimen_id", sort=False):
-        if not named[rows.index].any():
-            continue  # tubes that are their own specimens (a repeated sample_id is said apart)
+    # Only specimens a row names: tubes that are their own specimens need no check (a
+    # repeated sample_id is said apart), and skipping them keeps a sheet of 10,000 such tubes
+    # from 10,000 pandas groups (issue 19).
+    chosen = frame["specimen_id"].isin(set(frame.loc[named.to_numpy(), "specimen_id"]))
+    for specimen, rows in frame[chosen.to_numpy()].groupby("specimen_id", sort=False):
         for column in ("patient_id", "timepoint"):
             values = list(dict.fromkeys(str(v) for v in rows[column]))
             if len(values) > 1:

@@ -1,5 +1,6 @@
 # Config, sheets, trial and output locations: checked here, at parse time, so a bad input
 # stops the run before any job, in one line naming the fix.
+import functools
 import re
 from pathlib import Path
 
@@ -51,6 +52,9 @@ try:
 except SheetError as exc:
     raise WorkflowError(f"sample or patient sheet rejected, nothing was run:\n{exc}")
 SAMPLE_IDS = list(SAMPLES["sample_id"])
+# Each row as a plain dict: input and params functions run once per job, and a DataFrame row
+# lookup costs 50 times a dict's (the DAG of a 10,000-sample archive, issue 19).
+SAMPLE_ROWS = SAMPLES.to_dict("index")
 ID_PATTERN = r"[A-Za-z0-9._-]+"
 # specimen_id -> its tubes in sheet order (a tube without specimen_id is its own specimen).
 SPECIMENS = {
@@ -58,6 +62,8 @@ SPECIMENS = {
     for specimen, rows in SAMPLES.groupby("specimen_id", sort=False)
 }
 SPECIMEN_IDS = list(SPECIMENS)
+# Tubes that are not a specimen of their own id (rules tube and specimen).
+SPLIT_TUBES = [s for s in SAMPLE_IDS if SPECIMENS.get(s) != [s]]
 # Reviewers' sign-offs (config review: review.tsv), checked here like the other sheets.
 REVIEW_SHEET = config.get("review") or None
 try:
@@ -108,7 +114,7 @@ def sample_inputs(wildcards):
     """The stained tube and, when the sheet names them, its control tubes, beads and its
     corrected gates (an input of this tube's profile only: a reviewer's edit reruns this
     tube and its specimen, nothing else)."""
-    row = SAMPLES.loc[wildcards.sample]
+    row = SAMPLE_ROWS[wildcards.sample]
     inputs = {"fcs": row["fcs"]}
     if row["gates"]:
         inputs["gates"] = row["gates"]
@@ -140,12 +146,21 @@ def _timepoint_order():
 PATIENT_SAMPLES = _timepoint_order()
 
 
-def patient_samples(wildcards):
-    """The sample ids of this sample's patient in timepoint order, so the report can link to
-    the others; a params value, so a changed sheet reruns the report. Ids only: they are
-    validated, and params are printed in Snakemake's own report, which does not escape free
-    text."""
-    return PATIENT_SAMPLES[SAMPLES.loc[wildcards.sample, "patient_id"]]
+def tube_sheet(wildcards):
+    """What the sheets say about this tube, as one param (Snakemake inspects every callable
+    param of every job: one instead of five, issue 19): patient_id, the patient's row as
+    text (patient_json: editing one patient reruns that patient's tubes only), timepoint,
+    specimen_id, and the sample ids of the patient in timepoint order, so the report can
+    link to the others (ids only: they are validated, and params are printed in Snakemake's
+    own report, which does not escape free text)."""
+    row = SAMPLE_ROWS[wildcards.sample]
+    return {
+        "patient_id": row["patient_id"],
+        "patient": patient_json(row["patient_id"]),
+        "timepoint": row["timepoint"] or None,
+        "specimen_id": row["specimen_id"],
+        "patient_samples": PATIENT_SAMPLES[row["patient_id"]],
+    }
 
 
 def specimen_inputs(wildcards):
@@ -160,30 +175,26 @@ def specimen_inputs(wildcards):
 
 def specimen_row(wildcards):
     """The specimen's first tube's sheet row: its tubes share patient and timepoint."""
-    return SAMPLES.loc[SPECIMENS[wildcards.specimen][0]]
-
-
-def sample_row(wildcards):
-    """The tube's sheet row."""
-    return SAMPLES.loc[wildcards.sample]
-
-
-def is_own_specimen(sample_id):
-    """Whether the tube is a specimen of its own under its own id."""
-    return SPECIMENS.get(sample_id) == [sample_id]
+    return SAMPLE_ROWS[SPECIMENS[wildcards.specimen][0]]
 
 
 def own_specimen_inputs(wildcards):
     """Rule one_tube_specimen's inputs: the tube's (sample_inputs) when the tube is its own
     specimen; otherwise a file no rule makes, which tells Snakemake to take rules tube and
     specimen instead (a rule whose input cannot be made is skipped)."""
-    if not is_own_specimen(wildcards.sample):
+    if SPECIMENS.get(wildcards.sample) != [wildcards.sample]:
         return {"not_a_one_tube_specimen": NOT_ONE_TUBE}
     return sample_inputs(wildcards)
 
 
 # Never made and never there: see own_specimen_inputs.
 NOT_ONE_TUBE = f"{RESULTS}/.not-a-one-tube-specimen"
+
+
+@functools.cache
+def patient_json(patient_id):
+    """The patient's row as a params value (steps.patient_param), made once per patient."""
+    return patient_param(patient_record(PATIENTS, patient_id))
 
 
 def review_param(specimen_id):

@@ -27,41 +27,14 @@ TUBE_PARAMS = dict(
     profile_settings=stages.digest(config, stages.PROFILE_SETTINGS),
     decision_settings=stages.digest(config, stages.DECISION_SETTINGS),
     report_settings=stages.digest(config, stages.REPORT_SETTINGS),
-    patient_id=lambda wc: sample_row(wc)["patient_id"],
-    patient=lambda wc: patient_param(patient_record(PATIENTS, sample_row(wc)["patient_id"])),
-    timepoint=lambda wc: sample_row(wc)["timepoint"] or None,
-    specimen_id=lambda wc: sample_row(wc)["specimen_id"],
-    patient_samples=patient_samples,
+    sheet=tube_sheet,
 )
-
-
-rule tube:
-    input:
-        unpack(sample_inputs),
-        **stages.profile_inputs(config),
-    output:
-        **TUBE_OUTPUTS,
-    params:
-        **TUBE_PARAMS,
-    log:
-        f"{RESULTS}/logs/tube/{{sample}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/tube/{{sample}}.tsv"
-    group:
-        "sample"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=20,
-    conda:
-        "../../environment.yml"
-    script:
-        "../scripts/tube.py"
 
 
 # The common case, a specimen of one tube named after it: tube and specimen in one job. For
 # any other {sample} this rule's input is a file nothing makes, so Snakemake falls back to
-# rules tube and specimen (ruleorder below: a rule whose input cannot be made is skipped).
+# rules tube and specimen (workflow/rules/specimen.smk: a rule whose input cannot be made is
+# skipped, ruleorder there).
 rule one_tube_specimen:
     input:
         unpack(own_specimen_inputs),
@@ -89,49 +62,3 @@ rule one_tube_specimen:
         "../../environment.yml"
     script:
         "../scripts/tube.py"
-
-
-# A specimen of several tubes (a panel split over tubes), or one tube under another id: the
-# tubes' files merged (one value per antigen, coverage exact within a tube and bounded across
-# tubes), the trial's rules applied to the merge, and the specimen's report.
-
-
-rule specimen:
-    input:
-        unpack(specimen_inputs),
-        trial=config["trial"],
-    output:
-        **outputs.specimen_patterns(RESULTS, outputs.SPECIMEN_WRITES),
-        report=report(
-            outputs.specimen_patterns(RESULTS, ("report",))["report"],
-            caption="../report/specimen_report.rst",
-            category="Specimens",
-            subcategory="{specimen}",
-            labels={"specimen": "{specimen}", "file": outputs.REPORT_FILE},
-        ),
-    params:
-        tubes=lambda wc: SPECIMENS[wc.specimen],
-        patient_id=lambda wc: specimen_row(wc)["patient_id"],
-        patient=lambda wc: patient_param(patient_record(PATIENTS, specimen_row(wc)["patient_id"])),
-        timepoint=lambda wc: specimen_row(wc)["timepoint"] or None,
-        specimen_settings=stages.digest(config, stages.SPECIMEN_SETTINGS),
-        specimen_report_settings=stages.digest(config, stages.SPECIMEN_REPORT_SETTINGS),
-        review=lambda wc: review_param(wc.specimen),
-        targets=list(TRIAL.targets),
-    log:
-        f"{RESULTS}/logs/specimen/{{specimen}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/specimen/{{specimen}}.tsv"
-    group:
-        "sample"
-    resources:
-        mem_mb=500,
-        runtime=5,
-    conda:
-        "../../environment.yml"
-    script:
-        "../scripts/specimen.py"
-
-
-ruleorder: one_tube_specimen > tube
-ruleorder: one_tube_specimen > specimen

@@ -2,7 +2,7 @@
 report (steps.write_specimen_report), from the tubes' files and the patient's row the rule
 declares."""
 
-from antigen_profile.logs import job_log
+from antigen_profile.logs import job_log, leave
 from antigen_profile.outputs import SPECIMEN_READS, SPECIMEN_WRITES
 from antigen_profile.stages import SPECIMEN_REPORT_SETTINGS, SPECIMEN_SETTINGS, declared
 from antigen_profile.steps import decide_specimen, write_specimen_report
@@ -33,3 +33,4 @@ with job_log(sm.log[0]) as log:
         profile_files={tube: where["profile"] for tube, where in tubes.items()},
         targets=sm.params.targets,
     )
+leave()  # every output written and closed: skip the interpreter teardown (issue 19)

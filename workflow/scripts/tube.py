@@ -6,7 +6,7 @@ specimen's files and report (steps.decide_specimen, steps.write_specimen_report)
 Each stage's configuration is rebuilt from the rule's params and inputs only
 (stages.declared, stages.stage_config), and every file is a path the rule declares."""
 
-from antigen_profile.logs import job_log
+from antigen_profile.logs import job_log, leave
 from antigen_profile.outputs import (
     DECISION_READS,
     PROFILE_FILES,
@@ -34,6 +34,7 @@ from antigen_profile.steps import (
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 sample = sm.wildcards.sample
+sheet = sm.params.sheet  # patient_id, patient (its row as JSON), timepoint, specimen_id, ...
 files = {key: sm.output[key] for key in SAMPLE_FILES}
 with job_log(sm.log[0]) as log:
     result = profile_sample(
@@ -58,20 +59,20 @@ with job_log(sm.log[0]) as log:
     decision = decide_sample(
         {key: files[key] for key in DECISION_READS},
         sample,
-        sm.params.patient_id,
+        sheet["patient_id"],
         None,
         sm.input.trial,
         declared(sm.config, DECISION_SETTINGS, sm.params.decision_settings),
-        timepoint=sm.params.timepoint,
+        timepoint=sheet["timepoint"],
         out=files["decision"],
-        patient_record=sm.params.patient,
-        specimen_id=sm.params.specimen_id,
+        patient_record=sheet["patient"],
+        specimen_id=sheet["specimen_id"],
     )
     log.info("%s: %s", sample, decision["decision"])
     write_sample_report(
         {key: files[key] for key in REPORT_READS},
         declared(sm.config, REPORT_SETTINGS, sm.params.report_settings),
-        sm.params.patient_samples,
+        sheet["patient_samples"],
         out=files["report"],
     )
     if "specimen_report" in sm.output.keys():  # noqa: SIM118 - Namedlist `in` tests values
@@ -79,12 +80,12 @@ with job_log(sm.log[0]) as log:
         decide_specimen(
             sample,
             {sample: {key: files[key] for key in DECISION_READS}},
-            sm.params.patient_id,
-            sm.params.patient,
+            sheet["patient_id"],
+            sheet["patient"],
             sm.input.trial,
             declared(sm.config, SPECIMEN_SETTINGS, sm.params.specimen_settings),
             specimen,
-            timepoint=sm.params.timepoint,
+            timepoint=sheet["timepoint"],
         )
         write_specimen_report(
             specimen,
@@ -94,3 +95,4 @@ with job_log(sm.log[0]) as log:
             profile_files={sample: files["profile"]},
             targets=sm.params.targets,
         )
+leave()  # every output written and closed: skip the interpreter teardown (issue 19)
