@@ -306,7 +306,7 @@ def _parents_first(gates: Mapping[str, GateShape], fail: Any) -> list[GateShape]
 #: Events per block when testing polygons: bounds the index and point buffers to a few MiB.
 BLOCK = 1 << 16
 #: Cells per axis of the grid :class:`_PolygonGrid` lays over a polygon's bounding box.
-GRID = 64
+GRID = 32
 #: A parent holding at least this share of the events is tested over all events (then masked):
 #: cheaper than gathering its events.
 DENSE_PARENT = 0.25
@@ -347,13 +347,12 @@ class _PolygonGrid:
         self.sx = GRID / width * (1 - 1e-12)
         self.sy = GRID / height * (1 - 1e-12)
         cw, ch = 1 / self.sx, 1 / self.sy
-        i = np.arange(GRID, dtype=np.float64)
+        i = np.arange(GRID + 1, dtype=np.float64)
+        nodes_x, nodes_y = x_lo + i * cw, y_lo + i * ch  # cell corners
         margin_x = 1e-6 * cw + 1e-12 * (abs(x_lo) + abs(x_hi))
         margin_y = 1e-6 * ch + 1e-12 * (abs(y_lo) + abs(y_hi))
-        x0 = x_lo + i * cw - margin_x  # cell bounds, widened
-        x1 = x_lo + (i + 1) * cw + margin_x
-        y0 = (y_lo + i * ch - margin_y)[:, None, None]  # rows (y), columns (x), edges
-        y1 = (y_lo + (i + 1) * ch + margin_y)[:, None, None]
+        y0 = (nodes_y[:-1] - margin_y)[:, None, None]  # rows (y), columns (x), edges
+        y1 = (nodes_y[1:] + margin_y)[:, None, None]  # (cells widened by the margins)
         ax, ay = vertices[:, 0], vertices[:, 1]
         bx, by = np.roll(ax, -1), np.roll(ay, -1)  # edge k runs from vertex k to k + 1
         low, high = np.minimum(ay, by), np.maximum(ay, by)
@@ -361,13 +360,22 @@ class _PolygonGrid:
         # edges whose closed y-span meets the cell's rows: their side must be known
         meets = (low <= y1) & (high >= y0) & (up | down)
         dx, dy = bx - ax, by - ay
-        xs = (x0[None, :, None], x1[None, :, None])
-        corners = [dx * (cy - ay) - (cx - ax) * dy for cy in (y0, y1) for cx in xs]
-        scale = np.abs(dx) * np.maximum(np.abs(y0 - ay), np.abs(y1 - ay))
-        scale = scale + np.abs(dy) * np.maximum(np.abs(xs[0] - ax), np.abs(xs[1] - ax))
-        tol = 1e-9 * scale
-        left = np.logical_and.reduce([c > tol for c in corners])  # cross product > 0
-        right = np.logical_and.reduce([c < -tol for c in corners])  # < 0
+        # flowutils' cross product at every cell corner; over a cell it is affine, so its
+        # extremes are at the corners, and the margins move it by at most `widen`
+        cross = (dx * (nodes_y[:, None] - ay))[:, None, :] - ((nodes_x[:, None] - ax) * dy)[None]
+        pair = np.minimum(cross[:-1], cross[1:])
+        lowest = np.minimum(pair[:, :-1], pair[:, 1:])
+        pair = np.maximum(cross[:-1], cross[1:])
+        highest = np.maximum(pair[:, :-1], pair[:, 1:])
+        widen = np.abs(dx) * margin_y + np.abs(dy) * margin_x
+        reach_y = np.maximum(np.abs(nodes_y[:-1, None] - ay), np.abs(nodes_y[1:, None] - ay))
+        reach_x = np.maximum(np.abs(nodes_x[:-1, None] - ax), np.abs(nodes_x[1:, None] - ax))
+        reach_y += margin_y
+        reach_x += margin_x
+        # a billion times the rounding error bound of the products (scale of both terms)
+        tol = 1e-9 * ((np.abs(dx) * reach_y)[:, None, :] + (np.abs(dy) * reach_x)[None]) + widen
+        left = lowest > tol  # cross product > 0 over the whole (widened) cell
+        right = highest < -tol  # < 0
         known = np.all(~meets | left | right, axis=2)
         # counted where the y-span holds the point's y: +1 (up, left) or -1 (down, right);
         # the count is the same for every y of the cell when, at each vertex height in
