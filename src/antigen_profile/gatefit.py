@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from antigen_profile import orderstats
+from antigen_profile.populations import masked
 
 #: Events used to fit a mixture; more adds time, not accuracy.
 MAX_FIT_EVENTS = 5_000
@@ -69,11 +70,11 @@ def ratio_mode(numerator: np.ndarray, denominator: np.ndarray) -> float | None:
     singlets sit on an FSC-H vs FSC-A plot (doublets are a minority below it)."""
     d = np.asarray(denominator, dtype=np.float64)
     n = np.asarray(numerator, dtype=np.float64)
-    ok = np.flatnonzero(d > 0)
-    if ok.size < 100:
+    ok = d > 0
+    if np.count_nonzero(ok) < 100:
         return None
-    ratio = n.take(ok)
-    ratio /= d.take(ok)
+    ratio = masked(n, ok)
+    ratio /= masked(d, ok)
     return float(orderstats.median(ratio, overwrite_input=True))
 
 

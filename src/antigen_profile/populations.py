@@ -40,16 +40,22 @@ def population_table(
     )
 
 
+#: Above this share of members :func:`masked` indexes by the mask itself.
+DENSE_MASK = 0.85
 #: :func:`kept` copies the stretches between dropped events when there are at most this many.
 FEW_DROPPED = 4096
 
 
 def masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``values[mask]`` for a boolean ``mask`` as long as ``values`` (a population's events),
-    taken through the events' indices: the same values in the same order, in under half the
-    time for millions of events."""
+    """``values[mask]`` for a boolean ``mask`` as long as ``values`` (a population's events):
+    the same values in the same order, taken through the events' indices unless nearly all
+    are wanted (NumPy's boolean indexing mispredicts a branch per event when members and
+    others mix; measured on 5 million events: half the time at 58% members, level at 80%,
+    faster from about 85%)."""
     values, mask = np.asarray(values), np.asarray(mask, dtype=bool)
     if values.ndim != 1 or mask.shape != values.shape:
+        return values[mask]
+    if np.count_nonzero(mask) > DENSE_MASK * mask.size:
         return values[mask]
     return values.take(np.flatnonzero(mask))
 

@@ -483,14 +483,18 @@ def positive_controls(
         elif threshold is None:
             row["note"] = f"no threshold for {target}, so nothing to check"
         else:
-            values = data[target][masks[population]]
-            positive = int(np.count_nonzero(values > threshold))
+            # counted over the population's mask, without taking its values out
+            members = np.asarray(masks[population], dtype=bool)
+            above = np.asarray(data[target]) > threshold
+            above &= members
+            size = int(np.count_nonzero(members))
+            positive = int(np.count_nonzero(above))
             row.update(
-                events=int(values.size),
+                events=size,
                 positive_events=positive,
-                pct_positive=round(100.0 * positive / values.size, 2) if values.size else None,
+                pct_positive=round(100.0 * positive / size, 2) if size else None,
             )
-            if not values.size:
+            if not size:
                 row["note"] = f"no {population} events"
         rows.append(row)
     table = pd.DataFrame(rows, columns=POSITIVE_CONTROL_COLUMNS)
