@@ -575,3 +575,20 @@ def test_unmatched_channels_are_listed(tmp_path: Path) -> None:
     tube = read_tube(path, MARKERS, SCATTER)
     assert tube.unmatched == ["PB-A"]
     assert tube.shared == {"PE-Cy7-A": ["CD19"]}
+
+
+def test_all_finite_by_channel_sums_and_value_by_value() -> None:
+    """A finite sum per channel proves the tube finite; an infinity, a NaN, or finite values
+    whose sum overflows are decided value by value."""
+    from antigen_profile.ingest import _all_finite
+
+    events = np.asfortranarray(np.random.default_rng(0).normal(size=(70_000, 5)))
+    assert _all_finite(events)
+    for bad in (np.inf, -np.inf, np.nan):
+        broken = events.copy(order="F")
+        broken[65_537, 3] = bad
+        assert not _all_finite(broken)
+    huge = events.copy(order="F")
+    huge[[10, 20], 1] = 1e308  # the sum overflows, every value is finite
+    assert _all_finite(huge)
+    assert not _all_finite(np.array([np.nan]))
