@@ -133,3 +133,20 @@ def test_shared_small_figure_keeps_nothing_of_the_previous_plot() -> None:
     plots.gate_plot(_gate(y=None, bounds={"x": [1.2, None]}), x, None, inside)
     plots.mimic_plot(x[9:], y[9:], inside[9:])
     assert plots.gate_plot(_gate(), x, y, inside) == first  # the same picture, byte for byte
+
+
+def test_shared_time_course_figure_keeps_nothing_of_the_previous_plot() -> None:
+    def course(bins: int, scale: int, clogged: bool = True) -> dict[str, Any]:
+        kept = [not (clogged and 10 <= i < 14) for i in range(bins)]
+        events = [scale * (500 + (7 * i) % 23) for i in range(bins)]
+        return {"bin_seconds": 1.0, "start_s": list(range(bins)), "events": events, "kept": kept}
+
+    clog = [{"start_s": 10.0, "end_s": 14.0, "reason": "clog"}]
+    first = plots.time_course_plot(course(60, 1), clog, level=505.0)
+    other = plots.time_course_figure(course(300, 40, clogged=False), [], level=None)
+    assert other is not None
+    [ax] = other.axes
+    assert [type(p).__name__ for p in ax.patches] == ["StepPatch"]  # nothing shaded, no level
+    assert not ax.lines and ax.get_xlim() == (0.0, 300.0)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["events per bin"]
+    assert plots.time_course_plot(course(60, 1), clog, level=505.0) == first

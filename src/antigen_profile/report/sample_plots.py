@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from matplotlib.colors import LinearSegmentedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon, Rectangle, StepPatch
 from matplotlib.text import Text
-from matplotlib.ticker import Formatter, FuncFormatter
+from matplotlib.ticker import Formatter, FuncFormatter, Locator
 from matplotlib.transforms import Bbox
 
 from antigen_profile.report.format import DASH
@@ -86,50 +86,82 @@ def _label_axes(ax: Axes, gate: Mapping[str, Any]) -> None:
             axis.set_major_formatter(FuncFormatter(_compact))
 
 
-#: The small plots' figure, axes and the axes' own tick formatters, one per thread: see
-#: :func:`_new_axes`.
-_SMALL = threading.local()
+#: Each thread's figures drawn again and again, by kind: see :func:`_reused`.
+_FIGURES = threading.local()
+#: An axes' own tick locators and formatters (x then y), restored when it is blanked.
+Tickers = tuple[Locator, Formatter, Locator, Formatter]
+
+
+def _reused(
+    key: Hashable, build: Callable[[], tuple[Figure, list[Axes]]]
+) -> tuple[Figure, list[Axes]]:
+    """A blank figure of kind ``key`` and its axes, built by ``build`` on first use.
+
+    Plots of one kind have the same size and axes furniture, so one figure is drawn on again
+    and again, blanked before each plot: building a figure, its axes and their ticks anew took
+    a third of each plot's time (issue 19). Each thread has its own; a figure is valid until
+    the next plot of its kind is started.
+    """
+    figures = _FIGURES.__dict__.setdefault("figures", {})
+    if key not in figures:
+        fig, axes = build()
+        tickers = [
+            (
+                ax.xaxis.get_major_locator(),
+                ax.xaxis.get_major_formatter(),
+                ax.yaxis.get_major_locator(),
+                ax.yaxis.get_major_formatter(),
+            )
+            for ax in axes
+        ]
+        figures[key] = (fig, axes, tickers)
+    fig, axes, tickers = figures[key]
+    for ax, defaults in zip(axes, tickers, strict=True):
+        _blank(ax, defaults)
+    return fig, axes
 
 
 def _new_axes() -> tuple[Figure, Axes]:
-    """A blank small figure with one axes and the report's typography.
+    """A blank small figure (gates, antigens, look-alikes) with one axes and the report's
+    typography; see :func:`_reused`."""
 
-    Every small plot (gates, antigens, look-alikes) has the same size, margins and axes
-    furniture, so one figure is drawn on again and again, blanked before each plot: building
-    an axes and its ticks anew took a third of each plot's time (issue 19). Each thread has
-    its own. The figure is only valid until the next small plot is started.
-    """
-    canvas = getattr(_SMALL, "canvas", None)
-    if canvas is None:
+    def build() -> tuple[Figure, list[Axes]]:
         fig = Figure(figsize=FIGSIZE, dpi=DPI)
         # Fixed margins, not constrained layout: every small plot has the same axes
         # furniture, and the layout engine cost ~1 s of a report's 1.4 s (issue 19).
         fig.subplots_adjust(**SMALL_MARGINS)
         ax = fig.add_subplot()
         style_axes(ax)
-        formatters = (ax.xaxis.get_major_formatter(), ax.yaxis.get_major_formatter())
-        _SMALL.canvas = canvas = (fig, ax, formatters)
-    fig, ax, formatters = canvas
-    _blank(ax, formatters)
+        return fig, [ax]
+
+    fig, (ax,) = _reused("small", build)
     return fig, ax
 
 
-def _blank(ax: Axes, formatters: tuple[Formatter, Formatter]) -> None:
-    """Take everything a small plot draws off ``ax``: what it holds, its texts, its tick
-    formatters (``formatters``: the axes' defaults) and its limits, which autoscale again."""
+def _blank(ax: Axes, tickers: Tickers) -> None:
+    """Take everything a plot draws off ``ax``: what it holds, its texts, its tick locators
+    and formatters (``tickers``: the axes' own), its limits, which autoscale again, and its
+    position, back where its grid puts it (ticks are chosen for that size)."""
     legend = ax.get_legend()
     if legend is not None:
         legend.remove()
+    for container in list(ax.containers):
+        container.remove()
     for artist in [*ax.images, *ax.patches, *ax.lines, *ax.collections, *ax.texts, *ax.artists]:
         artist.remove()
     ax.set_title("")
     ax.set_xlabel("")
     ax.set_ylabel("")
-    ax.xaxis.set_major_formatter(formatters[0])
-    ax.yaxis.set_major_formatter(formatters[1])
+    ax.xaxis.set_major_locator(tickers[0])
+    ax.xaxis.set_major_formatter(tickers[1])
+    ax.yaxis.set_major_locator(tickers[2])
+    ax.yaxis.set_major_formatter(tickers[3])
     ax.dataLim.set_points(Bbox.null().get_points())
     ax.ignore_existing_data_limits = True
     ax.set_autoscale_on(True)
+    spec = ax.get_subplotspec()
+    if spec is not None:
+        ax.set_position(spec.get_position(ax.get_figure()))
 
 
 def _title(ax: Axes, text: str) -> None:
@@ -548,6 +580,14 @@ DROPPED_COLOUR = "#9e9e9e"
 TIME_COURSE_FIGSIZE: tuple[float, float] = (7.0, 2.5)
 
 
+def _time_course_axes() -> tuple[Figure, list[Axes]]:
+    """The time course's figure and axes, as :func:`_reused` builds them."""
+    fig = Figure(figsize=TIME_COURSE_FIGSIZE, dpi=DPI)
+    ax = fig.add_subplot()
+    style_axes(ax)
+    return fig, [ax]
+
+
 def _course_arrays(
     course: Mapping[str, Any] | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
@@ -607,9 +647,7 @@ def time_course_figure(
         return None
     starts, events, kept, width = arrays
     edges = np.append(starts, starts[-1] + width)
-    fig = Figure(figsize=TIME_COURSE_FIGSIZE, dpi=DPI)
-    ax = fig.add_subplot()
-    style_axes(ax)
+    fig, (ax,) = _reused("time course", _time_course_axes)
     periods = [p for p in dropped if isinstance(p, Mapping)]
     middles = 0.5 * (edges[:-1] + edges[1:])
     reasons = [
@@ -741,6 +779,8 @@ def upset_figure(
     if not patterns or not targets:
         return None
     n, k = len(patterns), len(targets)
+    # A new figure each time, not a reused one: the bars' ticks are chosen (below) on a new
+    # axes, before its tick labels are styled, and a reused one would choose others.
     fig = Figure(figsize=UPSET_FIGSIZE, dpi=DPI)
     ratios = (2.2, 0.45 + 0.28 * k)
     # the grid only sets where the axes start (the bars' ticks are chosen for that height);
