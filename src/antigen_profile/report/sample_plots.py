@@ -640,7 +640,8 @@ def time_course_figure(
     The shading follows the time course's own ``kept`` flags (what QC actually dropped); each
     dropped bin takes the colour and legend label of the ``dropped`` period it falls in. ``level``
     (events per bin at the run's level) is drawn dashed, so a clog or burst reads against it.
-    Returns ``None`` when there is no usable time course.
+    Returns ``None`` when there is no usable time course. The figure is reused by the next
+    time course (see :func:`_reused`).
     """
     arrays = _course_arrays(course)
     if arrays is None:
