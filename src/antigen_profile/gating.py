@@ -80,7 +80,7 @@ class Populations:
         return next(g.parent for g in self.gates if g.id == population)
 
     def count(self, population: str) -> int:
-        return int(self.masks[population].sum())
+        return int(np.count_nonzero(self.masks[population]))
 
     def counts(self) -> pd.DataFrame:
         """The ``populations.tsv`` table (see docs/outputs.md)."""

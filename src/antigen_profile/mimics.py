@@ -245,7 +245,7 @@ def screen(
             )
     elif mask is None:
         look["note"] = note
-    kept = int(keep.sum())
+    kept = int(np.count_nonzero(keep))
     # the gate's events that stay: the checks mask their calls, not copy the values
     staying = None if kept == n else keep
     pattern = continuum(blasts, thresholds, settings, staying)
@@ -355,8 +355,8 @@ def exclude_lookalikes(gated: Gated, found: Screen) -> np.ndarray:
     parent_events = int(table.loc[table["population"] == parent, "events"].iloc[0])
     n_total = gate.size
     for name, count, where in (
-        ("blasts", int(blasts.sum()), row),
-        (LOOKALIKES, int(removed.sum()), None),
+        ("blasts", int(np.count_nonzero(blasts)), row),
+        (LOOKALIKES, int(np.count_nonzero(removed)), None),
     ):
         values = {
             "population": name,

@@ -146,7 +146,7 @@ class QCResult:
 
     @property
     def events_kept(self) -> int:
-        return int(self.keep.sum())
+        return int(np.count_nonzero(self.keep))
 
     def add_findings(self, name: str, metrics: Mapping[str, Any], warnings: Iterable[str]) -> None:
         """Record a check run after QC (compensation, gating) under ``metrics[name]``.
@@ -246,7 +246,7 @@ def check_acquisition(tube: Tube, settings: QCSettings) -> QCResult:
     reasons += stability.reasons
     notes += stability.warnings
     keep = stability.keep
-    kept = int(keep.sum())
+    kept = int(np.count_nonzero(keep))
     if n >= settings.min_events and kept < settings.min_events:
         reasons.append(
             f"{kept} events remain after dropping unstable acquisition, fewer than the minimum "
@@ -539,7 +539,7 @@ def _check_time(tube: Tube, settings: QCSettings) -> _Stability:
         shifted,
         [tube.channels[c] for c in columns],
     )
-    n_dropped = n - int(keep.sum())
+    n_dropped = n - int(np.count_nonzero(keep))
     gap_seconds = float(step[gap_at].sum())
     acquiring = max(duration - gap_seconds, width)
     stable = min(1.0, float(keep_bin.sum()) * width / acquiring)
