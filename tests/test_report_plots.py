@@ -150,3 +150,37 @@ def test_shared_time_course_figure_keeps_nothing_of_the_previous_plot() -> None:
     assert not ax.lines and ax.get_xlim() == (0.0, 300.0)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["events per bin"]
     assert plots.time_course_plot(course(60, 1), clog, level=505.0) == first
+
+
+def test_shared_upset_figure_keeps_nothing_of_the_previous_chart() -> None:
+    targets = ["CD22", "CD10", "CD38"]
+    small = [
+        {"label": "CD22", "pct": 61.0, "members": [True, False, False], "escape": False},
+        {"label": "CD22+CD10", "pct": 30.5, "members": [True, True, False], "escape": False},
+        {"label": "none", "pct": 8.5, "members": [False, False, False], "escape": True},
+    ]
+    first = plots.upset_plot(small, targets)
+    tall = [{**p, "pct": p["pct"] / 3} for p in small] + [
+        {"label": "CD38", "pct": 66.0, "members": [False, False, True], "escape": False}
+    ]
+    fig = plots.upset_figure(tall, targets)
+    assert fig is not None
+    bars, matrix = fig.axes
+    assert len(matrix.get_yticklabels()) == len(targets)
+    assert len(bars.containers) == 1 and len(bars.containers[0]) == len(tall)
+    assert list(bars.get_yticks()) == [0, 20, 40, 60, 80]  # this chart's own ticks
+    assert plots.upset_plot(small, targets) == first
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 8])
+@pytest.mark.parametrize("top", [1.15, 9.0, 46.0, 75.9, 115.0, 140.0])
+def test_bar_ticks_are_matplotlibs_automatic_ticks_on_a_new_axes(k: int, top: float) -> None:
+    """The UpSet bars' ticks, fixed so a reused axes keeps them, are those matplotlib chose
+    on the chart's new axes (before its tick labels were made smaller)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=sample_plots.UPSET_FIGSIZE, dpi=sample_plots.DPI)
+    grid = fig.add_gridspec(2, 1, height_ratios=[2.2, 0.45 + 0.28 * k])
+    bars = fig.add_subplot(grid[0])
+    bars.set_ylim(0, top)
+    np.testing.assert_array_equal(sample_plots._bar_ticks(bars), bars.get_yticks())

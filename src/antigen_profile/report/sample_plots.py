@@ -19,7 +19,7 @@ from matplotlib.colors import LinearSegmentedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon, Rectangle, StepPatch
 from matplotlib.text import Text
-from matplotlib.ticker import Formatter, FuncFormatter, Locator
+from matplotlib.ticker import Formatter, FuncFormatter, Locator, MaxNLocator
 from matplotlib.transforms import Bbox
 
 from antigen_profile.report.format import DASH
@@ -780,15 +780,19 @@ def upset_figure(
     if not patterns or not targets:
         return None
     n, k = len(patterns), len(targets)
-    # A new figure each time, not a reused one: the bars' ticks are chosen (below) on a new
-    # axes, before its tick labels are styled, and a reused one would choose others.
-    fig = Figure(figsize=UPSET_FIGSIZE, dpi=DPI)
     ratios = (2.2, 0.45 + 0.28 * k)
-    # the grid only sets where the axes start (the bars' ticks are chosen for that height);
-    # _place_upset puts them where they end
-    grid = fig.add_gridspec(2, 1, height_ratios=ratios)
-    bars = fig.add_subplot(grid[0])
-    matrix = fig.add_subplot(grid[1], sharex=bars)
+
+    def build() -> tuple[Figure, list[Axes]]:
+        fig = Figure(figsize=UPSET_FIGSIZE, dpi=DPI)
+        # the grid only sets where the axes start (the bars' ticks are chosen for that
+        # height); _place_upset puts them where they end
+        grid = fig.add_gridspec(2, 1, height_ratios=ratios)
+        bars = fig.add_subplot(grid[0])
+        matrix = fig.add_subplot(grid[1], sharex=bars)
+        style_axes(bars)
+        return fig, [bars, matrix]
+
+    fig, (bars, matrix) = _reused(("upset", k), build)
     x = np.arange(n)
     heights = np.array(
         [number_or_nan(p.get("pct")) for p in patterns], dtype=float
@@ -820,10 +824,9 @@ def upset_figure(
             parse_math=False,
         )
     bars.set_ylim(0, top * (1.4 if upright else 1.15))
-    bars.set_yticks([t for t in bars.get_yticks() if 0 <= t <= 100])  # a share: never > 100%
+    bars.set_yticks([t for t in _bar_ticks(bars) if 0 <= t <= 100])  # a share: never > 100%
     bars.set_ylabel("% of blasts", fontsize=FONT)
     _title(bars, "Co-expression of the trial targets on blasts")
-    style_axes(bars)
     bars.tick_params(labelbottom=False, bottom=False)
     if escape.any():
         plain_legend(
@@ -864,6 +867,22 @@ def upset_figure(
     )
     _place_upset(fig, bars, matrix, targets, ratios)
     return fig
+
+
+#: The UpSet bars' ticks are spaced for labels of this size (points), matplotlib's default:
+#: the chart chose them on a new axes, before its tick labels were made smaller.
+BAR_TICK_SPACING_FONT = 10.0
+
+
+def _bar_ticks(bars: Axes) -> np.ndarray:
+    """The bars' tick values over their view: matplotlib's automatic ticks (at most 9, at
+    least every two label heights of :data:`BAR_TICK_SPACING_FONT` points along the axes as
+    its grid places it), fixed here so that a reused axes keeps the chart's ticks."""
+    height = bars.get_subplotspec().get_position(bars.get_figure()).height
+    length = height * bars.get_figure().get_size_inches()[1] * 72
+    nbins = max(min(math.floor(length / (2 * BAR_TICK_SPACING_FONT)), 9), 1)
+    low, high = bars.get_ylim()
+    return MaxNLocator(nbins=nbins, steps=[1, 2, 2.5, 5, 10]).tick_values(low, high)
 
 
 def _place_upset(
