@@ -9,6 +9,9 @@ as the smallest value above it; later positions are partitioned only among the v
 the earlier ones. The arithmetic on the order statistics is NumPy's own (the mean of the two
 middle values, the ``linear`` interpolation of :func:`numpy.percentile`), so the results are
 equal to NumPy's to the last bit; ``tests/test_orderstats.py`` checks them against NumPy.
+(One case is left to chance, as it is between NumPy versions: when the middle values are
+zeros of both signs, which zero a partition leaves in place decides the sign of a zero
+result.)
 
 Arrays holding NaN are handed to NumPy itself (its result is NaN either way), as are empty
 ones and any but float64 (NumPy averages float32 in float32). Several order statistics of one
