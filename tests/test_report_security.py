@@ -320,9 +320,12 @@ def test_snakemake_report_packs_reports_and_tables(run: dict[str, Any]) -> None:
         assert caption in page, caption
     # the front page (workflow/report/workflow.rst) says what the archive is and what it is not
     assert "Decision support, not a diagnosis" in page
-    # Snakemake's page embeds job params in a <script> without escaping: the sample report's
-    # params hold validated sample ids only, never a sheet's free text
-    assert "patient_samples=['H1-D', 'H1-R1']" in page
+    # Snakemake's page embeds job params in a <script> without escaping: the per-sample job's
+    # sheet param is JSON with <, > and & escaped, so the sheet's free text (here a patient_id
+    # that is a script) shows as text, and the patient's samples are listed
+    # (the page holds the param JSON-escaped twice: \\\" for each quote)
+    assert r'patient_samples\\\": [\\\"H1-D\\\", \\\"H1-R1\\\"]' in page
+    assert r"\\u003cscript\\u003ealert(1)" in page
     assert SCRIPT not in page
 
 

@@ -148,19 +148,21 @@ PATIENT_SAMPLES = _timepoint_order()
 
 def tube_sheet(wildcards):
     """What the sheets say about this tube, as one param (Snakemake inspects every callable
-    param of every job: one instead of five, issue 19): patient_id, the patient's row as
-    text (patient_json: editing one patient reruns that patient's tubes only), timepoint,
-    specimen_id, and the sample ids of the patient in timepoint order, so the report can
-    link to the others (ids only: they are validated, and params are printed in Snakemake's
-    own report, which does not escape free text)."""
+    param of every job: one instead of five, issue 19): patient_id, the patient's row
+    (editing one patient reruns that patient's tubes only), timepoint, specimen_id, and the
+    sample ids of the patient in timepoint order, so the report can link to the others. JSON
+    text with <, > and & escaped (steps.patient_param): params are printed in Snakemake's own
+    report, which does not escape them."""
     row = SAMPLE_ROWS[wildcards.sample]
-    return {
-        "patient_id": row["patient_id"],
-        "patient": patient_json(row["patient_id"]),
-        "timepoint": row["timepoint"] or None,
-        "specimen_id": row["specimen_id"],
-        "patient_samples": PATIENT_SAMPLES[row["patient_id"]],
-    }
+    return patient_param(
+        {
+            "patient_id": row["patient_id"],
+            "patient": patient_row(row["patient_id"]),
+            "timepoint": row["timepoint"] or None,
+            "specimen_id": row["specimen_id"],
+            "patient_samples": PATIENT_SAMPLES[row["patient_id"]],
+        }
+    )
 
 
 def specimen_inputs(wildcards):
@@ -173,9 +175,17 @@ def specimen_inputs(wildcards):
     }
 
 
-def specimen_row(wildcards):
-    """The specimen's first tube's sheet row: its tubes share patient and timepoint."""
-    return SAMPLE_ROWS[SPECIMENS[wildcards.specimen][0]]
+def specimen_sheet(wildcards):
+    """The specimen's patient_id, the patient's row and its timepoint (from its first tube's
+    row: its tubes share them), as escaped JSON text like tube_sheet's."""
+    row = SAMPLE_ROWS[SPECIMENS[wildcards.specimen][0]]
+    return patient_param(
+        {
+            "patient_id": row["patient_id"],
+            "patient": patient_row(row["patient_id"]),
+            "timepoint": row["timepoint"] or None,
+        }
+    )
 
 
 def own_specimen_inputs(wildcards):
@@ -192,9 +202,9 @@ NOT_ONE_TUBE = f"{RESULTS}/.not-a-one-tube-specimen"
 
 
 @functools.cache
-def patient_json(patient_id):
-    """The patient's row as a params value (steps.patient_param), made once per patient."""
-    return patient_param(patient_record(PATIENTS, patient_id))
+def patient_row(patient_id):
+    """The patient's row of the sheet (None: not in it), looked up once per patient."""
+    return patient_record(PATIENTS, patient_id)
 
 
 def review_param(specimen_id):

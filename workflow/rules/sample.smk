@@ -21,7 +21,7 @@ OWN_SPECIMEN_OUTPUTS = {
     for key, path in outputs.specimen_patterns(RESULTS, tuple(outputs.SPECIMEN_FILES)).items()
 }
 OWN_SPECIMEN_OUTPUTS["specimen_report"] = report_file(
-    OWN_SPECIMEN_OUTPUTS["specimen_report"], "Specimens", "specimen", "specimen_report"
+    OWN_SPECIMEN_OUTPUTS["specimen_report"], "Specimens", "specimen", "one_tube_specimen_report"
 )
 TUBE_PARAMS = dict(
     profile_settings=stages.digest(config, stages.PROFILE_SETTINGS),

@@ -50,9 +50,7 @@ rule specimen:
         ),
     params:
         tubes=lambda wc: SPECIMENS[wc.specimen],
-        patient_id=lambda wc: specimen_row(wc)["patient_id"],
-        patient=lambda wc: patient_json(specimen_row(wc)["patient_id"]),
-        timepoint=lambda wc: specimen_row(wc)["timepoint"] or None,
+        sheet=specimen_sheet,
         specimen_settings=stages.digest(config, stages.SPECIMEN_SETTINGS),
         specimen_report_settings=stages.digest(config, stages.SPECIMEN_REPORT_SETTINGS),
         review=lambda wc: review_param(wc.specimen),

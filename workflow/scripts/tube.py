@@ -6,6 +6,8 @@ specimen's files and report (steps.decide_specimen, steps.write_specimen_report)
 Each stage's configuration is rebuilt from the rule's params and inputs only
 (stages.declared, stages.stage_config), and every file is a path the rule declares."""
 
+import json
+
 from antigen_profile.logs import job_log, leave
 from antigen_profile.outputs import (
     DECISION_READS,
@@ -34,7 +36,8 @@ from antigen_profile.steps import (
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 sample = sm.wildcards.sample
-sheet = sm.params.sheet  # patient_id, patient (its row as JSON), timepoint, specimen_id, ...
+# patient_id, patient (the patient's row), timepoint, specimen_id, patient_samples
+sheet = json.loads(sm.params.sheet)
 files = {key: sm.output[key] for key in SAMPLE_FILES}
 with job_log(sm.log[0]) as log:
     result = profile_sample(
