@@ -324,7 +324,7 @@ def test_snakemake_report_packs_reports_and_tables(run: dict[str, Any]) -> None:
     # sheet param is JSON with <, > and & escaped, so the sheet's free text (here a patient_id
     # that is a script) shows as text, and the patient's samples are listed
     # (the page holds the param JSON-escaped twice: \\\" for each quote)
-    assert r'patient_samples\\\": [\\\"H1-D\\\", \\\"H1-R1\\\"]' in page
+    assert r"patient_samples\\\": [\\\"H1-D\\\", \\\"H1-R1\\\"]" in page
     assert r"\\u003cscript\\u003ealert(1)" in page
     assert SCRIPT not in page
 
