@@ -184,3 +184,25 @@ def test_bar_ticks_are_matplotlibs_automatic_ticks_on_a_new_axes(k: int, top: fl
     bars = fig.add_subplot(grid[0])
     bars.set_ylim(0, top)
     np.testing.assert_array_equal(sample_plots._bar_ticks(bars), bars.get_yticks())
+
+
+def _draw_each() -> list[str | None]:
+    x, y, inside = _events()
+    raw = {"dimension": "FSC-A", "transform": None}
+    rng = np.random.default_rng(2)
+    return [
+        plots.gate_plot(_gate(), x, y, inside),
+        plots.gate_plot(_gate(x=raw, bounds={"x": [2e4, None], "y": [None, 1.8]}), x * 1e5, y),
+        plots.gate_plot(_gate(y=None, bounds={"x": [1.2, None]}), x, None, inside),
+        plots.antigen_plot("CD22", rng.normal(0.6, 0.1, 900), rng.normal(0.2, 0.1, 400), 0.4),
+        plots.mimic_plot(x[9:], y[9:], inside[9:]),
+    ]
+
+
+def test_axis_labels_sit_where_matplotlib_puts_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The small plots fix their axis labels' places; matplotlib, left to place them on a
+    new figure, draws the same pictures."""
+    placed = _draw_each()
+    monkeypatch.setattr(sample_plots, "place_axis_labels", lambda _fig, _ax: None)
+    monkeypatch.setattr(sample_plots._FIGURES, "figures", {})  # a new figure, labels unplaced
+    assert _draw_each() == placed

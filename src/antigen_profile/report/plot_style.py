@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.text import Text
-from matplotlib.transforms import Bbox
+from matplotlib.transforms import Affine2D, Bbox
 
 from antigen_profile.report.format import to_number
 
@@ -62,34 +62,69 @@ def png_data_uri(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+#: Laid-out sizes of texts already measured: (text, size, dpi) -> (width, height, ascent).
+_TEXT_SIZES: dict[tuple[str, float, float], tuple[float, float, float]] = {}
+
+
 def text_inches(fig: Figure, text: str, size: float) -> tuple[float, float, float]:
     """Width, height and ascent above the baseline (inches) of one line of plain ``text`` at
-    ``size`` points, as ``fig``'s Agg renderer lays out a label."""
-    if not isinstance(fig.canvas, FigureCanvasAgg):
-        FigureCanvasAgg(fig)
-    label = Text(0, 0, text, fontsize=size, va="baseline", parse_math=False)
-    label.set_figure(fig)
-    box = label.get_window_extent(fig.canvas.get_renderer())
-    return box.width / fig.dpi, box.height / fig.dpi, box.y1 / fig.dpi
+    ``size`` points, as ``fig``'s Agg renderer lays out a label (remembered: tick labels
+    repeat from plot to plot)."""
+    key = (text, size, fig.dpi)
+    if key not in _TEXT_SIZES:
+        if not isinstance(fig.canvas, FigureCanvasAgg):
+            FigureCanvasAgg(fig)
+        label = Text(0, 0, text, fontsize=size, va="baseline", parse_math=False)
+        label.set_figure(fig)
+        box = label.get_window_extent(fig.canvas.get_renderer())
+        _TEXT_SIZES[key] = (box.width / fig.dpi, box.height / fig.dpi, box.y1 / fig.dpi)
+    return _TEXT_SIZES[key]
 
 
-def tick_labels_width(fig: Figure, axis: Axis, size: float) -> float:
-    """Width (inches) of the widest major tick label ``axis`` will draw at ``size`` points:
-    labelled as matplotlib labels them (every tick at once), those within the view counted."""
+def _tick_labels(axis: Axis) -> list[str]:
+    """The major tick labels ``axis`` will draw: labelled as matplotlib labels them (every
+    tick at once, the formatter's precision depends on all), those within the view kept."""
     locs = axis.get_major_locator()()
     labels = axis.get_major_formatter().format_ticks(locs)
     low, high = sorted(axis.get_view_interval())
     slack = 1e-10 * (high - low)
+    return [
+        label
+        for loc, label in zip(locs, labels, strict=True)
+        if label and low - slack <= loc <= high + slack
+    ]
+
+
+def tick_labels_width(fig: Figure, axis: Axis, size: float) -> float:
+    """Width (inches) of the widest major tick label ``axis`` will draw at ``size`` points."""
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
     renderer = fig.canvas.get_renderer()
     font = FontProperties(size=size)
     widths = [
         renderer.get_text_width_height_descent(label, font, ismath=False)[0]
-        for loc, label in zip(locs, labels, strict=True)
-        if label and low - slack <= loc <= high + slack
+        for label in _tick_labels(axis)
     ]
     return max(widths, default=0.0) / fig.dpi
+
+
+def place_axis_labels(fig: Figure, ax: Axes) -> None:
+    """Fix ``ax``'s axis labels where matplotlib would put them for its tick labels (styled by
+    :func:`style_axes`, below and left): ``LABEL_PAD`` below the deepest x tick label and
+    left of the widest y tick label. Call it once the limits are final.
+
+    Left to matplotlib, every draw measures every tick label a second time to place the
+    labels (issue 19).
+    """
+    points = fig.dpi / 72
+    ticks = (TICK_LENGTH + TICK_PAD + LABEL_PAD) * points
+    labels = _tick_labels(ax.xaxis)
+    deepest = max((text_inches(fig, label, TICK_FONT)[1] for label in labels), default=0.0)
+    below = Affine2D().translate(0, -(ticks + deepest * fig.dpi))
+    ax.xaxis.set_label_coords(0.5, 0, transform=ax.transAxes + below)
+    widest = tick_labels_width(fig, ax.yaxis, TICK_FONT)
+    beside = Affine2D().translate(-(ticks + widest * fig.dpi), 0)
+    ax.yaxis.set_label_coords(0, 0.5, transform=ax.transAxes + beside)
 
 
 def place_axes(fig: Figure, ax: Axes, left: float, bottom: float, right: float, top: float) -> None:

@@ -33,6 +33,7 @@ from antigen_profile.report.plot_style import (
     TITLE_PAD,
     number_or_nan,
     place_axes,
+    place_axis_labels,
     plain_legend,
     plain_text,
     png_data_uri,
@@ -290,6 +291,7 @@ def gate_figure(
     _label_axes(ax, gate)
     _title(ax, str(gate.get("id", "?")))
     _write_inside(ax, _annotation(gate))
+    place_axis_labels(fig, ax)
     return fig
 
 
@@ -409,6 +411,7 @@ def mimic_plot(cd34: np.ndarray, cd123: np.ndarray, kept: np.ndarray) -> str | N
     _title(ax, "blast gate: kept vs taken out")
     removed = int((~inside).sum())
     _write_inside(ax, f"{removed} of {inside.size} plotted taken out")
+    place_axis_labels(fig, ax)
     return png_data_uri(fig)
 
 
@@ -525,6 +528,7 @@ def antigen_figure(
         handlelength=1.2,
         borderaxespad=0.2,
     )
+    place_axis_labels(fig, ax)
     return fig
 
 
