@@ -43,7 +43,7 @@ def _snakemake(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[st
 #: The rules that run once per tube or specimen (one Slurm job each).
 PER_SAMPLE_RULES = ("tube", "one_tube_specimen", "specimen")
 #: (input MB, peak MB) of the per-sample job on larger tubes, from benchmarks/RESULTS.md.
-MEASURED_PEAKS = ((64.1, 402), (640.9, 1932))
+MEASURED_PEAKS = ((64.1, 383), (640.9, 1788))
 
 
 def _rules() -> dict[str, str]:
