@@ -248,3 +248,33 @@ def test_backbone_marker_narrows_the_blasts_and_is_reported(
         strategy = fk.parse_gating_xml(str(tmp_path / "gates.xml"))
         report = strategy.gate_sample(fk.Sample(str(fcs))).report
     assert report.set_index("gate_name")["count"].to_dict() == populations["events"].to_dict()
+
+
+def test_cluster_rows_drawn_among_all_events_are_the_populations_rows() -> None:
+    """The cluster fit draws its rows among a population's finite events marked over all
+    events (no copy of the population's values): the same events as drawing among the
+    population's values taken out first, with log10(clip(y, 1)) -inf counted finite."""
+    from antigen_profile import gatefit
+
+    rng = np.random.default_rng(7)
+    n = 40_000
+    x, y = rng.normal(size=n), rng.normal(2, 3, size=n)
+    x[rng.choice(n, 50)] = np.nan
+    y[rng.choice(n, 50)] = -np.inf
+    y[rng.choice(n, 50)] = np.inf
+    y[rng.choice(n, 50)] = np.nan
+    for share in (0.95, 0.3):
+        mask = rng.random(n) < share
+        for ylog in (True, False):
+            xm, ym = x[mask], y[mask]
+            old = gatefit.fit_rows(
+                np.isfinite(xm) & np.isfinite(np.clip(ym, 1.0, None) if ylog else ym)
+            )
+            finite = np.isfinite(x) & ((y < np.inf) if ylog else np.isfinite(y)) & mask
+            new = gatefit.fit_rows(finite)
+            np.testing.assert_array_equal(x[new], xm[old])
+            np.testing.assert_array_equal(y[new], ym[old])
+    d = np.abs(rng.normal(size=n))
+    d[:100] = 0.0
+    h = rng.normal(size=n)
+    assert gatefit.ratio_mode(h, d) == gatefit.ratio_mode(h[d > 0], d[d > 0])

@@ -71,10 +71,14 @@ def ratio_mode(numerator: np.ndarray, denominator: np.ndarray) -> float | None:
     d = np.asarray(denominator, dtype=np.float64)
     n = np.asarray(numerator, dtype=np.float64)
     ok = d > 0
-    if np.count_nonzero(ok) < 100:
+    count = np.count_nonzero(ok)
+    if count < 100:
         return None
-    ratio = masked(n, ok)
-    ratio /= masked(d, ok)
+    if count == d.size:  # the caller kept only positive denominators
+        ratio = n / d
+    else:
+        ratio = masked(n, ok)
+        ratio /= masked(d, ok)
     return float(orderstats.median(ratio, overwrite_input=True))
 
 
@@ -109,7 +113,9 @@ class ClusterFit:
 def fit_rows(finite: np.ndarray, seed: int = SEED) -> np.ndarray:
     """The rows :func:`fit_clusters` fits, given which rows of its points are finite: all of
     them, or :data:`MAX_FIT_EVENTS` drawn with ``seed``. A caller with millions of events
-    builds just these rows and gets the same fit."""
+    builds just these rows and gets the same fit; the draw depends only on how many rows
+    are finite, so ``finite`` may also mark a population's finite events among all events
+    (the rows are then the events' own indices)."""
     rows = np.flatnonzero(finite)
     if rows.size > MAX_FIT_EVENTS:
         rng = np.random.default_rng(seed)

@@ -828,10 +828,10 @@ class GatingTemplate:
             return _width_band(gate, width, spec.numbers("band")), None
         if spec.method == "ratio":
             assert gate.y is not None
-            mode = gatefit.ratio_mode(
-                masked(self.display(gate.y, frame), parent),
-                masked(self.display(gate.x, frame), parent),
-            )
+            numerator, denominator = self.display(gate.y, frame), self.display(gate.x, frame)
+            use = denominator > 0  # the parent's events ratio_mode keeps, taken out once
+            use &= parent
+            mode = gatefit.ratio_mode(masked(numerator, use), masked(denominator, use))
             if mode is None:
                 return gate, None
             factor = mode / float(spec.attrs["expected"])
@@ -870,10 +870,14 @@ class GatingTemplate:
             raise GatingError(f"{self.path}: fit_on={fit_on!r} is not a gate above {first.id}")
         # Only the events the mixture is fitted on are built (gatefit.fit_rows): the same
         # fit as from every event's point, without millions of logarithms.
-        x = masked(self.display(first.x, frame), mask)
-        y = masked(self.display(first.y, frame), mask)
-        rows = gatefit.fit_rows(np.isfinite(x) & np.isfinite(np.clip(y, 1.0, None) if ylog else y))
-        x, y = x[rows], y[rows]
+        # The rows are drawn among the population's finite events as if they had been taken
+        # out first (the same draw), then only they are: x, y of every event stay in place.
+        xs, ys = self.display(first.x, frame), self.display(first.y, frame)
+        finite = np.isfinite(xs)
+        finite &= (ys < np.inf) if ylog else np.isfinite(ys)  # log10(clip(y, 1)): -inf is 0
+        finite &= mask
+        rows = gatefit.fit_rows(finite)
+        x, y = xs[rows], ys[rows]
         if ylog:
             y = np.log10(np.clip(y, 1.0, None))
         targets = {}
