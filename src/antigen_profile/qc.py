@@ -441,7 +441,8 @@ def _check_time(tube: Tube, settings: QCSettings) -> _Stability:
         return _not_checked(n, None, "no Time channel: acquisition stability not checked")
     if n < 2:
         return _not_checked(n, channel, "too few events: acquisition stability not checked")
-    t = np.array(tube.events[:, tube.channels.index(channel)], dtype=np.float64)
+    # the tube's own Time column (read only), copied only to join a wrapped-around counter
+    t = np.asarray(tube.events[:, tube.channels.index(channel)], dtype=np.float64)
     step = np.diff(t)
     back = step < 0
     resets = int(np.count_nonzero(back))
@@ -455,6 +456,7 @@ def _check_time(tube: Tube, settings: QCSettings) -> _Stability:
         )
     if resets:
         # a wrapped-around counter: continue from where it stopped (joined end to end)
+        t = np.array(t)
         t[1:] += np.cumsum(np.where(back, -step, 0.0))
         step = np.diff(t)
         notes.append(

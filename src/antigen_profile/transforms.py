@@ -16,6 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from antigen_profile import orderstats
+from antigen_profile.populations import masked
 
 #: Values per block in :meth:`LogicleTable.__call__`: bounds the temporaries (a few MiB)
 #: whatever the number of events.
@@ -151,7 +152,7 @@ def auto_logicle(
     """
     t = float(top) if np.isfinite(top) and top > 0 else 262144.0
     x = np.asarray(values, dtype=np.float64)
-    negative = x[x < 0]  # -inf is below zero: the finite ones, in order
+    negative = masked(x, x < 0) if x.ndim == 1 else x[x < 0]  # then the finite ones
     negative = negative[np.isfinite(negative)]
     w = 0.0
     if negative.size >= 10:
