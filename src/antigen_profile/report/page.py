@@ -10,7 +10,13 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    Environment,
+    FileSystemBytecodeCache,
+    PackageLoader,
+    StrictUndefined,
+    select_autoescape,
+)
 
 from antigen_profile.files import write_text
 from antigen_profile.report.format import fmt_count, fmt_pct
@@ -33,9 +39,14 @@ def content_security_policy(script: str = "none") -> str:
 @cache
 def environment() -> Environment:
     """The shared Jinja2 environment (templates are compiled once per process), autoescaping
-    every template and every string."""
+    every template and every string.
+
+    Compiled templates are also kept in Jinja2's per-user cache folder in the temporary
+    directory (keyed by each template's source checksum, so an edited template is compiled
+    anew): compiling the pages is 0.07 s of every per-sample job otherwise (issue 19)."""
     env = Environment(
         loader=PackageLoader("antigen_profile.report", "templates"),
+        bytecode_cache=FileSystemBytecodeCache(),
         autoescape=select_autoescape(
             enabled_extensions=("html",), default_for_string=True, default=True
         ),
