@@ -39,7 +39,9 @@ def density_valley(
     """
     lo, hi = window
     x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
+    finite = np.isfinite(x)
+    if not finite.all():  # (no copy when every value is finite)
+        x = x[finite]
     if x.size < 200:
         return None
     span = hi - lo
