@@ -42,18 +42,6 @@ SECTION = "## Planning scale"
 #: A dry run's time per sample may grow by at most this factor from one size to the next.
 LINEAR = 1.2
 
-#: Runs one command in a fresh parent and prints its wall seconds and the kernel's figures for
-#: that child alone (RUSAGE_CHILDREN of a parent that has no other child).
-_PROBE = """\
-import json, resource, subprocess, sys, time
-start = time.perf_counter()
-done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-wall = time.perf_counter() - start
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"rc": done.returncode, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
-                  "peak_mib": usage.ru_maxrss / 1024, "stderr": done.stderr[-3000:]}))
-"""
-
 
 def write_sheet(folder: Path, demo: Path, n: int) -> Path:
     """``samples.tsv`` (and the demo's ``patients.tsv``) for ``n`` samples, each with its own
@@ -85,18 +73,10 @@ def dry_run(sheet: Path, timeout: float) -> dict[str, Any]:
         f"samples={sheet}", f"patients={sheet.parent / 'patients.tsv'}",
         f"results={sheet.parent / 'results'}",
     ]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, *command],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=True,
-    )
-    out = json.loads(done.stdout)
-    if out["rc"] != 0:
-        raise RuntimeError(f"snakemake -n failed on {sheet}:\n{out['stderr']}")
-    return {k: out[k] for k in ("wall_s", "cpu_s", "peak_mib")}
+    out = bench_sample.whole_process(command, timeout, cwd=REPO_ROOT)
+    if "error" in out:
+        raise RuntimeError(f"snakemake -n failed on {sheet}: {out['error']}")
+    return {"wall_s": out["seconds"], "cpu_s": out["cpu_seconds"], "peak_mib": out["peak_mib"]}
 
 
 def bench(sizes: Sequence[int], repeats: int, timeout: float, folder: Path) -> list[dict]:

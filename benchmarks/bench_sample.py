@@ -688,16 +688,15 @@ print(json.dumps({"rc": done.returncode, "seconds": wall,
 """
 
 
-def run_command(stained: str, control: str, out: str, timeout: float) -> dict[str, Any]:
-    """``antigen-profile profile STAINED --control CONTROL --out OUT`` as a user runs it: the
-    whole process (start, imports, analysis, decision, report, exit)."""
-    cli = Path(sys.executable).with_name("antigen-profile")
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "antigen_profile.cli"]
-    command += ["profile", stained, "--control", control, "--out", out]
+def whole_process(argv: Sequence[str], timeout: float, cwd: Path | None = None) -> dict[str, Any]:
+    """``argv`` run as a user runs it, measured from outside: ``seconds`` (wall),
+    ``cpu_seconds`` (user + system), ``peak_mib`` (the kernel's peak resident set), ``load``
+    (1-minute load average at the start); ``{"error": ...}`` when it fails."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _WHOLE_PROBE, *command],
+            [sys.executable, "-c", _WHOLE_PROBE, *argv],
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -705,10 +704,20 @@ def run_command(stained: str, control: str, out: str, timeout: float) -> dict[st
         )
     except (subprocess.SubprocessError, OSError) as exc:
         return {"error": str(exc)}
-    out_json = json.loads(done.stdout)
-    if out_json["rc"] != 0:
-        return {"error": f"exit {out_json['rc']}: {out_json['stderr']}"}
-    return {**out_json, "load": load}
+    out = json.loads(done.stdout)
+    if out["rc"] != 0:
+        return {"error": f"exit {out['rc']}: {out['stderr']}"}
+    return {k: out[k] for k in ("seconds", "cpu_seconds", "peak_mib")} | {"load": load}
+
+
+def run_command(stained: str, control: str, out: str, timeout: float) -> dict[str, Any]:
+    """``antigen-profile profile STAINED --control CONTROL --out OUT`` as a user runs it: the
+    whole process (start, imports, analysis, decision, report, exit)."""
+    cli = Path(sys.executable).with_name("antigen-profile")
+    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "antigen_profile.cli"]
+    return whole_process(
+        [*command, "profile", stained, "--control", control, "--out", out], timeout
+    )
 
 
 def _worker_reports(job: Mapping[str, Any]) -> dict[str, Any]:
