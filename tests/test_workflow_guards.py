@@ -98,6 +98,25 @@ def test_layout_problems_cover_every_cohort_name_and_a_tube_under_results(tmp_pa
         "choose another results folder"
     ]
     assert layout_problems(tmp_path, ["S1", "S2"], {"tube": [tmp_path / "in.fcs"]}) == []
+    # each kind of output place: the cohort's, a specimen's; a file of another name, or in a
+    # folder that is no sample's or specimen's, is no output
+    sheet, merged = (
+        tmp_path / "recommendations.tsv",
+        tmp_path / "specimens" / "P9" / "specimen.json",
+    )
+    problems = layout_problems(tmp_path, ["S1"], {"sheet": [sheet, merged]}, specimen_ids=["P9"])
+    assert [
+        p.split(" would be overwritten by the output ")[1].split(" of ")[0] for p in problems
+    ] == [
+        "recommendations.tsv",
+        "specimens/P9/specimen.json",
+    ]
+    elsewhere = [
+        tmp_path / "S1" / "notes.tsv",
+        tmp_path / "S2" / "qc.json",
+        tmp_path / "specimens" / "P8" / "specimen.json",
+    ]
+    assert layout_problems(tmp_path, ["S1"], {"sheet": elsewhere}, specimen_ids=["P9"]) == []
 
 
 def test_a_linked_sample_folder_is_refused(tmp_path: Path) -> None:

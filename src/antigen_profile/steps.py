@@ -160,6 +160,42 @@ def decide_specimen(
     return decision
 
 
+def report_specimen(
+    specimen_id: str,
+    tubes: Mapping[str, Mapping[str, str | Path]],
+    sheet: Mapping[str, Any],
+    trial_path: str | Path,
+    config: Mapping[str, Any],
+    out: Mapping[str, str | Path],
+    review: Mapping[str, Any] | str | None = None,
+    targets: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """A specimen's whole step, as one job runs it: :func:`decide_specimen` on its tubes'
+    files, then :func:`write_specimen_report`, its result hash from the same tubes'
+    ``profile.json``. ``sheet`` holds ``patient_id``, ``patient`` (the row) and
+    ``timepoint``; ``out`` maps every key of
+    :data:`~antigen_profile.outputs.SPECIMEN_FILES` to its path."""
+    decision = decide_specimen(
+        specimen_id,
+        tubes,
+        sheet["patient_id"],
+        sheet["patient"],
+        trial_path,
+        config,
+        out,
+        timepoint=sheet["timepoint"],
+    )
+    write_specimen_report(
+        out,
+        config,
+        out=out["report"],
+        review=review,
+        profile_files={tube: files["profile"] for tube, files in tubes.items()},
+        targets=targets,
+    )
+    return decision
+
+
 def write_cohort_table(
     decision_files: Sequence[str | Path],
     out_dir: str | Path | Mapping[str, str | Path],

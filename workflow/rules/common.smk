@@ -1,7 +1,6 @@
 # Config, sheets, trial and output locations: checked here, at parse time, so a bad input
 # stops the run before any job, in one line naming the fix.
 import functools
-import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -146,21 +145,29 @@ def _timepoint_order():
 PATIENT_SAMPLES = _timepoint_order()
 
 
+def _sheet_facts(sample_id):
+    """A tube's patient_id, the patient's row (editing one patient reruns that patient's
+    jobs only) and its timepoint."""
+    row = SAMPLE_ROWS[sample_id]
+    return {
+        "patient_id": row["patient_id"],
+        "patient": patient_row(row["patient_id"]),
+        "timepoint": row["timepoint"] or None,
+    }
+
+
 def tube_sheet(wildcards):
     """What the sheets say about this tube, as one param (Snakemake inspects every callable
-    param of every job: one instead of five, issue 19): patient_id, the patient's row
-    (editing one patient reruns that patient's tubes only), timepoint, specimen_id, and the
-    sample ids of the patient in timepoint order, so the report can link to the others. JSON
-    text with <, > and & escaped (steps.patient_param): params are printed in Snakemake's own
-    report, which does not escape them."""
-    row = SAMPLE_ROWS[wildcards.sample]
+    param of every job: one instead of five, issue 19): _sheet_facts, its specimen_id, and
+    the sample ids of the patient in timepoint order, so the report can link to the others.
+    JSON text with <, > and & escaped (steps.patient_param): params are printed in
+    Snakemake's own report, which does not escape them."""
+    facts = _sheet_facts(wildcards.sample)
     return patient_param(
         {
-            "patient_id": row["patient_id"],
-            "patient": patient_row(row["patient_id"]),
-            "timepoint": row["timepoint"] or None,
-            "specimen_id": row["specimen_id"],
-            "patient_samples": PATIENT_SAMPLES[row["patient_id"]],
+            **facts,
+            "specimen_id": SAMPLE_ROWS[wildcards.sample]["specimen_id"],
+            "patient_samples": PATIENT_SAMPLES[facts["patient_id"]],
         }
     )
 
@@ -176,16 +183,13 @@ def specimen_inputs(wildcards):
 
 
 def specimen_sheet(wildcards):
-    """The specimen's patient_id, the patient's row and its timepoint (from its first tube's
-    row: its tubes share them), as escaped JSON text like tube_sheet's."""
-    row = SAMPLE_ROWS[SPECIMENS[wildcards.specimen][0]]
-    return patient_param(
-        {
-            "patient_id": row["patient_id"],
-            "patient": patient_row(row["patient_id"]),
-            "timepoint": row["timepoint"] or None,
-        }
-    )
+    """The specimen's _sheet_facts, from its first tube (its tubes share patient and
+    timepoint), as escaped JSON text like tube_sheet's."""
+    return patient_param(_sheet_facts(SPECIMENS[wildcards.specimen][0]))
+
+
+# Never made and never there: see own_specimen_inputs.
+NOT_ONE_TUBE = f"{RESULTS}/.not-a-one-tube-specimen"
 
 
 def own_specimen_inputs(wildcards):
@@ -195,10 +199,6 @@ def own_specimen_inputs(wildcards):
     if SPECIMENS.get(wildcards.sample) != [wildcards.sample]:
         return {"not_a_one_tube_specimen": NOT_ONE_TUBE}
     return sample_inputs(wildcards)
-
-
-# Never made and never there: see own_specimen_inputs.
-NOT_ONE_TUBE = f"{RESULTS}/.not-a-one-tube-specimen"
 
 
 @functools.cache
@@ -213,12 +213,13 @@ def review_param(specimen_id):
     return patient_param(REVIEWS.get(specimen_id))
 
 
-def report_file(path, category, key, name):
-    """A file that also goes into Snakemake's own report (`snakemake --report`)."""
+def report_file(path, category, key, caption, wildcard="sample"):
+    """A file that also goes into Snakemake's own report (`snakemake --report`), filed under
+    its {wildcard} and labelled with it as ``key``, captioned by workflow/report/{caption}.rst."""
     return report(
         path,
-        caption=f"../report/{name}.rst",
+        caption=f"../report/{caption}.rst",
         category=category,
-        subcategory="{sample}",
-        labels={key: "{sample}", "file": Path(path).name},
+        subcategory=f"{{{wildcard}}}",
+        labels={key: f"{{{wildcard}}}", "file": Path(path).name},
     )

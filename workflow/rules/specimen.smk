@@ -41,12 +41,12 @@ rule specimen:
         trial=config["trial"],
     output:
         **outputs.specimen_patterns(RESULTS, outputs.SPECIMEN_WRITES),
-        report=report(
+        report=report_file(
             outputs.specimen_patterns(RESULTS, ("report",))["report"],
-            caption="../report/specimen_report.rst",
-            category="Specimens",
-            subcategory="{specimen}",
-            labels={"specimen": "{specimen}", "file": outputs.REPORT_FILE},
+            "Specimens",
+            "specimen",
+            "specimen_report",
+            wildcard="specimen",
         ),
     params:
         tubes=lambda wc: SPECIMENS[wc.specimen],

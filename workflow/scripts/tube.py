@@ -1,7 +1,7 @@
 """Snakemake script: one tube, start to finish, in one process (rules `tube` and
 `one_tube_specimen`): the analysis (pipeline.profile_sample), the trial's decision
 (steps.decide_sample) and the report; for a tube that is its own specimen, also the
-specimen's files and report (steps.decide_specimen, steps.write_specimen_report).
+specimen's files and report (steps.report_specimen).
 
 Each stage's configuration is rebuilt from the rule's params and inputs only
 (stages.declared, stages.stage_config), and every file is a path the rule declares."""
@@ -14,7 +14,7 @@ from antigen_profile.outputs import (
     PROFILE_FILES,
     REPORT_READS,
     SAMPLE_FILES,
-    SPECIMEN_WRITES,
+    SPECIMEN_FILES,
 )
 from antigen_profile.pipeline import profile_sample
 from antigen_profile.settings import Settings
@@ -27,12 +27,7 @@ from antigen_profile.stages import (
     declared,
     stage_config,
 )
-from antigen_profile.steps import (
-    decide_sample,
-    decide_specimen,
-    write_sample_report,
-    write_specimen_report,
-)
+from antigen_profile.steps import decide_sample, report_specimen, write_sample_report
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 sample = sm.wildcards.sample
@@ -79,23 +74,17 @@ with job_log(sm.log[0]) as log:
         out=files["report"],
     )
     if "specimen_report" in sm.output.keys():  # noqa: SIM118 - Namedlist `in` tests values
-        specimen = {key: sm.output[f"specimen_{key}"] for key in SPECIMEN_WRITES}
-        decide_specimen(
+        report_specimen(
             sample,
-            {sample: {key: files[key] for key in DECISION_READS}},
-            sheet["patient_id"],
-            sheet["patient"],
+            {sample: files},
+            sheet,
             sm.input.trial,
-            declared(sm.config, SPECIMEN_SETTINGS, sm.params.specimen_settings),
-            specimen,
-            timepoint=sheet["timepoint"],
-        )
-        write_specimen_report(
-            specimen,
-            declared(sm.config, SPECIMEN_REPORT_SETTINGS, sm.params.specimen_report_settings),
-            out=sm.output.specimen_report,
+            {
+                **declared(sm.config, SPECIMEN_SETTINGS, sm.params.specimen_settings),
+                **declared(sm.config, SPECIMEN_REPORT_SETTINGS, sm.params.specimen_report_settings),
+            },
+            {key: sm.output[f"specimen_{key}"] for key in SPECIMEN_FILES},
             review=sm.params.review,
-            profile_files={sample: files["profile"]},
             targets=sm.params.targets,
         )
 leave()  # every output written and closed: skip the interpreter teardown (issue 19)
